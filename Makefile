@@ -1,0 +1,32 @@
+# Two entry points: `make serve` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --constraint constraints.txt
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test openapi bench install install-test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY)
+	$(PIP) --quiet -e .
+
+install-test: $(PY)
+	$(PIP) --quiet -e '.[test]'
+
+serve: install
+	EXPLAIN_HOST=$(HOST) EXPLAIN_PORT=$(PORT) $(PY) -m service
+
+test: install-test
+	$(PY) -m pytest -q
+
+openapi: install-test
+	$(PY) -m service.openapi_export > openapi.yaml
+
+bench: install
+	$(PIP) --quiet -e '.[bench]'
+	$(PY) bench/throughput.py

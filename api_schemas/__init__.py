@@ -1,0 +1,46 @@
+"""Pydantic wire models of the HTTP API (v1): requests, responses and the one error body.
+
+Nothing here imports torch, numpy or PIL: these are the shapes on the wire, shared by the service and by
+clients that want typed responses.
+"""
+
+from api_schemas.errors import ErrorBody, ErrorDetail
+from api_schemas.explain import (
+    ClassRef,
+    Colormap,
+    Explanation,
+    ExplainJSONRequest,
+    ExplainParameters,
+    ExplainResponse,
+    Include,
+    MapData,
+    MethodName,
+    PredictJSONRequest,
+    PredictParameters,
+    PredictResponse,
+    TopClass,
+)
+from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
+
+__all__ = [
+    "ClassRef",
+    "Colormap",
+    "ErrorBody",
+    "ErrorDetail",
+    "Explanation",
+    "ExplainJSONRequest",
+    "ExplainParameters",
+    "ExplainResponse",
+    "HealthStatus",
+    "Include",
+    "MapData",
+    "MethodInfo",
+    "MethodList",
+    "MethodName",
+    "ModelInfo",
+    "ModelList",
+    "PredictJSONRequest",
+    "PredictParameters",
+    "PredictResponse",
+    "TopClass",
+]

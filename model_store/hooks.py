@@ -1,0 +1,37 @@
+"""The one way to look inside a model: forward hooks that exist only inside a `with` block.
+
+Hooks are registered on entry and always removed on exit, so the warm model carries no hook between requests.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+OutputHook = Callable[[str, torch.Tensor], torch.Tensor | None]
+
+
+@contextmanager
+def forward_hooks(model: nn.Module, layer_names: Sequence[str], on_output: OutputHook) -> Iterator[None]:
+    """Call `on_output(name, output)` after each named layer runs; a returned tensor replaces the output.
+
+    Raises:
+        KeyError: a name is not a submodule of `model`.
+    """
+    modules = dict(model.named_modules())
+    handles = []
+    try:
+        for name in layer_names:
+            module = modules[name]
+
+            def hook(_module: nn.Module, _inputs: object, output: object, name: str = name) -> object:
+                if isinstance(output, torch.Tensor):
+                    return on_output(name, output)
+                return None
+
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,187 @@
+"""The model store: manifests by name, and `prepare_model`, which makes any module warm and safe to share.
+
+A store holds the built-in manifests (`model_store/manifests/`) and, optionally, those of a store directory
+(`*.toml` at its top level or `*/manifest.toml`). Loading a model freezes its parameters, puts it in eval
+mode and on its device once, discovers its usable layers and runs a warm-up pass.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model_store.errors import ModelLoadError
+from model_store.hooks import forward_hooks
+from model_store.labels import LabelSet, load_labels
+from model_store.loaders import load_module
+from model_store.manifest import ModelManifest, read_manifest
+from model_store.preprocessing import Preprocessing
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_MANIFESTS = Path(__file__).parent / "manifests"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A warm model and everything needed to feed it and explain it. Never mutated after loading."""
+
+    name: str
+    source: str
+    module: nn.Module
+    device: torch.device
+    preprocessing: Preprocessing
+    labels: LabelSet
+    default_layer: str | None
+    classifier_layer: str | None
+    layer_shapes: dict[str, tuple[int, int, int]] = field(repr=False)
+    cam_layer: str | None = None
+    """The layer whose global average pool feeds the linear classifier, verified numerically; CAM needs it."""
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.layer_shapes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def classifier_weight(self) -> torch.Tensor:
+        """The classifier's weight rows, (K, C)."""
+        if self.classifier_layer is None:
+            raise LookupError(f"model '{self.name}' declares no classifier layer")
+        return self.module.get_submodule(self.classifier_layer).weight
+
+
+class ModelStore:
+    """Manifests by model name."""
+
+    def __init__(self, manifests: dict[str, ModelManifest]) -> None:
+        self.manifests = manifests
+
+    @classmethod
+    def discover(cls, store_dir: Path | None = None) -> "ModelStore":
+        """The built-in manifests plus those in `store_dir`; a later manifest of the same name is refused."""
+        paths = sorted(BUILTIN_MANIFESTS.glob("*.toml"))
+        if store_dir is not None:
+            if not store_dir.is_dir():
+                raise ModelLoadError(f"model store directory not found: {store_dir}")
+            paths += sorted(store_dir.glob("*.toml")) + sorted(store_dir.glob("*/manifest.toml"))
+        manifests: dict[str, ModelManifest] = {}
+        for path in paths:
+            manifest = read_manifest(path)
+            if manifest.name in manifests:
+                raise ModelLoadError(f"two manifests name the model '{manifest.name}' ({path})")
+            manifests[manifest.name] = manifest
+        return cls(manifests)
+
+    def load(self, name: str, device: torch.device) -> LoadedModel:
+        """Load, freeze and warm one model.
+
+        Raises:
+            ModelLoadError: unknown name, or anything wrong with the manifest's files or layers.
+        """
+        if name not in self.manifests:
+            raise ModelLoadError(f"unknown model '{name}'; the store has {sorted(self.manifests)}")
+        manifest = self.manifests[name]
+        module = load_module(manifest)
+        preprocessing = Preprocessing(manifest.input_size, manifest.mean, manifest.std, manifest.interpolation)
+        return prepare_model(
+            name=name,
+            source=manifest.source,
+            module=module,
+            preprocessing=preprocessing,
+            labels_spec=manifest.labels,
+            base_dir=manifest.base_dir,
+            default_layer=manifest.default_layer,
+            classifier_layer=manifest.classifier_layer,
+            device=device,
+        )
+
+
+def prepare_model(
+    *,
+    name: str,
+    source: str,
+    module: nn.Module,
+    preprocessing: Preprocessing,
+    default_layer: str | None,
+    classifier_layer: str | None,
+    device: torch.device,
+    labels_spec: str | None = None,
+    base_dir: Path = Path("."),
+) -> LoadedModel:
+    """Freeze `module`, move it to `device`, discover its layers, verify its head and warm it up.
+
+    Raises:
+        ModelLoadError: the default or classifier layer is unknown or unusable.
+    """
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    module.to(device)
+
+    height, width = preprocessing.input_size
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(2, 3, height, width, generator=generator).to(device)
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    layer_outputs: dict[str, torch.Tensor] = {}
+
+    def record(layer: str, output: torch.Tensor) -> None:
+        if output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
+            layer_outputs[layer] = output.detach().clone()
+
+    names = [] if scripted else [n for n, _ in module.named_modules() if n]
+    with forward_hooks(module, names, record), torch.inference_mode():
+        logits = module(probe)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise ModelLoadError(f"model '{name}': expected logits of shape (B, K), got {type(logits).__name__}")
+    labels = load_labels(labels_spec, base_dir, logits.shape[1])
+    layer_shapes = {layer: tuple(out.shape[1:]) for layer, out in layer_outputs.items()}
+
+    if scripted:
+        if default_layer is not None:
+            logger.warning("model %s: TorchScript layers cannot be hooked; layer methods are unavailable", name)
+        default_layer = None
+    elif default_layer is not None and default_layer not in layer_shapes:
+        raise ModelLoadError(
+            f"model '{name}': default_layer '{default_layer}' is not a layer with a 2-D feature map; "
+            f"last such layers: {list(layer_shapes)[-5:]}"
+        )
+    cam_layer = None
+    if classifier_layer is not None:
+        classifier = dict(module.named_modules()).get(classifier_layer)
+        if not isinstance(classifier, nn.Linear):
+            raise ModelLoadError(f"model '{name}': classifier_layer '{classifier_layer}' is not an nn.Linear")
+        if default_layer is not None and _is_gap_linear_head(layer_outputs[default_layer], classifier, logits):
+            cam_layer = default_layer
+    logger.info("model %s warm on %s: %d classes, %d layers", name, device, len(labels), len(layer_shapes))
+    return LoadedModel(
+        name=name,
+        source=source,
+        module=module,
+        device=device,
+        preprocessing=preprocessing,
+        labels=labels,
+        default_layer=default_layer,
+        classifier_layer=classifier_layer,
+        layer_shapes=layer_shapes,
+        cam_layer=cam_layer,
+    )
+
+
+def _is_gap_linear_head(activation: torch.Tensor, classifier: nn.Linear, logits: torch.Tensor) -> bool:
+    """Whether logits == classifier(global average pool(activation)) on the probe batch.
+
+    Args:
+        activation: (B, C, h, w) output of the candidate layer.
+        classifier: the final linear layer.
+        logits: (B, K) output of the model.
+    """
+    if activation.shape[1] != classifier.in_features:
+        return False
+    with torch.inference_mode():
+        predicted = classifier(activation.mean(dim=(2, 3)))
+    return bool(torch.allclose(predicted, logits, rtol=1e-3, atol=1e-3 * float(logits.abs().max() + 1)))

@@ -1,0 +1,115 @@
+"""The app factory: `create_app(settings)` builds the FastAPI app; models load in its lifespan, not at import."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api_schemas import ErrorBody, ErrorDetail
+from model_store import LoadedModel, ModelStore
+from service.errors import ServiceError
+from service.logs import REQUEST_ID, request_id_from
+from service.metrics import Metrics
+from service.routes import catalog, health, inference
+from service.runtime import ServiceRuntime
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_models(settings: Settings) -> dict[str, LoadedModel]:
+    """Load every model named in the settings (fails fast with `ModelLoadError`)."""
+    store = ModelStore.discover(settings.model_store_dir)
+    device = resolve_device(settings.device)
+    return {name: store.load(name, device) for name in settings.models}
+
+
+def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
+    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = models if models is not None else await asyncio.to_thread(load_models, settings)
+        runtime = ServiceRuntime(settings, loaded, metrics)
+        runtime.start()
+        app.state.runtime = runtime
+        logger.info("serving models %s", sorted(loaded))
+        try:
+            yield
+        finally:
+            app.state.runtime = None
+            await asyncio.to_thread(runtime.stop)
+
+    app = FastAPI(
+        title="Explain service",
+        version="1.0.0",
+        description="Explanations of image classifiers (CAM, Grad-CAM, Grad-CAM++) from warm, batched models.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.runtime = None
+    app.include_router(health.router)
+    app.include_router(catalog.router)
+    app.include_router(inference.router)
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        request_id = request_id_from(request.headers.get("x-request-id"))
+        token = REQUEST_ID.set(request_id)
+        request.state.request_id = request_id
+        try:
+            response = await call_next(request)
+        finally:
+            REQUEST_ID.reset(token)
+        response.headers["X-Request-ID"] = request_id
+        route = request.scope.get("route")
+        metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=str(response.status_code)).inc()
+        return response
+
+    return app
+
+
+def error_response(request: Request, status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or REQUEST_ID.get()
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, request_id=request_id))
+    return JSONResponse(body.model_dump(), status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        if exc.status >= 500:
+            logger.warning("%s: %s", exc.code, exc.message)
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error_response(request, 422, "validation_error", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(request, 500, "internal_error", "internal error; it was logged with the request id")

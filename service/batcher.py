@@ -1,0 +1,28 @@
+"""Gathering a batch from a queue: the first item waits, companions are awaited for at most a short delay."""
+
+import queue
+import time
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def collect_batch(source: "queue.Queue[T]", max_size: int, max_delay_s: float, poll_s: float = 0.1) -> list[T]:
+    """Take up to `max_size` items from `source`.
+
+    Blocks up to `poll_s` for a first item (returns [] if none came, so that the caller can check whether to
+    stop); then waits at most `max_delay_s` from that moment for more.
+    """
+    try:
+        first = source.get(timeout=poll_s)
+    except queue.Empty:
+        return []
+    batch = [first]
+    deadline = time.monotonic() + max_delay_s
+    while len(batch) < max_size:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(source.get(timeout=remaining) if remaining > 0 else source.get_nowait())
+        except queue.Empty:
+            break
+    return batch

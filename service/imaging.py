@@ -1,0 +1,95 @@
+"""Decoding posted image bytes into the model's input tensor and the picture the overlay is drawn on.
+
+Runs in the CPU thread pool. Every failure is a domain error with a 4xx status: formats outside the
+allow-list are refused (415), images over the pixel limit are refused from their header, before their pixels
+are allocated (413), and truncated or corrupt files are refused when their pixels are read (422).
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model_store import Preprocessing
+from service.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """The model input (3, H, W) float tensor, the display picture (H', W', 3) uint8, and the upright size."""
+
+    tensor: torch.Tensor
+    display: np.ndarray
+    size: tuple[int, int]  # (width, height) of the upright image as sent
+
+
+def decode_image(data: bytes, preprocessing: Preprocessing, max_pixels: int, display_max_side: int) -> DecodedImage:
+    """Bytes of an image file -> model input and display picture.
+
+    Raises:
+        UnsupportedMediaType: not an image in an allowed format (code `unsupported_image`).
+        PayloadTooLarge: more pixels than `max_pixels` (code `image_too_large`).
+        InvalidImage: empty, truncated or corrupt file.
+    """
+    if not data:
+        raise InvalidImage("the image is empty")
+    image = open_image(data, max_pixels)
+    rgb = to_rgb(image)
+    display = rgb.copy()
+    display.thumbnail((display_max_side, display_max_side), Image.Resampling.BILINEAR)
+    return DecodedImage(
+        tensor=preprocessing.to_tensor(rgb),
+        display=np.asarray(display, dtype=np.uint8),
+        size=rgb.size,
+    )
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open, size-check, load the first frame and apply the EXIF orientation."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"image too large: {exc}", code="image_too_large") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType(
+            f"not a readable image; accepted formats: {', '.join(ALLOWED_FORMATS)}", code="unsupported_image"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"corrupt image header: {exc}") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+            code="image_too_large",
+        )
+    try:
+        image.seek(0)
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"cannot decode image ({image.format}): {exc}") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB: 16-bit and float scaled (not clipped), alpha composited on white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        scale = 1.0 / 257.0 if image.mode != "F" or pixels.max(initial=0) > 1.0 else 255.0
+        image = Image.fromarray(np.clip(pixels * scale, 0, 255).round().astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,52 @@
+"""What travels on a model's queue and back: frozen job and result records."""
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+from service.methods import Method
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """One request's work for the model's worker.
+
+    Attributes:
+        image: (3, H, W) normalised input tensor on the CPU.
+        methods: methods to run; empty for a prediction only.
+        classes: explicit class indices, or None to use the `top_k` best classes.
+        top_k: number of best classes to explain when `classes` is None.
+        layer: target layer of the layer methods.
+        deadline: `time.monotonic()` after which the job is not executed.
+        future: resolved by the worker with a `JobResult` or a `ServiceError`.
+    """
+
+    image: torch.Tensor
+    methods: tuple[Method, ...]
+    classes: tuple[int, ...] | None
+    top_k: int
+    layer: str | None
+    deadline: float
+    request_id: str
+    future: Future = field(default_factory=Future, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """A raw map (h, w) on the CPU for one (method, class)."""
+
+    method: str
+    class_index: int
+    layer: str
+    map: torch.Tensor
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Logits (K,) on the CPU, the explained classes in order, and one map per (method, class)."""
+
+    logits: torch.Tensor
+    maps: tuple[MapResult, ...]
+    batch_size: int
+    inference_ms: float

@@ -1,0 +1,25 @@
+"""Prometheus metrics of one app instance (own registry, so that several apps can live in one process)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "explain_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry
+        )
+        self.queue_depth = Gauge("explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry)
+        self.batch_size = Histogram(
+            "explain_batch_size",
+            "Jobs served by one batched pass.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.inference_seconds = Histogram(
+            "explain_inference_seconds", "Wall time of one batched pass on the device.", ["model"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

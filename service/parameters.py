@@ -1,0 +1,138 @@
+"""From raw request parameters to a validated, model-resolved explanation plan.
+
+Parameters may come from the query string and from the body (form or JSON fields), not both for one name.
+Names are validated by the `api_schemas` models; methods, layers and classes are then resolved against the
+model, so that nothing invalid reaches the worker.
+"""
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
+
+from api_schemas import ExplainParameters
+from model_store import LoadedModel
+from model_store.labels import AmbiguousLabel, UnknownLabel
+from service.errors import (
+    ConflictingParameters,
+    InvalidParameter,
+    MethodNotApplicable,
+    UnknownClass,
+    UnknownLayer,
+)
+from service.methods import Method, Need, resolve_method
+
+DEFAULT_METHOD = "grad_cam"
+DEFAULT_COLORMAP = "jet"
+DEFAULT_ALPHA = 0.5
+ALL_OUTPUTS = ("map", "overlay", "logits")
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ExplainPlan:
+    methods: tuple[Method, ...]
+    classes: tuple[int, ...] | None
+    top_k: int
+    layer: str | None
+    colormap: str
+    alpha: float
+    include: frozenset[str]
+
+
+def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, Any]) -> P:
+    """Merge query and body parameters and validate them with `model`.
+
+    Raises:
+        ConflictingParameters: a name given both in the query and in the body.
+        InvalidParameter: an unknown name or a value of the wrong type or range.
+    """
+    merged: dict[str, Any] = dict(body_fields)
+    for key in query.keys():
+        if key in body_fields:
+            raise ConflictingParameters(f"'{key}' is given both in the query string and in the body")
+        values = query.getlist(key)
+        merged[key] = values[0] if len(values) == 1 else values
+    try:
+        return model.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidParameter(f"invalid parameters: {problems}") from None
+
+
+def plan_explanation(params: ExplainParameters, model: LoadedModel, max_classes: int) -> ExplainPlan:
+    """Resolve methods, layer and classes against `model`.
+
+    Raises:
+        UnknownMethod, UnknownLayer, UnknownClass, MethodNotApplicable, ConflictingParameters, InvalidParameter.
+    """
+    methods = _unique(resolve_method(s) for spelling in _as_list(params.method) for s in spelling.split(",") if s)
+    if not methods:
+        methods = (resolve_method(DEFAULT_METHOD),)
+    if model.default_layer is None:
+        raise MethodNotApplicable(f"model '{model.name}' exposes no layers to explain (TorchScript); use predict")
+    layer = params.layer or model.default_layer
+    if layer not in model.layer_shapes:
+        raise UnknownLayer(
+            f"unknown layer '{layer}' for model '{model.name}'; "
+            f"list the usable layers with GET /v1/models/{model.name} (default: {model.default_layer})"
+        )
+    for method in methods:
+        if Need.CLASSIFIER_WEIGHTS in method.needs and layer != model.cam_layer:
+            where = f"only at layer '{model.cam_layer}'" if model.cam_layer else "not to this model"
+            raise MethodNotApplicable(
+                f"{method.name} needs a global-average-pool + linear head and applies {where}; "
+                "use grad_cam, which works at any layer"
+            )
+
+    class_specs = _as_list(params.class_)
+    if class_specs and params.top_k is not None:
+        raise ConflictingParameters("give either 'class' or 'top_k', not both")
+    if len(class_specs) > max_classes or (params.top_k or 0) > max_classes:
+        raise InvalidParameter(f"at most {max_classes} classes per request")
+    classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
+
+    include = frozenset(_as_list(params.include)) or frozenset(ALL_OUTPUTS)
+    return ExplainPlan(
+        methods=methods,
+        classes=classes,
+        top_k=params.top_k or 1,
+        layer=layer,
+        colormap=params.colormap or DEFAULT_COLORMAP,
+        alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
+        include=include,
+    )
+
+
+def _resolve_class(spec: int | str, model: LoadedModel) -> int:
+    count = model.num_classes
+    text = str(spec).strip()
+    if isinstance(spec, int) or text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < count:
+            raise UnknownClass(f"class index {index} is out of range; model '{model.name}' has classes 0..{count - 1}")
+        return index
+    try:
+        return model.labels.find(text)
+    except AmbiguousLabel as exc:
+        raise UnknownClass(f"label '{text}' names several classes {exc.indices}; give the index instead") from None
+    except UnknownLabel:
+        raise UnknownClass(
+            f"unknown class label '{text}' for model '{model.name}'; give an index 0..{count - 1} "
+            "or a label (case-insensitive)"
+        ) from None
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _unique(items: Any) -> tuple:
+    return tuple(dict.fromkeys(items))
+

@@ -1,0 +1,64 @@
+"""What is served: models and methods."""
+
+from fastapi import APIRouter
+
+from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
+from model_store import LoadedModel
+from service.deps import RuntimeDep
+from service.methods import METHODS, Need
+from service.routes.errors_doc import ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+def method_info(name: str) -> MethodInfo:
+    method = METHODS[name]
+    return MethodInfo(
+        name=method.name,
+        aliases=list(method.aliases),
+        title=method.title,
+        paper=method.paper,
+        raw_map=method.raw_map,
+        needs=sorted(need.value for need in method.needs),
+        forward_passes=1,
+        backward="logits to the target layer" if method.needs_gradients else "none",
+        requires=method.requires,
+    )
+
+
+def model_info(model: LoadedModel) -> ModelInfo:
+    applicable = [
+        name
+        for name, method in METHODS.items()
+        if model.default_layer is not None
+        and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
+    ]
+    return ModelInfo(
+        name=model.name,
+        source=model.source,
+        input_size=list(model.preprocessing.input_size),
+        num_classes=model.num_classes,
+        default_layer=model.default_layer,
+        classifier_layer=model.classifier_layer,
+        layers=model.layers,
+        methods=applicable,
+        device=str(model.device),
+    )
+
+
+@router.get("/methods", response_model=MethodList)
+async def list_methods() -> MethodList:
+    """Every explanation method, with its paper, raw-map definition, needs and cost."""
+    return MethodList(methods=[method_info(name) for name in METHODS])
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(runtime: RuntimeDep) -> ModelList:
+    """The warm models."""
+    return ModelList(models=[model_info(worker.model) for worker in runtime.workers.values()])
+
+
+@router.get("/models/{model}", response_model=ModelInfo, responses={404: ERROR_RESPONSES[404]})
+async def get_model(model: str, runtime: RuntimeDep) -> ModelInfo:
+    """One warm model: input size, class count, default and usable layers, applicable methods."""
+    return model_info(runtime.worker(model).model)
