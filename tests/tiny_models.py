@@ -1,0 +1,52 @@
+"""Tiny seeded models for tests: fast, deterministic, with known structure."""
+
+import torch
+from torch import nn
+
+from model_store import LoadedModel, Preprocessing
+from model_store.store import prepare_model
+
+TINY_PREPROCESSING = Preprocessing(input_size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+class TinyGapNet(nn.Module):
+    """conv -> ReLU -> conv -> ReLU (the 'features' layer, 8 x 8 x 8 at 32 px) -> GAP -> linear (5 classes)."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(self.stem(x))).flatten(1))
+
+
+class TinyFlatNet(nn.Module):
+    """A head that is not GAP + linear: the feature map is flattened into the classifier, so CAM is undefined."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1), nn.ReLU())
+        self.fc = nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+def seeded(module_type: type[nn.Module], seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return module_type()
+
+
+def tiny_loaded(name: str = "tiny", module_type: type[nn.Module] = TinyGapNet, seed: int = 0) -> LoadedModel:
+    return prepare_model(
+        name=name,
+        source="test:" + module_type.__name__,
+        module=seeded(module_type, seed),
+        preprocessing=TINY_PREPROCESSING,
+        default_layer="features",
+        classifier_layer="fc",
+        device=torch.device("cpu"),
+    )
