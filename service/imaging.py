@@ -45,7 +45,7 @@ def decode_image(data: bytes, preprocessing: Preprocessing, max_pixels: int, dis
     display.thumbnail((display_max_side, display_max_side), Image.Resampling.BILINEAR)
     return DecodedImage(
         tensor=preprocessing.to_tensor(rgb),
-        display=np.asarray(display, dtype=np.uint8),
+        display=np.array(display, dtype=np.uint8),
         size=rgb.size,
     )
 
