@@ -6,6 +6,9 @@ clients that want typed responses.
 
 from api_schemas.errors import ErrorBody, ErrorDetail
 from api_schemas.explain import (
+    BoundingBox,
+    Evaluation,
+    MapEncoding,
     ClassRef,
     Colormap,
     Explanation,
@@ -23,6 +26,9 @@ from api_schemas.explain import (
 from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
 
 __all__ = [
+    "BoundingBox",
+    "Evaluation",
+    "MapEncoding",
     "ClassRef",
     "Colormap",
     "ErrorBody",

@@ -11,10 +11,15 @@ class MethodInfo(BaseModel):
     title: str
     paper: str
     raw_map: str = Field(description="Exact definition of the raw map returned in `map`.")
-    needs: list[str] = Field(description="What the method takes from the batched pass.")
-    forward_passes: int = Field(description="Forward passes per batch, shared with every other method.")
-    backward: str = Field(description="`none`, or how far its gradient flows.")
+    needs: list[str] = Field(description="What the method takes from the planned passes.")
+    cost: str = Field(description="Its cost in forward passes; the shared pass serves every method of a batch.")
+    input_resolution: bool = Field(description="Maps at the input resolution; otherwise on the layer's grid.")
+    parameters: list[str] = Field(description="Request parameters that tune it.")
     requires: str | None = Field(default=None, description="Architectural requirement, if any.")
+    sanity_check: bool = Field(
+        description="Passes the model-randomisation test of Adebayo et al. 2018: its maps change when the "
+        "classifier's weights are re-initialised."
+    )
 
 
 class MethodList(BaseModel):

@@ -4,9 +4,29 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MethodName = Literal["cam", "grad_cam", "grad_cam_pp"]
+MethodName = Literal[
+    "cam",
+    "grad_cam",
+    "grad_cam_pp",
+    "xgrad_cam",
+    "layer_cam",
+    "hires_cam",
+    "eigen_cam",
+    "score_cam",
+    "ablation_cam",
+    "saliency",
+    "gradient_x_input",
+    "guided_backprop",
+    "deconvnet",
+    "guided_grad_cam",
+    "smoothgrad",
+    "integrated_gradients",
+    "occlusion",
+]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
+MapEncoding = Literal["list", "base64"]
+Fill = Literal["black", "mean"]
 
 
 class ExplainParameters(BaseModel):
@@ -29,6 +49,33 @@ class ExplainParameters(BaseModel):
     include: Include | list[Include] | None = Field(
         default=None, description="Outputs to include; default all of `map`, `overlay`, `logits`."
     )
+    map_encoding: MapEncoding | None = Field(
+        default=None,
+        description="`list` (default): `map.data` as nested lists; `base64`: `map.data_base64`, the raw map as "
+        "little-endian float32, row-major, lossless and about 4x smaller (best for input-resolution maps).",
+    )
+    bbox: bool | None = Field(
+        default=None,
+        description="Add the weakly supervised localization box of Zhou et al. to each explanation.",
+    )
+    bbox_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Fraction of the map's maximum that the box region exceeds; default 0.2."
+    )
+    evaluate: bool | None = Field(
+        default=None,
+        description="Add faithfulness scores to each explanation (confidence change, deletion and insertion "
+        "AUC); costs extra forward passes, counted against the service's bound.",
+    )
+    samples: int | None = Field(default=None, ge=1, le=1024, description="smoothgrad: noisy samples; default 25.")
+    noise: float | None = Field(
+        default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
+    )
+    seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; default 0.")
+    steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
+    baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
+    window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
+    stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
+    fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
 
 
 class ExplainJSONRequest(ExplainParameters):
@@ -61,8 +108,34 @@ class TopClass(ClassRef):
 
 
 class MapData(BaseModel):
-    shape: list[int] = Field(description="`[h, w]`: the target layer's grid (7x7 for most models at 224 px).")
-    data: list[list[float]] = Field(description="The raw map, row-major, before upsampling and normalisation.")
+    shape: list[int] = Field(
+        description="`[h, w]`: the target layer's grid (7x7 for most models at 224 px), or the model's input "
+        "size for input-resolution methods."
+    )
+    dtype: Literal["float32"] = "float32"
+    data: list[list[float]] | None = Field(
+        default=None, description="The raw map, row by row, before upsampling and normalisation (`map_encoding=list`)."
+    )
+    data_base64: str | None = Field(
+        default=None, description="The raw map as base64 of little-endian float32, row-major (`map_encoding=base64`)."
+    )
+
+
+class BoundingBox(BaseModel):
+    """Pixel box `[x0, x1) x [y0, y1)` in the coordinates of the image as sent (after EXIF orientation)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class Evaluation(BaseModel):
+    confidence_change: float = Field(
+        description="p(class | only the top 20% of the map kept) - p(class | image); higher is more faithful."
+    )
+    deletion_auc: float = Field(description="Area under p(class) as the most salient pixels are removed; lower is better.")
+    insertion_auc: float = Field(description="Area under p(class) as they are put back into a blur; higher is better.")
 
 
 class Explanation(BaseModel):
@@ -70,13 +143,15 @@ class Explanation(BaseModel):
 
     method: MethodName
     class_: ClassRef = Field(alias="class")
-    layer: str
+    layer: str | None = Field(description="The target layer; null for maps at the input resolution.")
     map: MapData | None = None
     overlay_png: str | None = Field(
         default=None,
         description="Base64 PNG: the whole posted image (long side at most the service's limit) with the "
         "map upsampled, normalised to 0..1, colourised and blended on it.",
     )
+    bbox: BoundingBox | None = None
+    evaluation: Evaluation | None = None
 
 
 class PredictResponse(BaseModel):

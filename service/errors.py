@@ -7,7 +7,8 @@
     │   ├── UnknownClass              unknown_class
     │   ├── InvalidParameter          invalid_parameter
     │   ├── ConflictingParameters     conflicting_parameters
-    │   └── MethodNotApplicable       method_not_applicable
+    │   ├── MethodNotApplicable       method_not_applicable
+    │   └── CostExceeded              cost_exceeded
     ├── ModelNotFound (404)           model_not_found
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
@@ -58,6 +59,10 @@ class ConflictingParameters(BadRequest):
 
 class MethodNotApplicable(BadRequest):
     code = "method_not_applicable"
+
+
+class CostExceeded(BadRequest):
+    code = "cost_exceeded"
 
 
 class ModelNotFound(ServiceError):

@@ -1,14 +1,19 @@
-"""Running one batch: a single hooked forward pass, the backward passes the methods need, then the methods.
+"""Running one batch: shared passes planned from the methods' declared needs, then the methods.
 
-Plan for a batch of jobs (any mix of methods, classes and layers):
-1. One forward pass of the stacked images. Every layer some job names is captured by a forward hook; if any
-   job asks for a gradient method, the first captured layer's output is detached into a leaf that requires
-   grad, so the autograd graph starts there: parameters are frozen and the input needs no gradient.
+Plan for a batch of jobs (any mix of methods, classes, layers and options):
+1. One shared forward pass of the stacked images. Every layer some job names is captured by a forward hook.
+   If a job needs layer gradients, the first captured layer's output becomes a leaf that requires grad, so
+   the graph starts there (parameters are frozen); if a job needs input gradients, the input requires grad
+   instead, and the same graph serves both.
 2. Targets: each job's classes (explicit, or its top-k from the logits).
-3. Gradients, only if needed: `torch.autograd.grad` of the logits w.r.t. the captured activations, one call
-   per *round*, where round r holds the r-th class of every job. Rows do not interact in eval mode, so one
-   call serves every image of the batch; k classes cost k backward passes through the head, not k forwards.
-4. Each (method, layer) group is computed once for all its (image, class) targets.
+3. Gradients from that graph with `torch.autograd.grad`, one call per *round*, where round r holds the r-th
+   class of every job that needs them: rows do not interact in eval mode, so one call serves the batch, and
+   k classes cost k backward passes, not k forward passes. Layer gradients stop at the layer.
+4. Guided backprop and deconvnet: one forward + backward pass each, over the images that need it, with the
+   rectifiers' backward rule changed for that pass only.
+5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
+   extra passes through a `PassRunner`, in chunks.
+6. Optional faithfulness evaluation of each map (batched extra passes).
 """
 
 import time
@@ -20,46 +25,77 @@ import torch
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
 from service.errors import MethodNotApplicable
+from service.evaluation import evaluate_map
 from service.jobs import ExplainJob, JobResult, MapResult
-from service.methods import LayerInputs, Method, Need
+from service.methods import Method, MethodInputs, MethodOptions, Need
+from service.passes import PassRunner
+from service.rectifiers import rectifier_rule
+
+Target = tuple[int, int]  # (job index, class index)
+GroupKey = tuple[str, str | None, MethodOptions]
 
 
-def run_batch(model: LoadedModel, jobs: Sequence[ExplainJob]) -> list[JobResult]:
-    """Serve `jobs` with one forward pass; returns one result per job, in order."""
+def run_batch(model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16) -> list[JobResult]:
+    """Serve `jobs` together; returns one result per job, in order."""
     started = time.perf_counter()
     images = torch.stack([job.image for job in jobs]).to(model.device, non_blocking=True)
-    layers = sorted({job.layer for job in jobs if job.methods and job.layer is not None})
-    needs_gradients = any(method.needs_gradients for job in jobs for method in job.methods)
 
-    activations, logits = _forward(model, images, layers, needs_gradients)
+    def wanting(need: Need) -> list[int]:
+        return [i for i, job in enumerate(jobs) if any(need in m.needs for m in job.methods)]
+
+    layer_grad_jobs, input_grad_jobs = wanting(Need.LAYER_GRADIENTS), wanting(Need.INPUT_GRADIENTS)
+    layers = sorted({job.layer for job in jobs if job.layer is not None and any(m.uses_layer for m in job.methods)})
+    inputs = images.detach().requires_grad_(bool(input_grad_jobs))
+    activations, logits = _shared_forward(model, inputs, layers, needs_graph=bool(layer_grad_jobs or input_grad_jobs))
     classes = [_target_classes(job, logits[i]) for i, job in enumerate(jobs)]
-    gradients = _layer_gradients(jobs, classes, activations, logits) if needs_gradients else {}
-    maps = _compute_maps(model, jobs, classes, activations, gradients)
 
+    gradients: dict[str, dict[Target, torch.Tensor]] = {}
+    if layer_grad_jobs:
+        for layer in sorted({jobs[i].layer for i in layer_grad_jobs}):
+            members = [i for i in layer_grad_jobs if jobs[i].layer == layer]
+            gradients[f"layer:{layer}"] = _per_target_gradients(logits, activations[layer], members, classes)
+    if input_grad_jobs:
+        gradients["input"] = _per_target_gradients(logits, inputs, input_grad_jobs, classes)
+    for need, rule in ((Need.GUIDED_GRADIENTS, "guided"), (Need.DECONV_GRADIENTS, "deconvnet")):
+        if members := wanting(need):
+            gradients[rule] = _rectified_gradients(model, images, members, classes, rule)
+
+    runner = PassRunner(model.module, chunk_size)
+    maps = _compute_maps(model, jobs, classes, images, logits.detach(), activations, gradients, runner)
     logits_cpu = logits.detach().float().cpu()
+    results = []
+    for i, job in enumerate(jobs):
+        job_maps = maps[i]
+        if job.evaluate:
+            job_maps = [
+                MapResult(m.method, m.class_index, m.layer, m.map,
+                          evaluate_map(runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps))
+                for m in job_maps
+            ]
+        results.append(job_maps)
     elapsed_ms = (time.perf_counter() - started) * 1000
     return [
-        JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
+        JobResult(logits=logits_cpu[i], maps=tuple(results[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
         for i in range(len(jobs))
     ]
 
 
-def _forward(
-    model: LoadedModel, images: torch.Tensor, layers: list[str], needs_gradients: bool
+def _shared_forward(
+    model: LoadedModel, inputs: torch.Tensor, layers: list[str], needs_graph: bool
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """(B, 3, H, W) -> captured activations {layer: (B, C, h, w)} and logits (B, K)."""
     captured: dict[str, torch.Tensor] = {}
 
     def capture(layer: str, output: torch.Tensor) -> torch.Tensor:
-        if needs_gradients and not output.requires_grad:
+        if needs_graph and not output.requires_grad:
             output = output.detach().requires_grad_()
         captured[layer] = output
         # Downstream layers get a copy, so in-place ops after the layer cannot change what was captured.
         return output.clone()
 
-    mode = torch.enable_grad() if needs_gradients else torch.inference_mode()
+    mode = torch.enable_grad() if needs_graph else torch.inference_mode()
     with forward_hooks(model.module, layers, capture), mode:
-        logits = model.module(images)
+        logits = model.module(inputs)
     return captured, logits
 
 
@@ -70,59 +106,66 @@ def _target_classes(job: ExplainJob, logits: torch.Tensor) -> list[int]:
     return torch.topk(logits.detach(), k=min(job.top_k, logits.shape[0])).indices.tolist()
 
 
-def _layer_gradients(
-    jobs: Sequence[ExplainJob],
-    classes: list[list[int]],
-    activations: dict[str, torch.Tensor],
-    logits: torch.Tensor,
-) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
-    """{(job index, class): {layer: (C, h, w) gradient of that class's logit}} for jobs with gradient methods."""
-    wanting = [i for i, job in enumerate(jobs) if any(m.needs_gradients for m in job.methods)]
-    layers = sorted({jobs[i].layer for i in wanting})
-    inputs = [activations[layer] for layer in layers]
-    rounds = max(len(classes[i]) for i in wanting)
-    gradients: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
-    for r in range(rounds):
-        members = [i for i in wanting if len(classes[i]) > r]
+def _per_target_gradients(
+    logits: torch.Tensor, wrt: torch.Tensor, members: list[int], classes: list[list[int]]
+) -> dict[Target, torch.Tensor]:
+    """{(row, class): d logits[row, class] / d wrt[row]} for the member rows: (B, K) logits, (B, ...) wrt."""
+    gradients: dict[Target, torch.Tensor] = {}
+    for r in range(max(len(classes[i]) for i in members)):
         seed = torch.zeros_like(logits)
-        for i in members:
+        rows = [i for i in members if len(classes[i]) > r]
+        for i in rows:
             seed[i, classes[i][r]] = 1.0
-        grads = torch.autograd.grad(logits, inputs, grad_outputs=seed, retain_graph=r < rounds - 1, allow_unused=True)
-        for i in members:
-            gradients[(i, classes[i][r])] = {
-                layer: (g[i] if g is not None else torch.zeros_like(activations[layer][i]))
-                for layer, g in zip(layers, grads, strict=True)
-            }
+        (grad,) = torch.autograd.grad(logits, wrt, grad_outputs=seed, retain_graph=True, allow_unused=True)
+        for i in rows:
+            gradients[(i, classes[i][r])] = grad[i] if grad is not None else torch.zeros_like(wrt[i])
     return gradients
+
+
+def _rectified_gradients(
+    model: LoadedModel, images: torch.Tensor, members: list[int], classes: list[list[int]], rule: str
+) -> dict[Target, torch.Tensor]:
+    """Input gradients of the member images in a pass of their own with the rectifiers' rule changed."""
+    if isinstance(model.module, torch.jit.ScriptModule):
+        raise MethodNotApplicable("guided backprop and deconvnet need hookable rectifiers (not TorchScript)")
+    subset = images[members].detach().requires_grad_()
+    with rectifier_rule(model.module, rule), torch.enable_grad():  # type: ignore[arg-type]
+        logits = model.module(subset)
+    local = _per_target_gradients(logits, subset, list(range(len(members))), [classes[i] for i in members])
+    return {(members[j], c): g for (j, c), g in local.items()}
 
 
 def _compute_maps(
     model: LoadedModel,
     jobs: Sequence[ExplainJob],
     classes: list[list[int]],
+    images: torch.Tensor,
+    logits: torch.Tensor,
     activations: dict[str, torch.Tensor],
-    gradients: dict[tuple[int, int], dict[str, torch.Tensor]],
+    gradients: dict[str, dict[Target, torch.Tensor]],
+    runner: PassRunner,
 ) -> list[list[MapResult]]:
-    """Run each (method, layer) group once over all its targets; maps in each job's (method, class) order."""
-    groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    """Run each (method, layer, options) group once over all its targets; maps in each job's order."""
+    groups: dict[GroupKey, list[Target]] = defaultdict(list)
     methods: dict[str, Method] = {}
     for i, job in enumerate(jobs):
         for method in job.methods:
             methods[method.name] = method
-            groups[(method.name, job.layer)].extend((i, c) for c in classes[i])
+            groups[(method.name, job.layer if method.uses_layer else None, job.options)].extend(
+                (i, c) for c in classes[i]
+            )
 
     computed: dict[tuple[str, int, int], torch.Tensor] = {}
-    for (name, layer), targets in groups.items():
-        method = methods[name]
-        inputs = _layer_inputs(model, method, layer, targets, activations, gradients)
+    for (name, layer, options), targets in groups.items():
+        method_inputs = _method_inputs(model, methods[name], layer, options, targets, images, logits, activations, gradients, runner)
         with torch.no_grad():
-            raw = torch.nan_to_num(method.compute(inputs).detach().float()).cpu()
+            raw = torch.nan_to_num(methods[name].compute(method_inputs).detach().float()).cpu()
         for (i, c), row in zip(targets, raw, strict=True):
             computed[(name, i, c)] = row
 
     return [
         [
-            MapResult(method=m.name, class_index=c, layer=job.layer, map=computed[(m.name, i, c)])
+            MapResult(method=m.name, class_index=c, layer=job.layer if m.uses_layer else None, map=computed[(m.name, i, c)])
             for m in job.methods
             for c in classes[i]
         ]
@@ -130,26 +173,47 @@ def _compute_maps(
     ]
 
 
-def _layer_inputs(
+def _method_inputs(
     model: LoadedModel,
     method: Method,
-    layer: str,
-    targets: list[tuple[int, int]],
+    layer: str | None,
+    options: MethodOptions,
+    targets: list[Target],
+    images: torch.Tensor,
+    logits: torch.Tensor,
     activations: dict[str, torch.Tensor],
-    gradients: dict[tuple[int, int], dict[str, torch.Tensor]],
-) -> LayerInputs:
-    """Stack the rows of `targets` [(image index, class)] into (N, ...) tensors for `method`."""
-    rows = torch.tensor([i for i, _ in targets], device=model.device)
+    gradients: dict[str, dict[Target, torch.Tensor]],
+    runner: PassRunner,
+) -> MethodInputs:
+    """Stack the rows of `targets` into (N, ...) tensors for what `method` needs."""
+    device = model.device
+    rows = torch.tensor([i for i, _ in targets], device=device)
+    class_tensor = torch.tensor([c for _, c in targets], device=device)
+    needs = method.needs
+
+    def stacked(key: str) -> torch.Tensor:
+        return torch.stack([gradients[key][target] for target in targets]).detach()
+
     class_weights = None
-    if Need.CLASSIFIER_WEIGHTS in method.needs:
+    if Need.CLASSIFIER_WEIGHTS in needs:
         if layer != model.cam_layer:
             raise MethodNotApplicable(f"{method.name} needs the layer that feeds a GAP + linear head")
-        class_weights = model.classifier_weight()[torch.tensor([c for _, c in targets], device=model.device)]
-    stacked_gradients = None
-    if method.needs_gradients:
-        stacked_gradients = torch.stack([gradients[target][layer] for target in targets])
-    return LayerInputs(
-        activations=activations[layer].detach()[rows],
-        gradients=stacked_gradients,
+        class_weights = model.classifier_weight()[class_tensor]
+    preprocessing = model.preprocessing
+    black = (-torch.tensor(preprocessing.mean) / torch.tensor(preprocessing.std)).view(3, 1, 1).to(device)
+    return MethodInputs(
+        image_index=rows,
+        classes=class_tensor,
+        images=images[rows],
+        logits=logits[rows],
+        black=black,
+        options=options,
+        activations=activations[layer].detach()[rows] if layer is not None and Need.ACTIVATIONS in needs else None,
+        gradients=stacked(f"layer:{layer}") if Need.LAYER_GRADIENTS in needs else None,
         class_weights=class_weights,
+        input_gradients=stacked("input") if Need.INPUT_GRADIENTS in needs else None,
+        guided_gradients=stacked("guided") if Need.GUIDED_GRADIENTS in needs else None,
+        deconv_gradients=stacked("deconvnet") if Need.DECONV_GRADIENTS in needs else None,
+        runner=runner if Need.EXTRA_PASSES in needs else None,
+        layer=layer,
     )

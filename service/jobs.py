@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from service.methods import Method
+from service.evaluation import FaithfulnessScores
+from service.methods import Method, MethodOptions
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,10 @@ class ExplainJob:
         methods: methods to run; empty for a prediction only.
         classes: explicit class indices, or None to use the `top_k` best classes.
         top_k: number of best classes to explain when `classes` is None.
-        layer: target layer of the layer methods.
+        layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
+        options: parameters of the methods that have any.
+        evaluate: also score each map's faithfulness (extra passes).
         future: resolved by the worker with a `JobResult` or a `ServiceError`.
     """
 
@@ -29,22 +32,25 @@ class ExplainJob:
     layer: str | None
     deadline: float
     request_id: str
+    options: MethodOptions = MethodOptions()
+    evaluate: bool = False
     future: Future = field(default_factory=Future, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class MapResult:
-    """A raw map (h, w) on the CPU for one (method, class)."""
+    """A raw map on the CPU for one (method, class): (h, w) on the layer's grid or (H, W) at the input size."""
 
     method: str
     class_index: int
-    layer: str
+    layer: str | None
     map: torch.Tensor
+    evaluation: FaithfulnessScores | None = None
 
 
 @dataclass(frozen=True)
 class JobResult:
-    """Logits (K,) on the CPU, the explained classes in order, and one map per (method, class)."""
+    """Logits (K,) on the CPU, and one map per (method, class), methods outermost."""
 
     logits: torch.Tensor
     maps: tuple[MapResult, ...]

@@ -2,12 +2,14 @@
 
 Parameters may come from the query string and from the body (form or JSON fields), not both for one name.
 Names are validated by the `api_schemas` models; methods, layers and classes are then resolved against the
-model, so that nothing invalid reaches the worker.
+model, and the request's cost in extra forward passes is checked against the bound, so that nothing invalid
+or unbounded reaches the worker.
 """
 
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
@@ -16,17 +18,21 @@ from model_store import LoadedModel
 from model_store.labels import AmbiguousLabel, UnknownLabel
 from service.errors import (
     ConflictingParameters,
+    CostExceeded,
     InvalidParameter,
     MethodNotApplicable,
     UnknownClass,
     UnknownLayer,
 )
-from service.methods import Method, Need, resolve_method
+from service.evaluation import evaluation_passes
+from service.methods import Method, MethodOptions, Need, resolve_method
 
 DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.5
+DEFAULT_BBOX_THRESHOLD = 0.2
 ALL_OUTPUTS = ("map", "overlay", "logits")
+OPTION_NAMES = ("samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill")
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -40,6 +46,11 @@ class ExplainPlan:
     colormap: str
     alpha: float
     include: frozenset[str]
+    options: MethodOptions
+    map_encoding: str
+    bbox_threshold: float | None
+    evaluate: bool
+    extra_passes: int
 
 
 def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, Any]) -> P:
@@ -64,18 +75,71 @@ def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, 
         raise InvalidParameter(f"invalid parameters: {problems}") from None
 
 
-def plan_explanation(params: ExplainParameters, model: LoadedModel, max_classes: int) -> ExplainPlan:
-    """Resolve methods, layer and classes against `model`.
+def plan_explanation(
+    params: ExplainParameters, model: LoadedModel, max_classes: int, max_extra_passes: int, evaluation_steps: int
+) -> ExplainPlan:
+    """Resolve methods, layer and classes against `model` and bound the request's cost.
 
     Raises:
-        UnknownMethod, UnknownLayer, UnknownClass, MethodNotApplicable, ConflictingParameters, InvalidParameter.
+        UnknownMethod, UnknownLayer, UnknownClass, MethodNotApplicable, ConflictingParameters, InvalidParameter,
+        CostExceeded.
     """
     methods = _unique(resolve_method(s) for spelling in _as_list(params.method) for s in spelling.split(",") if s)
     if not methods:
         methods = (resolve_method(DEFAULT_METHOD),)
-    if model.default_layer is None:
-        raise MethodNotApplicable(f"model '{model.name}' exposes no layers to explain (TorchScript); use predict")
-    layer = params.layer or model.default_layer
+    layer = _resolve_layer(params.layer, methods, model)
+
+    class_specs = _as_list(params.class_)
+    if class_specs and params.top_k is not None:
+        raise ConflictingParameters("give either 'class' or 'top_k', not both")
+    if len(class_specs) > max_classes or (params.top_k or 0) > max_classes:
+        raise InvalidParameter(f"at most {max_classes} classes per request")
+    classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
+    class_count = len(classes) if classes is not None else (params.top_k or 1)
+
+    options = MethodOptions(**{name: getattr(params, name) for name in OPTION_NAMES if getattr(params, name) is not None})
+    channels = model.layer_shapes[layer][0] if layer is not None else 0
+    extra = sum(m.extra_passes(channels, model.preprocessing.input_size, options, class_count) for m in methods)
+    extra += sum(1 for need in (Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS) if any(need in m.needs for m in methods))
+    if params.evaluate:
+        extra += len(methods) * class_count * evaluation_passes(evaluation_steps)
+    if extra > max_extra_passes:
+        raise CostExceeded(
+            f"this request costs {extra} extra forward passes; the bound is {max_extra_passes}. Ask for fewer "
+            "classes or methods, fewer samples/steps, a larger occlusion stride, a layer with fewer channels "
+            "(score_cam and ablation_cam cost one pass per channel), or no evaluate"
+        )
+
+    return ExplainPlan(
+        methods=methods,
+        classes=classes,
+        top_k=params.top_k or 1,
+        layer=layer,
+        colormap=params.colormap or DEFAULT_COLORMAP,
+        alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
+        include=frozenset(_as_list(params.include)) or frozenset(ALL_OUTPUTS),
+        options=options,
+        map_encoding=params.map_encoding or "list",
+        bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
+        evaluate=bool(params.evaluate),
+        extra_passes=extra,
+    )
+
+
+def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: LoadedModel) -> str | None:
+    """The layer of the methods that use one (None if none does); checks the methods apply to the model."""
+    scripted = isinstance(model.module, torch.jit.ScriptModule)
+    for method in methods:
+        if scripted and (method.uses_layer or method.needs & {Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS}):
+            raise MethodNotApplicable(
+                f"{method.name} needs hooks into the model's layers, which model '{model.name}' (TorchScript) does "
+                "not allow; input-gradient and perturbation methods still apply"
+            )
+    if not any(method.uses_layer for method in methods):
+        return None
+    layer = requested or model.default_layer
+    if layer is None:
+        raise MethodNotApplicable(f"model '{model.name}' has no default layer; name one with 'layer'")
     if layer not in model.layer_shapes:
         raise UnknownLayer(
             f"unknown layer '{layer}' for model '{model.name}'; "
@@ -88,24 +152,7 @@ def plan_explanation(params: ExplainParameters, model: LoadedModel, max_classes:
                 f"{method.name} needs a global-average-pool + linear head and applies {where}; "
                 "use grad_cam, which works at any layer"
             )
-
-    class_specs = _as_list(params.class_)
-    if class_specs and params.top_k is not None:
-        raise ConflictingParameters("give either 'class' or 'top_k', not both")
-    if len(class_specs) > max_classes or (params.top_k or 0) > max_classes:
-        raise InvalidParameter(f"at most {max_classes} classes per request")
-    classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
-
-    include = frozenset(_as_list(params.include)) or frozenset(ALL_OUTPUTS)
-    return ExplainPlan(
-        methods=methods,
-        classes=classes,
-        top_k=params.top_k or 1,
-        layer=layer,
-        colormap=params.colormap or DEFAULT_COLORMAP,
-        alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
-        include=include,
-    )
+    return layer
 
 
 def _resolve_class(spec: int | str, model: LoadedModel) -> int:
@@ -135,4 +182,3 @@ def _as_list(value: Any) -> list:
 
 def _unique(items: Any) -> tuple:
     return tuple(dict.fromkeys(items))
-

@@ -1,12 +1,23 @@
 """Building the JSON answers of predict and explain from a worker's `JobResult` (runs in the CPU pool)."""
 
+import base64
+
 import torch
 
-from api_schemas import ClassRef, Explanation, ExplainResponse, MapData, PredictResponse, TopClass
+from api_schemas import (
+    ClassRef,
+    Evaluation,
+    Explanation,
+    ExplainResponse,
+    MapData,
+    PredictResponse,
+    TopClass,
+)
 from model_store import LoadedModel
 from service.encoding import encode_base64, encode_overlay_png
 from service.imaging import DecodedImage
-from service.jobs import JobResult
+from service.jobs import JobResult, MapResult
+from service.localization import localize
 from service.parameters import ExplainPlan
 
 
@@ -30,6 +41,30 @@ def build_predict(model: LoadedModel, result: JobResult, top_k: int, timings: di
     )
 
 
+def encode_map(raw: torch.Tensor, encoding: str) -> MapData:
+    """(h, w) raw map -> nested lists, or base64 of little-endian float32 (row-major)."""
+    if encoding == "base64":
+        data = raw.float().contiguous().numpy().astype("<f4").tobytes()
+        return MapData(shape=list(raw.shape), data_base64=base64.b64encode(data).decode("ascii"))
+    return MapData(shape=list(raw.shape), data=raw.tolist())
+
+
+def build_explanation(model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan) -> Explanation:
+    return Explanation(
+        method=item.method,
+        class_=ClassRef(index=item.class_index, label=model.labels[item.class_index]),
+        layer=item.layer,
+        map=encode_map(item.map, plan.map_encoding) if "map" in plan.include else None,
+        overlay_png=(
+            encode_base64(encode_overlay_png(image.display, item.map, plan.colormap, plan.alpha))
+            if "overlay" in plan.include
+            else None
+        ),
+        bbox=localize(item.map, image.size, plan.bbox_threshold) if plan.bbox_threshold is not None else None,
+        evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
+    )
+
+
 def build_explain(
     model: LoadedModel,
     image: DecodedImage,
@@ -38,26 +73,11 @@ def build_explain(
     top_k: int,
     timings: dict[str, float],
 ) -> ExplainResponse:
-    explanations = []
-    for item in result.maps:
-        explanations.append(
-            Explanation(
-                method=item.method,
-                class_=ClassRef(index=item.class_index, label=model.labels[item.class_index]),
-                layer=item.layer,
-                map=MapData(shape=list(item.map.shape), data=item.map.tolist()) if "map" in plan.include else None,
-                overlay_png=(
-                    encode_base64(encode_overlay_png(image.display, item.map, plan.colormap, plan.alpha))
-                    if "overlay" in plan.include
-                    else None
-                ),
-            )
-        )
     return ExplainResponse(
         model=model.name,
         input_size=list(model.preprocessing.input_size),
         logits=result.logits.tolist() if "logits" in plan.include else None,
         top_classes=top_classes(model, result.logits, top_k),
-        explanations=explanations,
+        explanations=[build_explanation(model, image, item, plan) for item in result.maps],
         timings_ms=timings,
     )

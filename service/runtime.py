@@ -28,6 +28,8 @@ class ServiceRuntime:
                 max_batch_size=settings.max_batch_size,
                 max_batch_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
+                pass_chunk_size=settings.pass_chunk_size,
+                evaluation_steps=settings.evaluation_steps,
             )
             for name, model in models.items()
         }

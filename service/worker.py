@@ -28,11 +28,15 @@ class ModelWorker:
         max_batch_size: int,
         max_batch_delay_s: float,
         max_queue: int,
+        pass_chunk_size: int = 32,
+        evaluation_steps: int = 16,
     ) -> None:
         self.model = model
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
+        self.pass_chunk_size = pass_chunk_size
+        self.evaluation_steps = evaluation_steps
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"worker-{model.name}", daemon=True)
@@ -88,7 +92,7 @@ class ModelWorker:
             return
         labels = {"model": self.model.name}
         try:
-            results = run_batch(self.model, live)
+            results = run_batch(self.model, live, self.pass_chunk_size, self.evaluation_steps)
         except ServiceError as exc:
             for job in live:
                 job.future.set_exception(exc)

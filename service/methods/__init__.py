@@ -3,12 +3,47 @@
 import re
 
 from service.errors import UnknownMethod
-from service.methods.base import LayerInputs, Method, Need
+from service.methods.ablation_cam import AblationCAM
+from service.methods.base import Method, MethodInputs, MethodOptions, Need
 from service.methods.cam import CAM
+from service.methods.deconvnet import Deconvnet
+from service.methods.eigen_cam import EigenCAM
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_pp import GradCAMPlusPlus
+from service.methods.gradient_x_input import GradientXInput
+from service.methods.guided_backprop import GuidedBackprop
+from service.methods.guided_grad_cam import GuidedGradCAM
+from service.methods.hires_cam import HiResCAM
+from service.methods.integrated_gradients import IntegratedGradients
+from service.methods.layer_cam import LayerCAM
+from service.methods.occlusion import Occlusion
+from service.methods.saliency import Saliency
+from service.methods.score_cam import ScoreCAM
+from service.methods.smoothgrad import SmoothGrad
+from service.methods.xgrad_cam import XGradCAM
 
-METHODS: dict[str, Method] = {method.name: method for method in (CAM(), GradCAM(), GradCAMPlusPlus())}
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        CAM(),
+        GradCAM(),
+        GradCAMPlusPlus(),
+        XGradCAM(),
+        LayerCAM(),
+        HiResCAM(),
+        EigenCAM(),
+        ScoreCAM(),
+        AblationCAM(),
+        Saliency(),
+        GradientXInput(),
+        GuidedBackprop(),
+        Deconvnet(),
+        GuidedGradCAM(),
+        SmoothGrad(),
+        IntegratedGradients(),
+        Occlusion(),
+    )
+}
 
 
 def _spelling_key(spelling: str) -> str:
@@ -32,4 +67,4 @@ def resolve_method(spelling: str) -> Method:
     return METHODS[name]
 
 
-__all__ = ["METHODS", "LayerInputs", "Method", "Need", "resolve_method"]
+__all__ = ["METHODS", "Method", "MethodInputs", "MethodOptions", "Need", "resolve_method"]

@@ -1,39 +1,102 @@
 """What an explanation method is: a small unit that declares its needs and computes maps for many targets.
 
-The worker plans the passes of a batch from the declared needs (`Need`), gathers one `LayerInputs` per
-(method, layer) group, one row per (image, class) target, and calls `compute` once for the whole group.
+The worker plans the passes of a batch from the declared needs (`Need`), gathers one `MethodInputs` per
+(method, layer, options) group, one row per (image, class) target, and calls `compute` once for the group.
 """
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from service.passes import PassRunner
 
 
 class Need(StrEnum):
     ACTIVATIONS = "activations"
     """The target layer's output, captured during the shared forward pass."""
     LAYER_GRADIENTS = "layer_gradients"
-    """d(class logit)/d(activation), from the logits back to the target layer only."""
+    """d(class logit)/d(activation), from the logits back to the target layer only (shared pass)."""
     CLASSIFIER_WEIGHTS = "classifier_weights"
     """The linear classifier's weight row of each target class (GAP + linear heads only)."""
+    INPUT_GRADIENTS = "input_gradients"
+    """d(class logit)/d(input), from the shared forward pass, back to the input."""
+    GUIDED_GRADIENTS = "guided_gradients"
+    """Input gradients under the guided-backprop rectifier rule: one forward + backward pass of its own."""
+    DECONV_GRADIENTS = "deconv_gradients"
+    """Input gradients under the deconvnet rectifier rule: one forward + backward pass of its own."""
+    EXTRA_PASSES = "extra_passes"
+    """Further batched forward (and backward) passes, run in chunks by a `PassRunner`."""
+
+
+Fill = Literal["black", "mean"]
 
 
 @dataclass(frozen=True)
-class LayerInputs:
-    """Per-target inputs of a layer method; row n belongs to the n-th (image, class) target.
+class MethodOptions:
+    """Per-request parameters of the methods that have any (hashable: groups are keyed by them)."""
+
+    samples: int = 25
+    """smoothgrad: noisy samples."""
+    noise: float = 0.15
+    """smoothgrad: noise standard deviation as a fraction of the input's range (max - min)."""
+    seed: int = 0
+    """smoothgrad: seed of the noise, so that a request's answer is reproducible."""
+    steps: int = 32
+    """integrated_gradients: Gauss-Legendre steps along the path."""
+    baseline: Fill = "black"
+    """integrated_gradients: the path's start, a black image or the normalisation mean (0 after normalising)."""
+    window: int = 32
+    """occlusion: side of the square patch, in input pixels."""
+    stride: int = 16
+    """occlusion: step between patches, in input pixels."""
+    fill: Fill = "mean"
+    """occlusion: what the patch is filled with."""
+
+
+@dataclass(frozen=True)
+class MethodInputs:
+    """Per-target inputs of a method; row n belongs to the n-th (image, class) target.
 
     Attributes:
-        activations: (N, C, h, w) target layer output of the target's image.
-        gradients: (N, C, h, w) gradient of the target's class logit w.r.t. `activations`, or None.
-        class_weights: (N, C) classifier weight row of the target's class, or None.
+        image_index: (N,) index of the target's image in the batch (targets of one image share passes).
+        classes: (N,) target class.
+        images: (N, 3, H, W) normalised input of the target's image.
+        logits: (N, K) logits of the target's image from the shared forward pass.
+        black: (3, 1, 1) the normalised value of a black pixel.
+        options: the group's method options.
+        activations: (N, C, h, w) target layer output, if needed.
+        gradients: (N, C, h, w) d logit_c / d activations, if needed.
+        class_weights: (N, C) classifier weight row of the class, if needed.
+        input_gradients, guided_gradients, deconv_gradients: (N, 3, H, W), if needed.
+        runner: runs extra batched passes, if needed.
+        layer: the target layer (None for input-resolution methods).
     """
 
-    activations: torch.Tensor
+    image_index: torch.Tensor
+    classes: torch.Tensor
+    images: torch.Tensor
+    logits: torch.Tensor
+    black: torch.Tensor
+    options: MethodOptions
+    activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
     class_weights: torch.Tensor | None = None
+    input_gradients: torch.Tensor | None = None
+    guided_gradients: torch.Tensor | None = None
+    deconv_gradients: torch.Tensor | None = None
+    runner: "PassRunner | None" = None
+    layer: str | None = None
+
+    def require(self, name: str) -> torch.Tensor:
+        """A tensor the method declared it needs (the planner guarantees it is there)."""
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"the planner did not provide '{name}'")
+        return value
 
 
 class Method(ABC):
@@ -47,11 +110,40 @@ class Method(ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[Need]]
     requires: ClassVar[str | None] = None
+    parameters: ClassVar[tuple[str, ...]] = ()
+    """Request parameters that tune the method (beside `class`)."""
+    cost: ClassVar[str] = "the shared forward pass"
+    """The cost in forward passes, in words, as published by `GET /v1/methods`."""
+    sanity_check: ClassVar[bool]
+    """Whether its maps change when the classifier's weights are re-initialised (Adebayo et al. 2018);
+    measured by tests/service/test_sanity_check.py."""
 
     @property
     def needs_gradients(self) -> bool:
         return Need.LAYER_GRADIENTS in self.needs
 
+    input_resolution: ClassVar[bool] = False
+    """Maps at the model's input resolution; otherwise on the target layer's grid."""
+
+    @property
+    def uses_layer(self) -> bool:
+        """Whether the `layer` parameter applies (the method reads a layer's activations)."""
+        return Need.ACTIVATIONS in self.needs
+
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+        """Forward passes beyond the shared ones, per image, for the cost bound."""
+        return 0
+
     @abstractmethod
-    def compute(self, inputs: LayerInputs) -> torch.Tensor:
-        """Raw maps on the layer's grid: (N, C, h, w) inputs -> (N, h, w)."""
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+        """Raw maps: (N, h, w) on the layer's grid, or (N, H, W) at the input resolution."""
+
+
+def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """sum_k w_k A^k: (N, C) weights and (N, C, h, w) activations -> (N, h, w)."""
+    return torch.einsum("nc,nchw->nhw", weights, activations)
+
+
+def max_abs_over_channels(gradients: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, H, W): the largest absolute value over colour channels (Simonyan et al.)."""
+    return gradients.abs().amax(dim=1)

@@ -2,7 +2,7 @@
 
 import torch
 
-from service.methods.base import LayerInputs, Method, Need
+from service.methods.base import Method, MethodInputs, Need, weighted_sum
 
 
 class CAM(Method):
@@ -19,8 +19,8 @@ class CAM(Method):
     aliases = ("CAM",)
     needs = frozenset({Need.ACTIVATIONS, Need.CLASSIFIER_WEIGHTS})
     requires = "a global-average-pool + linear head, at the layer that feeds it"
+    sanity_check = True
 
-    def compute(self, inputs: LayerInputs) -> torch.Tensor:
-        """(N, C, h, w) activations, (N, C) weights -> (N, h, w)."""
-        assert inputs.class_weights is not None  # guaranteed by `needs`
-        return torch.einsum("nc,nchw->nhw", inputs.class_weights, inputs.activations)
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+        """(N, C) weights, (N, C, h, w) activations -> (N, h, w)."""
+        return weighted_sum(inputs.require("class_weights"), inputs.require("activations"))

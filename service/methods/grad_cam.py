@@ -3,7 +3,12 @@ Localization")."""
 
 import torch
 
-from service.methods.base import LayerInputs, Method, Need
+from service.methods.base import Method, MethodInputs, Need, weighted_sum
+
+
+def grad_cam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k mean_ij(g^k) A^k): (N, C, h, w) twice -> (N, h, w)."""
+    return torch.relu(weighted_sum(gradients.mean(dim=(2, 3)), activations))
 
 
 class GradCAM(Method):
@@ -19,9 +24,9 @@ class GradCAM(Method):
     raw_map = "ReLU(sum_k alpha_k A^k) with alpha_k the spatial mean of d logit_c / d A^k"
     aliases = ("gradcam", "GradCAM", "grad-cam")
     needs = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS})
+    cost = "the shared forward pass + a backward pass from the logits to the layer"
+    sanity_check = True
 
-    def compute(self, inputs: LayerInputs) -> torch.Tensor:
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
         """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        assert inputs.gradients is not None  # guaranteed by `needs`
-        alpha = inputs.gradients.mean(dim=(2, 3))
-        return torch.relu(torch.einsum("nc,nchw->nhw", alpha, inputs.activations))
+        return grad_cam_map(inputs.require("activations"), inputs.require("gradients"))

@@ -3,7 +3,7 @@ Deep Convolutional Networks")."""
 
 import torch
 
-from service.methods.base import LayerInputs, Method, Need
+from service.methods.base import Method, MethodInputs, Need, weighted_sum
 
 EPS = 1e-6
 
@@ -21,14 +21,15 @@ class GradCAMPlusPlus(Method):
     raw_map = "ReLU(sum_k w_k A^k) with w_k = sum_ij a_ij ReLU(g_ij), a = g^2/(2g^2 + sum(A) g^3) (eq. 19)"
     aliases = ("gradcam++", "gradcampp", "GradCAM++", "GradCAMPlusPlus", "grad-cam++")
     needs = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS})
+    cost = "the shared forward pass + a backward pass from the logits to the layer"
+    sanity_check = True
 
-    def compute(self, inputs: LayerInputs) -> torch.Tensor:
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
         """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        assert inputs.gradients is not None  # guaranteed by `needs`
-        grads = inputs.gradients
+        activations, grads = inputs.require("activations"), inputs.require("gradients")
         grads_2 = grads.pow(2)
-        sum_activations = inputs.activations.sum(dim=(2, 3), keepdim=True)
+        sum_activations = activations.sum(dim=(2, 3), keepdim=True)
         alpha = grads_2 / (2 * grads_2 + sum_activations * grads_2 * grads + EPS)
         alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
         weights = (alpha * torch.relu(grads)).sum(dim=(2, 3))
-        return torch.relu(torch.einsum("nc,nchw->nhw", weights, inputs.activations))
+        return torch.relu(weighted_sum(weights, activations))

@@ -1,5 +1,6 @@
 """What is served: models and methods."""
 
+import torch
 from fastapi import APIRouter
 
 from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
@@ -20,17 +21,22 @@ def method_info(name: str) -> MethodInfo:
         paper=method.paper,
         raw_map=method.raw_map,
         needs=sorted(need.value for need in method.needs),
-        forward_passes=1,
-        backward="logits to the target layer" if method.needs_gradients else "none",
+        cost=method.cost,
+        input_resolution=method.input_resolution,
+        parameters=(["layer"] if method.uses_layer else []) + list(method.parameters),
         requires=method.requires,
+        sanity_check=method.sanity_check,
     )
 
 
 def model_info(model: LoadedModel) -> ModelInfo:
+    scripted = isinstance(model.module, torch.jit.ScriptModule)
+    hook_needs = {Need.ACTIVATIONS, Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS}
     applicable = [
         name
         for name, method in METHODS.items()
-        if model.default_layer is not None
+        if not (scripted and method.needs & hook_needs)
+        and not (method.uses_layer and model.default_layer is None)
         and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
     ]
     return ModelInfo(

@@ -78,7 +78,15 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
         decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
     )
     decoded_ms = _ms(started)
-    job = ExplainJob(image.tensor, (), None, 0, None, runtime.deadline(), REQUEST_ID.get())
+    job = ExplainJob(
+        image=image.tensor,
+        methods=(),
+        classes=None,
+        top_k=0,
+        layer=None,
+        deadline=runtime.deadline(),
+        request_id=REQUEST_ID.get(),
+    )
     result = await runtime.execute(worker, job)
     timings = {"decode": decoded_ms, "inference": round(result.inference_ms, 3), "total": _ms(started)}
     body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, timings)
@@ -98,7 +106,9 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
     worker = runtime.worker(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
-    plan = plan_explanation(params, worker.model, settings.max_classes_per_request)
+    plan = plan_explanation(
+        params, worker.model, settings.max_classes_per_request, settings.max_extra_passes, settings.evaluation_steps
+    )
     image = await runtime.run_cpu(
         decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
     )
@@ -111,6 +121,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         layer=plan.layer,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
+        options=plan.options,
+        evaluate=plan.evaluate,
     )
     queued = time.perf_counter()
     result = await runtime.execute(worker, job)

@@ -30,12 +30,14 @@ async def test_models_and_methods_are_listed(serve, models):
     assert [m["name"] for m in listed] == ["tiny", "flat"]
     assert tiny["input_size"] == [32, 32] and tiny["num_classes"] == 5 and tiny["default_layer"] == "features"
     assert tiny["layers"] == ["stem.0", "stem.1", "stem", "features.0", "features.1", "features"]  # execution order
-    assert tiny["methods"] == ["cam", "grad_cam", "grad_cam_pp"] and flat["methods"] == ["grad_cam", "grad_cam_pp"]
+    assert tiny["methods"] == list(METHODS) and flat["methods"] == [m for m in METHODS if m != "cam"]
     assert tiny["device"] == "cpu"
     by_name = {m["name"]: m for m in methods}
     assert set(by_name) == set(METHODS)
-    assert by_name["cam"]["backward"] == "none" and by_name["grad_cam"]["backward"] == "logits to the target layer"
-    assert all(m["raw_map"] and m["paper"] and m["forward_passes"] == 1 for m in methods)
+    assert by_name["cam"]["cost"] == "the shared forward pass" and by_name["cam"]["parameters"] == ["layer"]
+    assert by_name["smoothgrad"]["parameters"] == ["samples", "noise", "seed"] and by_name["smoothgrad"]["input_resolution"]
+    assert by_name["eigen_cam"]["sanity_check"] is False and by_name["grad_cam"]["sanity_check"] is True
+    assert all(m["raw_map"] and m["paper"] and m["cost"] for m in methods)
 
 
 async def test_health_readiness_and_metrics(serve, models, noise_png):

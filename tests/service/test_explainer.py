@@ -10,6 +10,10 @@ from service.methods import METHODS
 from tests.tiny_models import TinyFlatNet, tiny_loaded
 
 ALL = tuple(METHODS.values())
+SHARED_PASS = tuple(
+    METHODS[name]
+    for name in ("cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam", "saliency", "gradient_x_input")
+)
 
 
 def job(image: torch.Tensor, methods=ALL, classes=None, top_k=1, layer="features") -> ExplainJob:
@@ -26,9 +30,9 @@ def test_batched_answers_equal_answers_alone():
     xs = images(4)
     jobs = [
         job(xs[0], classes=(0, 3)),
-        job(xs[1], methods=(METHODS["grad_cam"],), top_k=3),
-        job(xs[2], methods=(METHODS["grad_cam_pp"], METHODS["cam"]), classes=(4,)),
-        job(xs[3], methods=(METHODS["grad_cam"],), classes=(1,), layer="stem"),
+        job(xs[1], methods=(METHODS["grad_cam"], METHODS["saliency"]), top_k=3),
+        job(xs[2], methods=(METHODS["grad_cam_pp"], METHODS["cam"], METHODS["smoothgrad"]), classes=(4,)),
+        job(xs[3], methods=(METHODS["grad_cam"], METHODS["score_cam"], METHODS["gradient_x_input"]), classes=(1,), layer="stem"),
     ]
     together = run_batch(model, jobs)
     for j, batched in zip(jobs, together, strict=True):
@@ -45,21 +49,39 @@ def test_maps_come_in_method_then_class_order_with_top_k_classes():
     model = tiny_loaded()
     (result,) = run_batch(model, [job(images(1)[0], top_k=2)])
     expected_classes = torch.topk(result.logits, 2).indices.tolist()
-    assert [(m.method, m.class_index) for m in result.maps] == [
-        (name, c) for name in ("cam", "grad_cam", "grad_cam_pp") for c in expected_classes
-    ]
-    assert all(m.map.shape == (8, 8) for m in result.maps)
+    assert [(m.method, m.class_index) for m in result.maps] == [(name, c) for name in METHODS for c in expected_classes]
+    for m in result.maps:
+        at_input = METHODS[m.method].input_resolution
+        assert m.map.shape == ((32, 32) if at_input else (8, 8)), m.method
+        assert m.layer == (None if not METHODS[m.method].uses_layer else "features"), m.method
+        assert torch.isfinite(m.map).all() and m.map.abs().sum() > 0, m.method
 
 
-def test_one_forward_pass_serves_every_method_and_class_of_the_batch():
-    model = tiny_loaded()
+def count_forward_calls(model, jobs) -> int:
     calls = []
     handle = model.module.register_forward_pre_hook(lambda *_: calls.append(1))
     try:
-        run_batch(model, [job(x, top_k=3) for x in images(3)])
+        run_batch(model, jobs)
     finally:
         handle.remove()
-    assert len(calls) == 1
+    return len(calls)
+
+
+def test_one_forward_pass_serves_every_shared_pass_method_and_class_of_the_batch():
+    model = tiny_loaded()
+    assert count_forward_calls(model, [job(x, methods=SHARED_PASS, top_k=3) for x in images(3)]) == 1
+
+
+def test_guided_and_deconvnet_take_one_pass_each_for_the_whole_batch():
+    model = tiny_loaded()
+    rectified = (METHODS["guided_backprop"], METHODS["deconvnet"], METHODS["guided_grad_cam"])
+    assert count_forward_calls(model, [job(x, methods=rectified, top_k=2) for x in images(3)]) == 3
+
+
+def test_multi_pass_methods_run_in_chunks():
+    model = tiny_loaded()
+    calls = count_forward_calls(model, [job(images(1)[0], methods=(METHODS["score_cam"],))])
+    assert calls == 1 + 1  # the shared pass, then 8 channels in one chunk of 32
 
 
 def test_gradients_stop_at_the_target_layer():

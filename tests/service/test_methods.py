@@ -4,8 +4,23 @@ import pytest
 import torch
 
 from service.errors import UnknownMethod
-from service.methods import METHODS, LayerInputs, resolve_method
+from service.methods import METHODS, MethodInputs, MethodOptions, resolve_method
 from tests.tiny_models import TinyGapNet, seeded
+
+
+def layer_inputs(activations, gradients=None, class_weights=None) -> MethodInputs:
+    n = activations.shape[0]
+    return MethodInputs(
+        image_index=torch.arange(n),
+        classes=torch.zeros(n, dtype=torch.long),
+        images=torch.zeros(n, 3, 4, 4),
+        logits=torch.zeros(n, 5),
+        black=torch.zeros(3, 1, 1),
+        options=MethodOptions(),
+        activations=activations,
+        gradients=gradients,
+        class_weights=class_weights,
+    )
 
 
 def hand_activations_and_gradient(model: TinyGapNet, x: torch.Tensor, class_index: int):
@@ -22,7 +37,7 @@ def test_cam_is_weight_rows_times_feature_maps():
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     features, _ = hand_activations_and_gradient(model, x, 2)
     expected = sum(model.fc.weight[2, k] * features[0, k] for k in range(features.shape[1]))
-    got = METHODS["cam"].compute(LayerInputs(activations=features, class_weights=model.fc.weight[2:3]))
+    got = METHODS["cam"].compute(layer_inputs(features, class_weights=model.fc.weight[2:3]))
     torch.testing.assert_close(got[0], expected)
 
 
@@ -30,8 +45,8 @@ def test_grad_cam_equals_relu_cam_over_z_on_gap_linear_head():
     model = seeded(TinyGapNet)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     features, gradient = hand_activations_and_gradient(model, x, 1)
-    cam = METHODS["cam"].compute(LayerInputs(activations=features, class_weights=model.fc.weight[1:2]))
-    grad_cam = METHODS["grad_cam"].compute(LayerInputs(activations=features, gradients=gradient))
+    cam = METHODS["cam"].compute(layer_inputs(features, class_weights=model.fc.weight[1:2]))
+    grad_cam = METHODS["grad_cam"].compute(layer_inputs(features, gradient))
     z = features.shape[-1] * features.shape[-2]
     torch.testing.assert_close(grad_cam * z, torch.relu(cam))
 
@@ -43,14 +58,14 @@ def test_grad_cam_pp_follows_equation_19_element_by_element():
     alpha = [g_ij**2 / (2 * g_ij**2 + total * g_ij**3 + 1e-6) if g_ij != 0 else 0.0 for g_ij in g.flatten().tolist()]
     weight = sum(al * max(g_ij, 0.0) for al, g_ij in zip(alpha, g.flatten().tolist()))
     expected = torch.relu(weight * a[0, 0])
-    got = METHODS["grad_cam_pp"].compute(LayerInputs(activations=a, gradients=g))
+    got = METHODS["grad_cam_pp"].compute(layer_inputs(a, g))
     torch.testing.assert_close(got[0], expected)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", ["cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam"])
 def test_degenerate_inputs_give_zeros_not_nan(name):
     zeros = torch.zeros(2, 4, 3, 3)
-    inputs = LayerInputs(activations=zeros, gradients=torch.zeros_like(zeros), class_weights=torch.zeros(2, 4))
+    inputs = layer_inputs(zeros, torch.zeros_like(zeros), torch.zeros(2, 4))
     got = METHODS[name].compute(inputs)
     assert got.shape == (2, 3, 3)
     assert torch.equal(got, torch.zeros_like(got))

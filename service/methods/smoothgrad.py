@@ -1,0 +1,38 @@
+"""SmoothGrad (Smilkov et al., 2017, "SmoothGrad: removing noise by adding noise")."""
+
+import torch
+
+from service.methods.base import Method, MethodInputs, MethodOptions, Need, max_abs_over_channels
+
+
+class SmoothGrad(Method):
+    """M = max_c (1/n) sum_i |dS_c/dI (I + N(0, sigma^2))|, sigma = noise * (max I - min I)  (Smilkov et al.
+    eq. 3, on the saliency map of Simonyan et al.). The noise comes from a generator seeded by `seed`, so an
+    answer does not depend on its batch companions.
+    """
+
+    name = "smoothgrad"
+    title = "SmoothGrad"
+    paper = "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise (arXiv:1706.03825)"
+    raw_map = "max over colour channels of the mean |input gradient| over `samples` noisy copies"
+    aliases = ("SmoothGrad", "smooth_grad", "noise_tunnel")
+    needs = frozenset({Need.EXTRA_PASSES})
+    parameters = ("samples", "noise", "seed")
+    cost = "`samples` forward + backward passes per class"
+    sanity_check = True
+    input_resolution = True
+
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+        return options.samples * classes
+
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+        """(N, 3, H, W) images -> (N, H, W)."""
+        runner, options = inputs.require("runner"), inputs.options
+        maps = []
+        for image, class_index in zip(inputs.images, inputs.classes.tolist(), strict=True):
+            generator = torch.Generator(device="cpu").manual_seed(options.seed)
+            sigma = options.noise * float(image.max() - image.min())
+            noise = torch.randn((options.samples, *image.shape), generator=generator).to(image.device) * sigma
+            gradients = runner.input_gradients(image[None] + noise, class_index)
+            maps.append(max_abs_over_channels(gradients.abs().mean(dim=0, keepdim=True))[0])
+        return torch.stack(maps)
