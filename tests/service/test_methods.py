@@ -91,3 +91,31 @@ def test_common_spellings_resolve_to_canonical_keys(spelling, key):
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(UnknownMethod, match="grad_cam_pp"):
         resolve_method("lime")
+
+
+def test_no_two_methods_share_a_spelling():
+    for method in METHODS.values():
+        for spelling in (method.name, *method.aliases):
+            assert resolve_method(spelling) is method, spelling
+
+
+def test_rectifier_rules_change_only_their_own_pass():
+    """Guided backprop and deconvnet differ from the plain input gradient and from each other, and a plain
+    saliency map computed after them is unchanged."""
+    import time
+
+    from service.explainer import run_batch
+    from service.jobs import ExplainJob
+    from tests.tiny_models import tiny_loaded
+
+    model = tiny_loaded()
+    image = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+    def raw(name: str) -> torch.Tensor:
+        job = ExplainJob(image, (METHODS[name],), (2,), 1, "features", time.monotonic() + 60, "t")
+        return run_batch(model, [job])[0].maps[0].map
+
+    saliency_before = raw("saliency")
+    guided, deconv = raw("guided_backprop"), raw("deconvnet")
+    assert not torch.allclose(guided, saliency_before) and not torch.allclose(deconv, guided)
+    torch.testing.assert_close(raw("saliency"), saliency_before)

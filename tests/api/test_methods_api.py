@@ -1,0 +1,81 @@
+"""Every method over HTTP with its parameters; map encodings, boxes, evaluation and the cost bound."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from service.methods import METHODS
+from tests.tiny_models import tiny_loaded
+
+pytestmark = pytest.mark.anyio
+URL = "/v1/models/tiny/explain"
+
+
+@pytest.fixture
+def models():
+    return {"tiny": tiny_loaded()}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+async def test_every_method_is_reachable_with_its_parameters(serve, models, noise_png, method):
+    params = {"method": method, "top_k": 2, "samples": 3, "steps": 4, "window": 8, "stride": 8, "fill": "black", "baseline": "mean"}
+    async with serve(models) as client:
+        response = await client.post(URL, params=params, files={"image": noise_png})
+    assert response.status_code == 200, response.text
+    explanations = response.json()["explanations"]
+    assert [e["method"] for e in explanations] == [method, method]
+    shape = [32, 32] if METHODS[method].input_resolution else [8, 8]
+    assert all(e["map"]["shape"] == shape and e["overlay_png"] for e in explanations)
+    assert all(e["layer"] == ("features" if METHODS[method].uses_layer else None) for e in explanations)
+
+
+async def test_base64_maps_are_the_same_floats_as_lists(serve, models, noise_png):
+    async with serve(models) as client:
+        as_list = await client.post(URL, params={"method": "saliency", "class": 1}, files={"image": noise_png})
+        as_b64 = await client.post(URL, params={"method": "saliency", "class": 1, "map_encoding": "base64"}, files={"image": noise_png})
+    listed = as_list.json()["explanations"][0]["map"]
+    encoded = as_b64.json()["explanations"][0]["map"]
+    assert encoded["data"] is None and encoded["dtype"] == "float32" and encoded["shape"] == [32, 32]
+    decoded = np.frombuffer(base64.b64decode(encoded["data_base64"]), dtype="<f4").reshape(encoded["shape"])
+    np.testing.assert_array_equal(decoded, np.array(listed["data"], dtype=np.float32))
+
+
+async def test_boxes_and_evaluation_are_added_on_request(serve, models, noise_png):
+    async with serve(models) as client:
+        plain = await client.post(URL, files={"image": noise_png})
+        rich = await client.post(
+            URL, params={"bbox": "true", "bbox_threshold": 0.3, "evaluate": "true"}, files={"image": noise_png}
+        )
+    assert plain.json()["explanations"][0]["bbox"] is None and plain.json()["explanations"][0]["evaluation"] is None
+    explanation = rich.json()["explanations"][0]
+    box = explanation["bbox"]
+    assert 0 <= box["x0"] < box["x1"] <= 48 and 0 <= box["y0"] < box["y1"] <= 40  # the posted image is 48 x 40
+    assert set(explanation["evaluation"]) == {"confidence_change", "deletion_auc", "insertion_auc"}
+
+
+async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models, noise_png):
+    async with serve(models, max_extra_passes=20, evaluation_steps=4) as client:
+        cheap = await client.post(URL, params={"method": "cam,grad_cam,grad_cam_pp,saliency", "top_k": 3}, files={"image": noise_png})
+        assert cheap.status_code == 200
+        for params, cost in (
+            ({"method": "smoothgrad", "samples": 7, "top_k": 3}, 21),
+            ({"method": "occlusion", "window": 4, "stride": 4}, 64),
+            ({"method": "score_cam", "layer": "features"}, 8),
+            ({"method": "grad_cam", "evaluate": "true", "top_k": 2}, 2 * 11),
+        ):
+            response = await client.post(URL, params=params, files={"image": noise_png})
+            if cost <= 20:
+                assert response.status_code == 200, (params, response.text)
+                continue
+            assert response.status_code == 400 and response.json()["error"]["code"] == "cost_exceeded"
+            assert f"costs {cost} extra" in response.json()["error"]["message"] and "bound is 20" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "params", [{"samples": 0}, {"steps": 2000}, {"fill": "red"}, {"baseline": "noise"}, {"map_encoding": "npy"}, {"bbox_threshold": 2}]
+)
+async def test_bad_method_parameters_are_400(serve, models, noise_png, params):
+    async with serve(models) as client:
+        response = await client.post(URL, params=params, files={"image": noise_png})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter"
