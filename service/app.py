@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import torch
@@ -38,15 +38,20 @@ def load_models(settings: Settings) -> dict[str, LoadedModel]:
     return {name: store.load(name, device) for name in settings.models}
 
 
-def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
-    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models)."""
+def create_app(
+    settings: Settings | None = None,
+    models: dict[str, LoadedModel] | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models); `on_fatal` is
+    called when an unrecoverable device error ends a worker (the server process exits non-zero on it)."""
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = models if models is not None else await asyncio.to_thread(load_models, settings)
-        runtime = ServiceRuntime(settings, loaded, metrics)
+        runtime = ServiceRuntime(settings, loaded, metrics, on_fatal)
         runtime.start()
         app.state.runtime = runtime
         logger.info("serving models %s", sorted(loaded))

@@ -1,6 +1,6 @@
 """Domain errors of the service; one handler (in `service.app`) renders them as the one error body.
 
-    ServiceError                      status, code, message, headers
+    ServiceError (500)                internal_error, method_failed; status, code, message, headers
     ├── BadRequest (400)
     │   ├── UnknownMethod             unknown_method
     │   ├── UnknownLayer              unknown_layer
@@ -13,7 +13,7 @@
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
-    ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped  (with Retry-After)
+    ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, device_out_of_memory  (Retry-After)
     └── DeadlineExceeded (504)        timeout
 
 Code below the routes raises these, never `HTTPException`.
@@ -30,6 +30,10 @@ class ServiceError(Exception):
         if code is not None:
             self.code = code
         self.headers = headers or {}
+
+
+class MethodFailed(ServiceError):
+    code = "method_failed"
 
 
 class BadRequest(ServiceError):

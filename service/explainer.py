@@ -16,27 +16,37 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
 6. Optional faithfulness evaluation of each map (batched extra passes).
 """
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
-from service.errors import MethodNotApplicable
+from service.errors import MethodFailed, MethodNotApplicable, ServiceError
 from service.evaluation import evaluate_map
 from service.jobs import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, MethodOptions, Need
 from service.passes import PassRunner
 from service.rectifiers import rectifier_rule
 
+logger = logging.getLogger(__name__)
+
 Target = tuple[int, int]  # (job index, class index)
 GroupKey = tuple[str, str | None, MethodOptions]
 
 
-def run_batch(model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16) -> list[JobResult]:
-    """Serve `jobs` together; returns one result per job, in order."""
+def run_batch(
+    model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16
+) -> list[JobResult | ServiceError]:
+    """Serve `jobs` together; returns one result per job, in order, or the error of a job whose method failed.
+
+    Raises:
+        Whatever the shared passes raise (out of memory, device errors): the caller splits or fails the batch.
+    """
     started = time.perf_counter()
     images = torch.stack([job.image for job in jobs]).to(model.device, non_blocking=True)
 
@@ -61,21 +71,18 @@ def run_batch(model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 
             gradients[rule] = _rectified_gradients(model, images, members, classes, rule)
 
     runner = PassRunner(model.module, chunk_size)
-    maps = _compute_maps(model, jobs, classes, images, logits.detach(), activations, gradients, runner)
-    logits_cpu = logits.detach().float().cpu()
-    results = []
+    failures: dict[int, ServiceError] = {}
+    maps = _compute_maps(model, jobs, classes, images, logits.detach(), activations, gradients, runner, failures)
     for i, job in enumerate(jobs):
-        job_maps = maps[i]
-        if job.evaluate:
-            job_maps = [
-                MapResult(m.method, m.class_index, m.layer, m.map,
-                          evaluate_map(runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps))
-                for m in job_maps
+        if job.evaluate and i not in failures:
+            maps[i] = [
+                replace(m, evaluation=evaluate_map(runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps))
+                for m in maps[i]
             ]
-        results.append(job_maps)
+    logits_cpu = logits.detach().float().cpu()
     elapsed_ms = (time.perf_counter() - started) * 1000
     return [
-        JobResult(logits=logits_cpu[i], maps=tuple(results[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
+        failures.get(i) or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
         for i in range(len(jobs))
     ]
 
@@ -144,8 +151,13 @@ def _compute_maps(
     activations: dict[str, torch.Tensor],
     gradients: dict[str, dict[Target, torch.Tensor]],
     runner: PassRunner,
+    failures: dict[int, ServiceError],
 ) -> list[list[MapResult]]:
-    """Run each (method, layer, options) group once over all its targets; maps in each job's order."""
+    """Run each (method, layer, options) group once over all its targets; maps in each job's order.
+
+    A group whose method raises (other than running out of memory or a device error) fails only the jobs in
+    it: they are recorded in `failures` and get no maps.
+    """
     groups: dict[GroupKey, list[Target]] = defaultdict(list)
     methods: dict[str, Method] = {}
     for i, job in enumerate(jobs):
@@ -157,9 +169,23 @@ def _compute_maps(
 
     computed: dict[tuple[str, int, int], torch.Tensor] = {}
     for (name, layer, options), targets in groups.items():
-        method_inputs = _method_inputs(model, methods[name], layer, options, targets, images, logits, activations, gradients, runner)
-        with torch.no_grad():
-            raw = torch.nan_to_num(methods[name].compute(method_inputs).detach().float()).cpu()
+        try:
+            method_inputs = _method_inputs(
+                model, methods[name], layer, options, targets, images, logits, activations, gradients, runner
+            )
+            with torch.no_grad():
+                raw = torch.nan_to_num(methods[name].compute(method_inputs).detach().float()).cpu()
+        except (torch.OutOfMemoryError, MemoryError, torch.AcceleratorError):
+            raise
+        except ServiceError as exc:
+            for i, _ in targets:
+                failures[i] = exc
+            continue
+        except Exception:
+            logger.exception("method %s failed for %d targets", name, len(targets))
+            for i, _ in targets:
+                failures[i] = MethodFailed(f"the method {name} failed on this request; the error was logged")
+            continue
         for (i, c), row in zip(targets, raw, strict=True):
             computed[(name, i, c)] = row
 
@@ -169,6 +195,8 @@ def _compute_maps(
             for m in job.methods
             for c in classes[i]
         ]
+        if i not in failures
+        else []
         for i, job in enumerate(jobs)
     ]
 

@@ -17,9 +17,17 @@ T = TypeVar("T")
 
 
 class ServiceRuntime:
-    def __init__(self, settings: Settings, models: dict[str, LoadedModel], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: dict[str, LoadedModel],
+        metrics: Metrics,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.fatal_error: BaseException | None = None
+        self._on_fatal = on_fatal
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
         self.workers = {
             name: ModelWorker(
@@ -30,9 +38,16 @@ class ServiceRuntime:
                 max_queue=settings.max_queue,
                 pass_chunk_size=settings.pass_chunk_size,
                 evaluation_steps=settings.evaluation_steps,
+                on_fatal=self._worker_died,
             )
             for name, model in models.items()
         }
+
+    def _worker_died(self, error: BaseException) -> None:
+        """An unrecoverable device error ended a worker: remember it and tell whoever runs the process."""
+        self.fatal_error = error
+        if self._on_fatal is not None:
+            self._on_fatal(error)
 
     def start(self) -> None:
         for worker in self.workers.values():

@@ -2,21 +2,35 @@
 
 Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`),
 drops jobs whose client has gone or whose deadline has passed, runs the batch and resolves each job's future.
+
+Faults stay as small as they can:
+- a method that raises fails only the jobs that asked for it (`run_batch` returns their error);
+- a batch that runs out of device memory, or fails in its shared passes, is split in halves and retried,
+  outside the `except` block so that the failed attempt's memory is freed; a job that fails alone gets the
+  error (503 `device_out_of_memory`, retryable, or 500);
+- an unrecoverable device error (`torch.AcceleratorError`) ends the worker: queued and later jobs get 503,
+  `/readyz` turns false, and `on_fatal` is told so that the process can exit for the orchestrator to restart it.
 """
 
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
+
+import torch
 
 from model_store import LoadedModel
 from service.batcher import collect_batch
 from service.errors import DeadlineExceeded, ServiceError, ServiceUnavailable
 from service.explainer import run_batch
-from service.jobs import ExplainJob
+from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
+UNRECOVERABLE = (torch.AcceleratorError,)
 
 
 class ModelWorker:
@@ -30,6 +44,7 @@ class ModelWorker:
         max_queue: int,
         pass_chunk_size: int = 32,
         evaluation_steps: int = 16,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.model = model
         self.metrics = metrics
@@ -37,14 +52,16 @@ class ModelWorker:
         self.max_batch_delay_s = max_batch_delay_s
         self.pass_chunk_size = pass_chunk_size
         self.evaluation_steps = evaluation_steps
+        self.on_fatal = on_fatal
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self._stopping = threading.Event()
+        self._dead = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"worker-{model.name}", daemon=True)
         metrics.queue_depth.labels(model=model.name).set_function(self.queue.qsize)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and not self._stopping.is_set()
+        return self._thread.is_alive() and not self._stopping.is_set() and not self._dead.is_set()
 
     def start(self) -> None:
         self._thread.start()
@@ -71,12 +88,26 @@ class ModelWorker:
                 f"model '{self.model.name}' has {self.queue.maxsize} requests waiting; retry shortly",
                 code="queue_full",
             ) from None
+        if self._dead.is_set():  # died while we queued: nobody will take the job
+            self._fail_queued(self._stopped_error())
+
+    def _stopped_error(self) -> ServiceUnavailable:
+        return ServiceUnavailable(f"the worker of model '{self.model.name}' has stopped", code="worker_stopped")
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            batch = collect_batch(self.queue, self.max_batch_size, self.max_batch_delay_s)
-            if batch:
-                self._serve(batch)
+        try:
+            while not self._stopping.is_set():
+                batch = collect_batch(self.queue, self.max_batch_size, self.max_batch_delay_s)
+                if batch:
+                    self._serve(batch)
+        except BaseException as exc:
+            logger.critical("the worker of model %s died: %r", self.model.name, exc, exc_info=True)
+            self._dead.set()
+            self._fail_queued(self._stopped_error())
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+        finally:
+            self._dead.set()
 
     def _serve(self, batch: list[ExplainJob]) -> None:
         now = time.monotonic()
@@ -88,24 +119,64 @@ class ModelWorker:
                 job.future.set_exception(DeadlineExceeded("the request waited past its deadline; it was not run"))
                 continue
             live.append(job)
-        if not live:
-            return
+        try:
+            self._serve_splitting(live)
+        except BaseException:
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(self._stopped_error())
+            raise
+
+    def _serve_splitting(self, live: list[ExplainJob]) -> None:
+        pending = [live] if live else []
+        while pending:
+            jobs = pending.pop()
+            failure = self._attempt(jobs)
+            if failure is None:
+                continue
+            # Outside the except block: the failed attempt's tensors are released before the retry.
+            if isinstance(failure, OUT_OF_MEMORY) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(jobs) > 1:
+                half = len(jobs) // 2
+                pending += [jobs[half:], jobs[:half]]
+            elif isinstance(failure, OUT_OF_MEMORY):
+                jobs[0].future.set_exception(
+                    ServiceUnavailable(
+                        "the device ran out of memory for this request alone; retry later",
+                        code="device_out_of_memory",
+                    )
+                )
+            else:
+                jobs[0].future.set_exception(ServiceError("the explanation failed; the error was logged"))
+
+    def _attempt(self, jobs: list[ExplainJob]) -> Exception | None:
+        """Run `jobs` as one batch and deliver; returns the exception if the batch must be split or failed."""
         labels = {"model": self.model.name}
         try:
-            results = run_batch(self.model, live, self.pass_chunk_size, self.evaluation_steps)
+            outcomes = run_batch(self.model, jobs, self.pass_chunk_size, self.evaluation_steps)
+        except UNRECOVERABLE:
+            raise
         except ServiceError as exc:
-            for job in live:
+            for job in jobs:
                 job.future.set_exception(exc)
-            return
-        except Exception:
-            logger.exception("batch of %d failed on model %s", len(live), self.model.name)
-            for job in live:
-                job.future.set_exception(ServiceError("the explanation failed; the error was logged"))
-            return
-        self.metrics.batch_size.labels(**labels).observe(len(live))
-        self.metrics.inference_seconds.labels(**labels).observe(results[0].inference_ms / 1000)
-        for job, result in zip(live, results, strict=True):
-            job.future.set_result(result)
+            return None
+        except Exception as exc:
+            logger.warning(
+                "batch of %d failed on model %s: %r", len(jobs), self.model.name, exc,
+                exc_info=not isinstance(exc, OUT_OF_MEMORY),
+            )
+            return exc
+        self.metrics.batch_size.labels(**labels).observe(len(jobs))
+        timed = next((o for o in outcomes if isinstance(o, JobResult)), None)
+        if timed is not None:
+            self.metrics.inference_seconds.labels(**labels).observe(timed.inference_ms / 1000)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, ServiceError):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+        return None
 
     def _fail_queued(self, error: ServiceError) -> None:
         while True:
