@@ -2,7 +2,7 @@
 
 Rows (images per second, and the ratio to the raw batched forward pass of the same model):
   forward            the model alone, batched, under inference_mode: the floor
-  cam / grad_cam / grad_cam_pp / 3 methods x top-3   the service's batched pass (`run_batch`) in-process
+  cam, grad_cam, ... , 9 methods x top-3   the service's batched pass (`run_batch`) in-process
   pytorch-grad-cam   a plain in-process loop over the popular library, one image per call (its usual use)
   http               the running service over real HTTP (uvicorn), concurrent clients, multipart JPEG posts
 
@@ -33,6 +33,7 @@ from service.jobs import ExplainJob  # noqa: E402
 from service.methods import METHODS  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
+SHARED_PASS = tuple(name for name, method in METHODS.items() if method.cost.startswith("the shared forward pass"))
 
 
 def best_rate(fn, images: int, rounds: int) -> float:
@@ -129,6 +130,8 @@ def main() -> None:
         ("grad_cam", ("grad_cam",), 1),
         ("grad_cam_pp", ("grad_cam_pp",), 1),
         ("3 methods x top-3", ("cam", "grad_cam", "grad_cam_pp"), 3),
+        ("saliency (to the input)", ("saliency",), 1),
+        ("9 shared-pass methods x top-3", SHARED_PASS, 3),
     ):
         rows.append((label, best_rate(service_pass(methods, k), args.batch, args.rounds)))
     rows.append(("pytorch-grad-cam loop", best_rate(library_loop, args.batch, args.rounds)))
