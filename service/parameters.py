@@ -5,6 +5,7 @@ Names are validated by the `api_schemas` models; methods, layers and classes are
 model, so that nothing invalid reaches the worker.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.5
 ALL_OUTPUTS = ("map", "overlay", "logits")
+CLASS_INDEX = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -111,10 +113,12 @@ def plan_explanation(params: ExplainParameters, model: LoadedModel, max_classes:
 def _resolve_class(spec: int | str, model: LoadedModel) -> int:
     count = model.num_classes
     text = str(spec).strip()
-    if isinstance(spec, int) or text.lstrip("-").isdigit():
-        index = int(text)
+    if isinstance(spec, int) or CLASS_INDEX.fullmatch(text):
+        # Over 18 digits is out of range anyway, and int() refuses strings of more than 4300 digits.
+        index = spec if isinstance(spec, int) else int(text) if len(text) <= 18 else -1
         if not 0 <= index < count:
-            raise UnknownClass(f"class index {index} is out of range; model '{model.name}' has classes 0..{count - 1}")
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise UnknownClass(f"class index {shown} is out of range; model '{model.name}' has classes 0..{count - 1}")
         return index
     try:
         return model.labels.find(text)
