@@ -15,6 +15,7 @@ from tests.tiny_models import TINY_PREPROCESSING, TinyFlatNet, TinyGapNet, seede
 
 pytestmark = pytest.mark.anyio
 TINY = "/v1/models/tiny/explain"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -104,8 +105,8 @@ async def test_a_parameter_in_both_query_and_body_is_refused(serve, models, nois
         ({"json": {"image": "iVBORw0KGgo\u00e9"}}, 422, "invalid_base64"),  # not ASCII
         ({"json": {"image": "data:image/png,iVBORw0KGgo"}}, 422, "invalid_base64"),  # a data URL, not base64
         ({"json": {"image": ""}}, 422, "invalid_image"),
-        ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
-        ({"content": b'{"image": "", "top_k": ' + b"1" * 5000 + b"}", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+        ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400, "invalid_json"),  # too deep
+        ({"content": b'{"image": "", "top_k": ' + b"1" * 5000 + b"}", "headers": JSON}, 400, "invalid_json"),
         ({"json": {"picture": "abcd"}}, 400, "missing_image"),
         ({"json": ["image"]}, 400, "invalid_json"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),

@@ -56,7 +56,8 @@ def images(draw: st.DrawFn) -> bytes:
         return draw(st.binary(max_size=2048))
     data = bytearray(draw(st.sampled_from(GOOD)))
     if kind == "mutated":
-        for position, value in draw(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), max_size=8)):
+        changes = st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), max_size=8)
+        for position, value in draw(changes):
             data[position] = value
     elif kind == "truncated":
         del data[draw(st.integers(0, len(data) - 1)) :]
@@ -87,7 +88,8 @@ def parameters(draw: st.DrawFn) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), scalars), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    st.one_of(st.none(), scalars),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
 

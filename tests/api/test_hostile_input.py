@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.api.checks import assert_error, assert_still_serving
 from tests.conftest import image_bytes
-from tests.service.test_imaging import png_header, psd_file
+from tests.crafted_files import png_header, psd_file
 from tests.tiny_models import tiny_loaded
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +28,10 @@ def models():
 
 
 def multipart(data: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
-    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    )
     return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -186,7 +189,7 @@ def half(fmt: str) -> bytes:
         (png_header(0, 16), 415, "unsupported_image"),
         (png_header(2**31 - 1, 1), 413, "image_too_large"),
     ],
-    ids=["psd", "eps", "ico", "pdf", "half-gif", "half-webp", "half-bmp", "half-tiff", "png-zero-width", "png-2^31-wide"],
+    ids=["psd", "eps", "ico", "pdf", "half-gif", "half-webp", "half-bmp", "half-tiff", "png-0-wide", "png-2^31-wide"],
 )
 async def test_unreadable_images_are_4xx(serve, models, noise_png, data, status, code):
     async with serve(models) as client:
@@ -214,7 +217,8 @@ ALL_METHODS = {"method": ["cam", "grad_cam", "grad_cam_pp"]}
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 10_000), (10_000, 1), (3, 2)])
 async def test_single_pixel_and_strip_images_are_explained(serve, models, size):
-    data = image_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)), "PNG")
+    pixels = np.random.default_rng(1).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    data = image_bytes(Image.fromarray(pixels), "PNG")
     async with serve(models) as client:
         items = explanations(await client.post(TINY, params=ALL_METHODS, files={"image": data}))
     assert len(items) == 3
@@ -227,7 +231,8 @@ async def test_single_pixel_and_strip_images_are_explained(serve, models, size):
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "TIFF", "WEBP"])
 async def test_a_multi_frame_file_is_explained_from_its_first_frame(serve, models, fmt):
     rng = np.random.default_rng(2)
-    frames = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).convert("P").convert("RGB") for _ in range(3)]
+    noise = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    frames = [frame.convert("P").convert("RGB") for frame in noise]  # GIF keeps a palette picture exactly
     extra = {"lossless": True} if fmt == "WEBP" else {}
     animated = image_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], **extra)
     async with serve(models) as client:
@@ -252,7 +257,8 @@ async def test_an_exif_rotated_photo_is_explained_upright(serve, models, cat_pho
     stored = image_bytes(upright.transpose(ORIENTATIONS[orientation]), "PNG", exif=exif.tobytes())
     async with serve(models) as client:
         rotated = explanations(await client.post(TINY, params=ALL_METHODS, files={"image": stored}))
-        reference = explanations(await client.post(TINY, params=ALL_METHODS, files={"image": image_bytes(upright, "PNG")}))
+        plain = image_bytes(upright, "PNG")
+        reference = explanations(await client.post(TINY, params=ALL_METHODS, files={"image": plain}))
     for got, expected in zip(rotated, reference, strict=True):
         assert got["class"] == expected["class"] and got["map"] == expected["map"]
         assert overlay_size(got) == (90, 60)
@@ -274,11 +280,15 @@ def gray_levels() -> np.ndarray:
     return np.random.default_rng(3).integers(0, 256, (20, 24), dtype=np.uint16)
 
 
+def gray8() -> Image.Image:
+    return Image.fromarray(gray_levels().astype(np.uint8))
+
+
 @pytest.mark.parametrize(
     ("odd", "plain"),
     [
-        (lambda: Image.fromarray(gray_levels() * 257), lambda: Image.fromarray(gray_levels().astype(np.uint8))),
-        (lambda: Image.fromarray(gray_levels().astype(np.uint8)).convert("LA"), lambda: Image.fromarray(gray_levels().astype(np.uint8))),
+        (lambda: Image.fromarray(gray_levels() * 257), gray8),
+        (lambda: gray8().convert("LA"), gray8),
         (lambda: Image.new("RGBA", (20, 20), (10, 200, 30, 255)), lambda: Image.new("RGB", (20, 20), (10, 200, 30))),
         (lambda: Image.new("RGBA", (20, 20), (10, 200, 30, 0)), lambda: Image.new("RGB", (20, 20), (255, 255, 255))),
         (lambda: Image.new("P", (20, 20), 0), lambda: Image.new("RGB", (20, 20), (0, 0, 0))),
@@ -299,7 +309,8 @@ async def test_palette_transparency_and_cmyk_are_explained(serve, models):
     cmyk = image_bytes(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG")
     async with serve(models) as client:
         clear = explanations(await client.post(TINY, files={"image": transparent}))
-        white = explanations(await client.post(TINY, files={"image": image_bytes(Image.new("RGB", (20, 20), "white"), "PNG")}))
+        white_png = image_bytes(Image.new("RGB", (20, 20), "white"), "PNG")
+        white = explanations(await client.post(TINY, files={"image": white_png}))
         assert clear[0]["map"] == white[0]["map"]  # transparent pixels are white, not black
         assert_finite_maps(explanations(await client.post(TINY, files={"image": cmyk})))
 
@@ -322,6 +333,7 @@ async def test_the_class_the_model_likes_least_gives_finite_maps(serve, models, 
     async with serve(models) as client:
         logits = (await client.post("/v1/models/tiny/predict", files={"image": noise_png})).json()["logits"]
         least = int(np.argmin(logits))
-        items = explanations(await client.post(TINY, params={**ALL_METHODS, "class": least}, files={"image": noise_png}))
+        response = await client.post(TINY, params={**ALL_METHODS, "class": least}, files={"image": noise_png})
+    items = explanations(response)
     assert [item["class"]["index"] for item in items] == [least] * 3
     assert_finite_maps(items)

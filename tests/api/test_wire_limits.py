@@ -28,9 +28,8 @@ def port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "EXPLAIN_PORT": str(port), "EXPLAIN_MAX_BODY_BYTES": str(LIMIT), "EXPLAIN_DEVICE": "cpu"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.api.tiny_server"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    command = [sys.executable, "-m", "tests.api.tiny_server"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -2,9 +2,7 @@
 
 import io
 import random
-import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from PIL import Image
 from service.errors import InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from service.imaging import decode_image, to_rgb
 from tests.conftest import image_bytes
+from tests.crafted_files import png_header, psd_file
 from tests.tiny_models import TINY_PREPROCESSING
 
 
@@ -62,23 +61,6 @@ def test_refusals():
 
 
 # --- hostile files --------------------------------------------------------------------------------------------
-
-
-def png_header(width: int, height: int, rows: int = 1) -> bytes:
-    """A tiny RGB PNG file that claims `width` x `height` and carries only `rows` rows of pixels."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    scanlines = zlib.compress(b"\x00" * (1 + 3 * min(width, 4096)) * rows)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", scanlines) + chunk(b"IEND", b"")
-
-
-def psd_file(width: int = 8, height: int = 8) -> bytes:
-    """A minimal valid Photoshop file by hand: header, empty colour-mode/resources/layers sections, raw RGB."""
-    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
-    return header + struct.pack(">IIIH", 0, 0, 0, 0) + bytes(width * height * 3)
 
 
 def saved(fmt: str, mode: str = "RGB", size: tuple[int, int] = (16, 16)) -> bytes:
@@ -156,7 +138,8 @@ def test_thin_and_single_pixel_images_decode():
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "TIFF", "WEBP"])
 def test_only_the_first_frame_of_a_multi_frame_file_is_used(fmt):
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
-    data = image_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], **({"lossless": True} if fmt == "WEBP" else {}))
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    data = image_bytes(frames[0], fmt, save_all=True, append_images=frames[1:], **extra)
     assert Image.open(io.BytesIO(data)).n_frames == 3
     assert tuple(decode(data).display[0, 0]) == (255, 0, 0)
 
