@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 MethodName = Literal[
     "cam",
@@ -37,7 +37,8 @@ class ExplainParameters(BaseModel):
     method: str | list[str] | None = Field(
         default=None, description="One or several methods (see `GET /v1/methods`); default `grad_cam`."
     )
-    class_: int | str | list[int | str] | None = Field(
+    # Strict: a JSON `true` is not class 1. Form and query values are strings and take the `str` branch.
+    class_: StrictInt | str | list[StrictInt | str] | None = Field(
         default=None,
         alias="class",
         description="One or several classes, by index or label (case-insensitive); default the top-1 class.",
@@ -45,7 +46,9 @@ class ExplainParameters(BaseModel):
     top_k: int | None = Field(default=None, ge=1, description="Explain the k best classes instead of `class`.")
     layer: str | None = Field(default=None, description="Target layer; default the model's default layer.")
     colormap: Colormap | None = Field(default=None, description="Overlay colormap; default `jet`.")
-    alpha: float | None = Field(default=None, ge=0, le=1, description="Heatmap opacity in the overlay; default 0.5.")
+    alpha: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="Heatmap opacity in the overlay; default 0.5."
+    )
     include: Include | list[Include] | None = Field(
         default=None, description="Outputs to include; default all of `map`, `overlay`, `logits`."
     )

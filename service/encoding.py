@@ -56,15 +56,16 @@ def encode_base64(data: bytes) -> str:
 
 
 def decode_base64_image(text: str) -> bytes:
-    """Base64 text of an image -> bytes. Accepts a `data:*;base64,` prefix, whitespace, missing padding and
-    the URL-safe alphabet; refuses any other character.
+    """Base64 text of an image -> bytes. Accepts a `data:*;base64,` prefix (any case), whitespace, missing
+    padding and the URL-safe alphabet; refuses any other character.
 
     Raises:
         ValueError: characters outside the alphabet, or a length that no padding can fix.
     """
-    if text.startswith("data:"):
+    text = text.strip()
+    if text[:5].lower() == "data:":
         header, _, text = text.partition(",")
-        if not header.endswith(";base64"):
+        if not header.lower().endswith(";base64"):
             raise ValueError("a data URL must be base64-encoded (data:<type>;base64,...)")
     compact = "".join(text.split())
     if "-" in compact or "_" in compact:

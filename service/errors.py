@@ -1,7 +1,7 @@
 """Domain errors of the service; one handler (in `service.app`) renders them as the one error body.
 
     ServiceError (500)                internal_error, method_failed; status, code, message, headers
-    ├── BadRequest (400)
+    ├── BadRequest (400)              bad_request, invalid_json, invalid_multipart, missing_image
     │   ├── UnknownMethod             unknown_method
     │   ├── UnknownLayer              unknown_layer
     │   ├── UnknownClass              unknown_class

@@ -2,7 +2,9 @@
 
 Runs in the CPU thread pool. Every failure is a domain error with a 4xx status: formats outside the
 allow-list are refused (415), images over the pixel limit are refused from their header, before their pixels
-are allocated (413), and truncated or corrupt files are refused when their pixels are read (422).
+are allocated (413), and truncated or corrupt files are refused when their pixels are read (422). Pillow's
+format plugins raise many exception types on corrupt data (`struct.error`, `TypeError`, ...; Pillow's own
+fuzzers catch `Exception` for that reason), so any of them while parsing the file is a 422 too.
 """
 
 import io
@@ -11,13 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from model_store import Preprocessing
 from service.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 WHITE = (255, 255, 255)
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that shows the picture upright (as `PIL.ImageOps.exif_transpose`).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise UnsupportedMediaType(
             f"not a readable image; accepted formats: {', '.join(ALLOWED_FORMATS)}", code="unsupported_image"
         ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # any plugin error on a corrupt header, see the module docstring
         raise InvalidImage(f"corrupt image header: {exc}") from exc
     width, height = image.size
     if width < 1 or height < 1:
@@ -75,18 +90,29 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image.seek(0)
         image.load()
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return upright(image)
+    except MemoryError:
+        raise
+    except Exception as exc:  # any plugin error on corrupt data, see the module docstring
         raise InvalidImage(f"cannot decode image ({image.format}): {exc}") from exc
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Only the tag is read: unlike `ImageOps.exif_transpose`, the rest of the
+    metadata is not re-serialised, so a malformed tag the service does not need cannot fail the request."""
+    orientation = image.getexif().get(EXIF_ORIENTATION)
+    method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB: 16-bit and float scaled (not clipped), alpha composited on white."""
+    """Any Pillow mode -> 8-bit RGB: 16-bit and float scaled (not clipped), alpha and transparent colours
+    (`tRNS` of P, L and RGB images) composited on white."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         scale = 1.0 / 257.0 if image.mode != "F" or pixels.max(initial=0) > 1.0 else 255.0
         image = Image.fromarray(np.clip(pixels * scale, 0, 255).round().astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info:
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")

@@ -6,6 +6,7 @@ model, and the request's cost in extra forward passes is checked against the bou
 or unbounded reaches the worker.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ DEFAULT_ALPHA = 0.5
 DEFAULT_BBOX_THRESHOLD = 0.2
 ALL_OUTPUTS = ("map", "overlay", "logits")
 OPTION_NAMES = ("samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill")
+CLASS_INDEX = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -158,10 +160,12 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
 def _resolve_class(spec: int | str, model: LoadedModel) -> int:
     count = model.num_classes
     text = str(spec).strip()
-    if isinstance(spec, int) or text.lstrip("-").isdigit():
-        index = int(text)
+    if isinstance(spec, int) or CLASS_INDEX.fullmatch(text):
+        # Over 18 digits is out of range anyway, and int() refuses strings of more than 4300 digits.
+        index = spec if isinstance(spec, int) else int(text) if len(text) <= 18 else -1
         if not 0 <= index < count:
-            raise UnknownClass(f"class index {index} is out of range; model '{model.name}' has classes 0..{count - 1}")
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise UnknownClass(f"class index {shown} is out of range; model '{model.name}' has classes 0..{count - 1}")
         return index
     try:
         return model.labels.find(text)

@@ -62,7 +62,7 @@ async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, di
 def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also over-deep nesting and integers of > 4300 digits
         raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from exc
     if not isinstance(document, dict):
         raise BadRequest("the JSON body must be an object with an 'image' field", code="invalid_json")

@@ -6,11 +6,17 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from PIL import Image
 
 from model_store import LoadedModel, ModelStore
 from service.app import create_app
 from service.settings import Settings
+
+# Property-based tests stay bounded in the suite; `pytest --hypothesis-profile=long` runs them 20 times longer.
+settings.register_profile("suite", max_examples=150, deadline=None)
+settings.register_profile("long", max_examples=3000, deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture

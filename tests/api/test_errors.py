@@ -9,25 +9,18 @@ import torch
 from PIL import Image
 
 from model_store.store import prepare_model
+from tests.api.checks import assert_error
 from tests.conftest import image_bytes
 from tests.tiny_models import TINY_PREPROCESSING, TinyFlatNet, TinyGapNet, seeded, tiny_loaded
 
 pytestmark = pytest.mark.anyio
 TINY = "/v1/models/tiny/explain"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
 def models():
     return {"tiny": tiny_loaded(), "flat": tiny_loaded("flat", TinyFlatNet)}
-
-
-def assert_error(response, status: int, code: str, *in_message: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["request_id"] == response.headers["x-request-id"]
-    for text in in_message:
-        assert text in error["message"], error["message"]
 
 
 @pytest.mark.parametrize(
@@ -38,11 +31,20 @@ def assert_error(response, status: int, code: str, *in_message: str) -> None:
         ({"class": 5}, 400, "unknown_class", ["0..4"]),
         ({"class": -1}, 400, "unknown_class", ["0..4"]),
         ({"class": "zebra"}, 400, "unknown_class", ["label"]),
+        ({"class": "\u00b2"}, 400, "unknown_class", ["0..4"]),  # str.isdigit() is true, int() refuses it
+        ({"class": "1" * 5000}, 400, "unknown_class", ["out of range"]),  # over int()'s 4300 digits
+        ({"class": [str(i) for i in range(11)]}, 400, "invalid_parameter", ["at most 10"]),
         ({"class": 1, "top_k": 2}, 400, "conflicting_parameters", ["top_k"]),
         ({"top_k": 0}, 400, "invalid_parameter", ["top_k"]),
         ({"top_k": 11}, 400, "invalid_parameter", ["at most 10"]),
         ({"top_k": "many"}, 400, "invalid_parameter", ["top_k"]),
+        ({"top_k": -1}, 400, "invalid_parameter", ["top_k"]),
+        ({"top_k": 10**30}, 400, "invalid_parameter", ["at most 10"]),
+        ({"top_k": "9" * 5000}, 400, "invalid_parameter", ["top_k"]),
         ({"alpha": 1.5}, 400, "invalid_parameter", ["alpha"]),
+        ({"alpha": -0.1}, 400, "invalid_parameter", ["alpha"]),
+        ({"alpha": "nan"}, 400, "invalid_parameter", ["alpha", "finite"]),
+        ({"layer": "features\x00"}, 400, "unknown_layer", ["default: features"]),
         ({"colormap": "rainbow"}, 400, "invalid_parameter", ["jet", "viridis", "inferno", "turbo"]),
         ({"include": "everything"}, 400, "invalid_parameter", ["overlay"]),
         ({"methods": "cam"}, 400, "invalid_parameter", ["methods"]),
@@ -54,6 +56,25 @@ async def test_bad_parameters_are_400_with_the_valid_choices(serve, models, nois
         response = await client.post(TINY, params=params, files={"image": noise_png})
         assert_error(response, status, code, *hints)
         assert (await client.post(TINY, files={"image": noise_png})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("fields", "hint"),
+    [
+        ('"class": true', "class"),  # not class 1
+        ('"class": 1.5', "class"),
+        ('"class": [[1]]', "class"),
+        ('"alpha": NaN', "finite"),  # Python's json reads NaN and Infinity
+        ('"alpha": -Infinity', "finite"),
+        ('"method": 5', "method"),
+        ('"include": ["map", "pixels"]', "include"),
+    ],
+)
+async def test_json_values_of_the_wrong_kind_are_400(serve, models, noise_png, fields, hint):
+    body = '{"image": "%s", %s}' % (base64.b64encode(noise_png).decode(), fields)
+    async with serve(models) as client:
+        response = await client.post(TINY, content=body, headers={"content-type": "application/json"})
+        assert_error(response, 400, "invalid_parameter", hint)
 
 
 async def test_cam_on_a_head_that_is_not_gap_linear_is_refused(serve, models, noise_png):
@@ -80,6 +101,12 @@ async def test_a_parameter_in_both_query_and_body_is_refused(serve, models, nois
         ({"content": b"", "headers": {"content-type": "image/png"}}, 422, "invalid_image"),
         ({"json": {"image": "iVBOR***w0K"}}, 422, "invalid_base64"),
         ({"json": {"image": "abcde"}}, 422, "invalid_base64"),
+        ({"json": {"image": "iVBORw0K==GgoAAAA"}}, 422, "invalid_base64"),  # padding inside
+        ({"json": {"image": "iVBORw0KGgo\u00e9"}}, 422, "invalid_base64"),  # not ASCII
+        ({"json": {"image": "data:image/png,iVBORw0KGgo"}}, 422, "invalid_base64"),  # a data URL, not base64
+        ({"json": {"image": ""}}, 422, "invalid_image"),
+        ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400, "invalid_json"),  # too deep
+        ({"content": b'{"image": "", "top_k": ' + b"1" * 5000 + b"}", "headers": JSON}, 400, "invalid_json"),
         ({"json": {"picture": "abcd"}}, 400, "missing_image"),
         ({"json": ["image"]}, 400, "invalid_json"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
@@ -105,6 +132,7 @@ async def test_base64_variants_accepted_on_purpose(serve, models, noise_png):
     variants = [
         "data:image/png;base64," + standard,
         "\n".join(standard[i : i + 76] for i in range(0, len(standard), 76)),
+        "  DATA:image/png;BASE64," + standard + "\n",
         standard.rstrip("="),
         base64.urlsafe_b64encode(noise_png).decode(),
     ]

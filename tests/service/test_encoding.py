@@ -45,6 +45,7 @@ def test_base64_forms():
     assert decode_base64_image(text.rstrip("=")) == data
     assert decode_base64_image(" \n".join(text[i : i + 10] for i in range(0, len(text), 10))) == data
     assert decode_base64_image(base64.urlsafe_b64encode(data).decode()) == data
-    for bad in ("abc*def", "data:image/png,raw", "a"):
+    assert decode_base64_image("  DATA:image/png;BASE64," + text + "\n") == data  # the scheme is case-insensitive
+    for bad in ("abc*def", "data:image/png,raw", "a", "abcde", "ab==cd", "====", "abc\u00e9", "YWJj\x00"):
         with pytest.raises(ValueError):
             decode_base64_image(bad)
