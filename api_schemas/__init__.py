@@ -4,26 +4,26 @@ Nothing here imports torch, numpy or PIL: these are the shapes on the wire, shar
 clients that want typed responses.
 """
 
+from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
 from api_schemas.errors import ErrorBody, ErrorDetail
 from api_schemas.explain import (
     BoundingBox,
-    Evaluation,
-    MapEncoding,
     ClassRef,
     Colormap,
-    Explanation,
+    Evaluation,
     ExplainJSONRequest,
     ExplainParameters,
     ExplainResponse,
+    Explanation,
     Include,
     MapData,
+    MapEncoding,
     MethodName,
     PredictJSONRequest,
     PredictParameters,
     PredictResponse,
     TopClass,
 )
-from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
 
 __all__ = [
     "BoundingBox",

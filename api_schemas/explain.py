@@ -137,7 +137,9 @@ class Evaluation(BaseModel):
     confidence_change: float = Field(
         description="p(class | only the top 20% of the map kept) - p(class | image); higher is more faithful."
     )
-    deletion_auc: float = Field(description="Area under p(class) as the most salient pixels are removed; lower is better.")
+    deletion_auc: float = Field(
+        description="Area under p(class) as the most salient pixels are removed; lower is better."
+    )
     insertion_auc: float = Field(description="Area under p(class) as they are put back into a blur; higher is better.")
 
 

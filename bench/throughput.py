@@ -137,7 +137,12 @@ def main() -> None:
     rows.append(("pytorch-grad-cam loop", best_rate(library_loop, args.batch, args.rounds)))
     buffer = io.BytesIO()
     photo().save(buffer, format="JPEG")
-    rows.append((f"http (grad_cam, {args.concurrency} clients)", http_rate(buffer.getvalue(), args.http_requests, args.concurrency)))
+    rows.append(
+        (
+            f"http (grad_cam, {args.concurrency} clients)",
+            http_rate(buffer.getvalue(), args.http_requests, args.concurrency),
+        )
+    )
 
     floor = rows[0][1]
     library = next(rate for name, rate in rows if name.startswith("pytorch-grad-cam"))

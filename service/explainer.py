@@ -76,13 +76,19 @@ def run_batch(
     for i, job in enumerate(jobs):
         if job.evaluate and i not in failures:
             maps[i] = [
-                replace(m, evaluation=evaluate_map(runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps))
+                replace(
+                    m,
+                    evaluation=evaluate_map(
+                        runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps
+                    ),
+                )
                 for m in maps[i]
             ]
     logits_cpu = logits.detach().float().cpu()
     elapsed_ms = (time.perf_counter() - started) * 1000
     return [
-        failures.get(i) or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
+        failures.get(i)
+        or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
         for i in range(len(jobs))
     ]
 
@@ -191,7 +197,9 @@ def _compute_maps(
 
     return [
         [
-            MapResult(method=m.name, class_index=c, layer=job.layer if m.uses_layer else None, map=computed[(m.name, i, c)])
+            MapResult(
+                method=m.name, class_index=c, layer=job.layer if m.uses_layer else None, map=computed[(m.name, i, c)]
+            )
             for m in job.methods
             for c in classes[i]
         ]

@@ -9,7 +9,9 @@ class Metrics:
         self.requests = Counter(
             "explain_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry
         )
-        self.queue_depth = Gauge("explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry)
+        self.queue_depth = Gauge(
+            "explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry
+        )
         self.batch_size = Histogram(
             "explain_batch_size",
             "Jobs served by one batched pass.",
@@ -18,7 +20,10 @@ class Metrics:
             registry=self.registry,
         )
         self.inference_seconds = Histogram(
-            "explain_inference_seconds", "Wall time of one batched pass on the device.", ["model"], registry=self.registry
+            "explain_inference_seconds",
+            "Wall time of one batched pass on the device.",
+            ["model"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -99,7 +99,9 @@ def plan_explanation(
     classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
     class_count = len(classes) if classes is not None else (params.top_k or 1)
 
-    options = MethodOptions(**{name: getattr(params, name) for name in OPTION_NAMES if getattr(params, name) is not None})
+    options = MethodOptions(
+        **{name: getattr(params, name) for name in OPTION_NAMES if getattr(params, name) is not None}
+    )
     channels = model.layer_shapes[layer][0] if layer is not None else 0
     extra = sum(m.extra_passes(channels, model.preprocessing.input_size, options, class_count) for m in methods)
     extra += sum(1 for need in (Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS) if any(need in m.needs for m in methods))

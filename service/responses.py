@@ -7,8 +7,8 @@ import torch
 from api_schemas import (
     ClassRef,
     Evaluation,
-    Explanation,
     ExplainResponse,
+    Explanation,
     MapData,
     PredictResponse,
     TopClass,

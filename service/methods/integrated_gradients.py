@@ -35,7 +35,9 @@ class IntegratedGradients(Method):
         step_weights = torch.tensor(weights / 2, dtype=torch.float32, device=device)
         maps = []
         for image, class_index in zip(inputs.images, inputs.classes.tolist(), strict=True):
-            baseline = (inputs.black if options.baseline == "black" else torch.zeros_like(inputs.black)).expand_as(image)
+            baseline = (inputs.black if options.baseline == "black" else torch.zeros_like(inputs.black)).expand_as(
+                image
+            )
             path = baseline + alphas[:, None, None, None] * (image - baseline)
             gradients = runner.input_gradients(path, class_index)  # (steps, 3, H, W)
             integral = (step_weights[:, None, None, None] * gradients).sum(dim=0)

@@ -35,7 +35,10 @@ async def test_models_and_methods_are_listed(serve, models):
     by_name = {m["name"]: m for m in methods}
     assert set(by_name) == set(METHODS)
     assert by_name["cam"]["cost"] == "the shared forward pass" and by_name["cam"]["parameters"] == ["layer"]
-    assert by_name["smoothgrad"]["parameters"] == ["samples", "noise", "seed"] and by_name["smoothgrad"]["input_resolution"]
+    assert (
+        by_name["smoothgrad"]["parameters"] == ["samples", "noise", "seed"]
+        and by_name["smoothgrad"]["input_resolution"]
+    )
     assert by_name["eigen_cam"]["sanity_check"] is False and by_name["grad_cam"]["sanity_check"] is True
     assert all(m["raw_map"] and m["paper"] and m["cost"] for m in methods)
 

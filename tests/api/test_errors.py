@@ -11,7 +11,7 @@ from PIL import Image
 from model_store.store import prepare_model
 from tests.api.checks import assert_error
 from tests.conftest import image_bytes
-from tests.tiny_models import TINY_PREPROCESSING, TinyFlatNet, TinyGapNet, seeded, tiny_loaded
+from tests.tiny_models import TINY_PREPROCESSING, TinyFlatNet, TinyGapNet, tiny_loaded
 
 pytestmark = pytest.mark.anyio
 TINY = "/v1/models/tiny/explain"
@@ -71,7 +71,7 @@ async def test_bad_parameters_are_400_with_the_valid_choices(serve, models, nois
     ],
 )
 async def test_json_values_of_the_wrong_kind_are_400(serve, models, noise_png, fields, hint):
-    body = '{"image": "%s", %s}' % (base64.b64encode(noise_png).decode(), fields)
+    body = f'{{"image": "{base64.b64encode(noise_png).decode()}", {fields}}}'
     async with serve(models) as client:
         response = await client.post(TINY, content=body, headers={"content-type": "application/json"})
         assert_error(response, 400, "invalid_parameter", hint)
@@ -97,7 +97,11 @@ async def test_a_parameter_in_both_query_and_body_is_refused(serve, models, nois
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported_media_type"),
         ({"content": b"hello"}, 415, "unsupported_media_type"),
         ({"content": b"\x00" * 300, "headers": {"content-type": "image/png"}}, 415, "unsupported_image"),
-        ({"content": b"<svg xmlns='http://www.w3.org/2000/svg'/>", "headers": {"content-type": "image/svg+xml"}}, 415, "unsupported_image"),
+        (
+            {"content": b"<svg xmlns='http://www.w3.org/2000/svg'/>", "headers": {"content-type": "image/svg+xml"}},
+            415,
+            "unsupported_image",
+        ),
         ({"content": b"", "headers": {"content-type": "image/png"}}, 422, "invalid_image"),
         ({"json": {"image": "iVBOR***w0K"}}, 422, "invalid_base64"),
         ({"json": {"image": "abcde"}}, 422, "invalid_base64"),
@@ -163,11 +167,17 @@ async def test_bodies_and_images_over_the_limits_are_413(serve, models, noise_pn
 
 async def test_unknown_model_route_and_verb_use_the_error_body(serve, models, noise_png):
     async with serve(models) as client:
-        assert_error(await client.post("/v1/models/nope/explain", files={"image": noise_png}), 404, "model_not_found", "tiny")
+        assert_error(
+            await client.post("/v1/models/nope/explain", files={"image": noise_png}), 404, "model_not_found", "tiny"
+        )
         assert_error(await client.get("/v1/models/nope"), 404, "model_not_found")
         assert_error(await client.get("/v2/anything"), 404, "not_found")
         assert_error(await client.get(TINY), 405, "method_not_allowed")
-        assert_error(await client.post("/v1/models/tiny/predict", params={"x": 1}, files={"image": noise_png}), 400, "invalid_parameter")
+        assert_error(
+            await client.post("/v1/models/tiny/predict", params={"x": 1}, files={"image": noise_png}),
+            400,
+            "invalid_parameter",
+        )
 
 
 class GatedNet(TinyGapNet):
@@ -191,8 +201,13 @@ def gated_model():
     torch.manual_seed(0)
     module = GatedNet()
     model = prepare_model(
-        name="gated", source="test", module=module, preprocessing=TINY_PREPROCESSING,
-        default_layer="features", classifier_layer="fc", device=torch.device("cpu"),
+        name="gated",
+        source="test",
+        module=module,
+        preprocessing=TINY_PREPROCESSING,
+        default_layer="features",
+        classifier_layer="fc",
+        device=torch.device("cpu"),
     )
     module.executed = 0
     module.entered.clear()

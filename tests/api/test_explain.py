@@ -1,8 +1,8 @@
 """POST /v1/models/{model}/explain and /predict, in-process, with the built-in model and tiny seeded ones."""
 
+import asyncio
 import base64
 import io
-import asyncio
 
 import numpy as np
 import pytest
@@ -61,9 +61,9 @@ async def test_top_k_and_include_and_aliases(serve, models, cat_jpeg):
         )
     body = response.json()
     top3 = [c["index"] for c in body["top_classes"][:3]]
-    assert [(e["method"], e["class"]["index"]) for e in body["explanations"]] == [
-        ("grad_cam_pp", c) for c in top3
-    ] + [("cam", c) for c in top3]
+    assert [(e["method"], e["class"]["index"]) for e in body["explanations"]] == [("grad_cam_pp", c) for c in top3] + [
+        ("cam", c) for c in top3
+    ]
     assert body["logits"] is None and all(e["overlay_png"] is None for e in body["explanations"])
 
 

@@ -19,7 +19,16 @@ def models():
 
 @pytest.mark.parametrize("method", list(METHODS))
 async def test_every_method_is_reachable_with_its_parameters(serve, models, noise_png, method):
-    params = {"method": method, "top_k": 2, "samples": 3, "steps": 4, "window": 8, "stride": 8, "fill": "black", "baseline": "mean"}
+    params = {
+        "method": method,
+        "top_k": 2,
+        "samples": 3,
+        "steps": 4,
+        "window": 8,
+        "stride": 8,
+        "fill": "black",
+        "baseline": "mean",
+    }
     async with serve(models) as client:
         response = await client.post(URL, params=params, files={"image": noise_png})
     assert response.status_code == 200, response.text
@@ -33,7 +42,9 @@ async def test_every_method_is_reachable_with_its_parameters(serve, models, nois
 async def test_base64_maps_are_the_same_floats_as_lists(serve, models, noise_png):
     async with serve(models) as client:
         as_list = await client.post(URL, params={"method": "saliency", "class": 1}, files={"image": noise_png})
-        as_b64 = await client.post(URL, params={"method": "saliency", "class": 1, "map_encoding": "base64"}, files={"image": noise_png})
+        as_b64 = await client.post(
+            URL, params={"method": "saliency", "class": 1, "map_encoding": "base64"}, files={"image": noise_png}
+        )
     listed = as_list.json()["explanations"][0]["map"]
     encoded = as_b64.json()["explanations"][0]["map"]
     assert encoded["data"] is None and encoded["dtype"] == "float32" and encoded["shape"] == [32, 32]
@@ -56,7 +67,9 @@ async def test_boxes_and_evaluation_are_added_on_request(serve, models, noise_pn
 
 async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models, noise_png):
     async with serve(models, max_extra_passes=20, evaluation_steps=4) as client:
-        cheap = await client.post(URL, params={"method": "cam,grad_cam,grad_cam_pp,saliency", "top_k": 3}, files={"image": noise_png})
+        cheap = await client.post(
+            URL, params={"method": "cam,grad_cam,grad_cam_pp,saliency", "top_k": 3}, files={"image": noise_png}
+        )
         assert cheap.status_code == 200
         for params, cost in (
             ({"method": "smoothgrad", "samples": 7, "top_k": 3}, 21),
@@ -69,11 +82,22 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
                 assert response.status_code == 200, (params, response.text)
                 continue
             assert response.status_code == 400 and response.json()["error"]["code"] == "cost_exceeded"
-            assert f"costs {cost} extra" in response.json()["error"]["message"] and "bound is 20" in response.json()["error"]["message"]
+            assert (
+                f"costs {cost} extra" in response.json()["error"]["message"]
+                and "bound is 20" in response.json()["error"]["message"]
+            )
 
 
 @pytest.mark.parametrize(
-    "params", [{"samples": 0}, {"steps": 2000}, {"fill": "red"}, {"baseline": "noise"}, {"map_encoding": "npy"}, {"bbox_threshold": 2}]
+    "params",
+    [
+        {"samples": 0},
+        {"steps": 2000},
+        {"fill": "red"},
+        {"baseline": "noise"},
+        {"map_encoding": "npy"},
+        {"bbox_threshold": 2},
+    ],
 )
 async def test_bad_method_parameters_are_400(serve, models, noise_png, params):
     async with serve(models) as client:

@@ -24,7 +24,9 @@ def free_port() -> int:
 def server() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "EXPLAIN_PORT": str(port), "EXPLAIN_MAX_BATCH_DELAY_MS": "20", "EXPLAIN_DEVICE": "cpu"}
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -64,7 +66,9 @@ def test_32_concurrent_posts_are_all_answered_in_shared_batches(server, cat_jpeg
     assert [len(r.json()["explanations"]) for r in responses] == [2 * (1 + i % 3) for i in range(32)]
     metrics = httpx.get(f"{server}/metrics").text
     values = {
-        line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line.startswith("explain_batch_size")
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("explain_batch_size")
     }
     jobs = values['explain_batch_size_sum{model="efficientnet_lite0"}']
     batches = values['explain_batch_size_count{model="efficientnet_lite0"}']

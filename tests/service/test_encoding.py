@@ -13,7 +13,9 @@ from service.encoding import colormap_table, decode_base64_image, encode_overlay
 
 
 def test_normalize_map_relu_min_max_and_degenerate_cases():
-    torch.testing.assert_close(normalize_map(torch.tensor([[-1.0, 0.0], [1.0, 3.0]])), torch.tensor([[0.0, 0.0], [1 / 3, 1.0]]))
+    torch.testing.assert_close(
+        normalize_map(torch.tensor([[-1.0, 0.0], [1.0, 3.0]])), torch.tensor([[0.0, 0.0], [1 / 3, 1.0]])
+    )
     for degenerate in (torch.zeros(3, 3), torch.full((3, 3), 5.0), torch.full((3, 3), float("nan"))):
         assert torch.equal(normalize_map(degenerate), torch.zeros(3, 3))
 

@@ -12,7 +12,17 @@ from tests.tiny_models import TinyFlatNet, tiny_loaded
 ALL = tuple(METHODS.values())
 SHARED_PASS = tuple(
     METHODS[name]
-    for name in ("cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam", "saliency", "gradient_x_input")
+    for name in (
+        "cam",
+        "grad_cam",
+        "grad_cam_pp",
+        "xgrad_cam",
+        "layer_cam",
+        "hires_cam",
+        "eigen_cam",
+        "saliency",
+        "gradient_x_input",
+    )
 )
 
 
@@ -32,7 +42,12 @@ def test_batched_answers_equal_answers_alone():
         job(xs[0], classes=(0, 3)),
         job(xs[1], methods=(METHODS["grad_cam"], METHODS["saliency"]), top_k=3),
         job(xs[2], methods=(METHODS["grad_cam_pp"], METHODS["cam"], METHODS["smoothgrad"]), classes=(4,)),
-        job(xs[3], methods=(METHODS["grad_cam"], METHODS["score_cam"], METHODS["gradient_x_input"]), classes=(1,), layer="stem"),
+        job(
+            xs[3],
+            methods=(METHODS["grad_cam"], METHODS["score_cam"], METHODS["gradient_x_input"]),
+            classes=(1,),
+            layer="stem",
+        ),
     ]
     together = run_batch(model, jobs)
     for j, batched in zip(jobs, together, strict=True):

@@ -168,8 +168,22 @@ def palette_image() -> Image.Image:
         (image_bytes(Image.new("1", (8, 8), 1), "PNG"), (255, 255, 255)),
         (image_bytes(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "WEBP", lossless=True), (255, 255, 255)),
     ],
-    ids=["cmyk-jpeg", "png16-mid", "png16-max", "png16-dark", "palette-transparent", "gif-transparent",
-         "palette-opaque", "rgb-trns", "l-trns", "rgba-half", "rgba-opaque", "la", "bilevel", "webp-clear"],
+    ids=[
+        "cmyk-jpeg",
+        "png16-mid",
+        "png16-max",
+        "png16-dark",
+        "palette-transparent",
+        "gif-transparent",
+        "palette-opaque",
+        "rgb-trns",
+        "l-trns",
+        "rgba-half",
+        "rgba-opaque",
+        "la",
+        "bilevel",
+        "webp-clear",
+    ],
 )
 def test_every_mode_becomes_the_right_rgb(data, expected):
     pixel = tuple(int(v) for v in decode(data).display[0, 0])
@@ -217,7 +231,7 @@ def test_seeded_byte_mutations_of_every_allowed_format_fail_only_with_domain_err
     }
     rng = random.Random(1)
     outcomes: dict[str, int] = {}
-    for fmt, data in seeds.items():
+    for data in seeds.values():
         for _ in range(1500):
             mutated = bytearray(data)
             for _ in range(rng.choice((1, 2, 4, 8, 16))):

@@ -56,7 +56,7 @@ def test_grad_cam_pp_follows_equation_19_element_by_element():
     a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     total = a.sum()
     alpha = [g_ij**2 / (2 * g_ij**2 + total * g_ij**3 + 1e-6) if g_ij != 0 else 0.0 for g_ij in g.flatten().tolist()]
-    weight = sum(al * max(g_ij, 0.0) for al, g_ij in zip(alpha, g.flatten().tolist()))
+    weight = sum(al * max(g_ij, 0.0) for al, g_ij in zip(alpha, g.flatten().tolist(), strict=True))
     expected = torch.relu(weight * a[0, 0])
     got = METHODS["grad_cam_pp"].compute(layer_inputs(a, g))
     torch.testing.assert_close(got[0], expected)

@@ -86,7 +86,7 @@ class CaptumReLU6(nn.ReLU):
 
 def trainable_copy(model: LoadedModel) -> nn.Module:
     module = copy.deepcopy(model.module)
-    for name, child in list(module.named_modules()):
+    for child in list(module.modules()):
         for child_name, grandchild in list(child.named_children()):
             if isinstance(grandchild, nn.ReLU6):
                 setattr(child, child_name, CaptumReLU6())
@@ -95,7 +95,9 @@ def trainable_copy(model: LoadedModel) -> nn.Module:
     return module
 
 
-def captum_map(method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options: MethodOptions) -> np.ndarray:
+def captum_map(
+    method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options: MethodOptions
+) -> np.ndarray:
     module = trainable_copy(model)
     target = torch.tensor(classes)
     layer = module.get_submodule(model.default_layer)
@@ -112,20 +114,34 @@ def captum_map(method: str, model: LoadedModel, x: torch.Tensor, classes: list[i
         maps = GuidedGradCam(module, layer).attribute(x, target=target, interpolate_mode="bilinear").abs().amax(dim=1)
     elif method == "integrated_gradients":
         baselines = black.expand_as(x)
-        maps = IntegratedGradients(module).attribute(x, baselines=baselines, target=target, n_steps=options.steps).sum(dim=1)
+        maps = (
+            IntegratedGradients(module)
+            .attribute(x, baselines=baselines, target=target, n_steps=options.steps)
+            .sum(dim=1)
+        )
     elif method == "occlusion":
         window, stride = (3, options.window, options.window), (3, options.stride, options.stride)
-        maps = Occlusion(module).attribute(x, sliding_window_shapes=window, strides=stride, baselines=0, target=target)[:, 0]
+        maps = Occlusion(module).attribute(x, sliding_window_shapes=window, strides=stride, baselines=0, target=target)[
+            :, 0
+        ]
     elif method == "smoothgrad":
         sigmas = tuple(options.noise * float(image.max() - image.min()) for image in x)
-        maps = torch.cat(
-            [
-                NoiseTunnel(Saliency(module)).attribute(
-                    x[i : i + 1], nt_type="smoothgrad", nt_samples=options.samples, stdevs=sigmas[i], target=classes[i]
-                )
-                for i in range(len(x))
-            ]
-        ).abs().amax(dim=1)
+        maps = (
+            torch.cat(
+                [
+                    NoiseTunnel(Saliency(module)).attribute(
+                        x[i : i + 1],
+                        nt_type="smoothgrad",
+                        nt_samples=options.samples,
+                        stdevs=sigmas[i],
+                        target=classes[i],
+                    )
+                    for i in range(len(x))
+                ]
+            )
+            .abs()
+            .amax(dim=1)
+        )
     else:
         raise KeyError(method)
     return maps.detach().numpy()
@@ -138,7 +154,9 @@ def grad_cam_library_map(method: str, model: LoadedModel, x: torch.Tensor, class
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
 
 
-def our_raw_maps(model: LoadedModel, method: str, x: torch.Tensor, classes: list[int], options: MethodOptions) -> list[torch.Tensor]:
+def our_raw_maps(
+    model: LoadedModel, method: str, x: torch.Tensor, classes: list[int], options: MethodOptions
+) -> list[torch.Tensor]:
     jobs = [
         ExplainJob(x[i], (METHODS[method],), (c,), 1, model.default_layer, float("inf"), "ref", options=options)
         for i, c in enumerate(classes)
@@ -198,7 +216,15 @@ def test_cam_family_agrees_with_pytorch_grad_cam(method, model_fixture, request,
         assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
 
 
-DETERMINISTIC_CAPTUM = ["saliency", "gradient_x_input", "guided_backprop", "deconvnet", "guided_grad_cam", "integrated_gradients", "occlusion"]
+DETERMINISTIC_CAPTUM = [
+    "saliency",
+    "gradient_x_input",
+    "guided_backprop",
+    "deconvnet",
+    "guided_grad_cam",
+    "integrated_gradients",
+    "occlusion",
+]
 
 
 @pytest.mark.parametrize("method", DETERMINISTIC_CAPTUM)

@@ -33,7 +33,9 @@ def randomized(builtin_model: LoadedModel) -> LoadedModel:
 
 def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: int) -> torch.Tensor:
     options = MethodOptions(samples=8, steps=16)
-    job = ExplainJob(image, (METHODS[method],), (class_index,), 1, model.default_layer, float("inf"), "sanity", options=options)
+    job = ExplainJob(
+        image, (METHODS[method],), (class_index,), 1, model.default_layer, float("inf"), "sanity", options=options
+    )
     return run_batch(model, [job], chunk_size=64)[0].maps[0].map
 
 
@@ -41,7 +43,9 @@ def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: i
 @pytest.mark.parametrize("method", list(METHODS))
 def test_maps_change_when_the_classifier_is_randomised_as_recorded(method, builtin_model, randomized, cat_photo):
     image = builtin_model.preprocessing.to_tensor(cat_photo)
-    image = F.interpolate(image[None], size=(112, 112), mode="bilinear", antialias=True)[0]  # quicker; fully convolutional
+    image = F.interpolate(image[None], size=(112, 112), mode="bilinear", antialias=True)[
+        0
+    ]  # quicker; fully convolutional
     with torch.no_grad():
         class_index = int(builtin_model.module(image[None]).argmax())
     original = explain(builtin_model, image, method, class_index).flatten().numpy()

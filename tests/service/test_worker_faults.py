@@ -23,7 +23,9 @@ class FaultyNet(TinyGapNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.armed:
             self.batch_sizes.append(len(x))
-            if (self.when == "batch" and len(x) > 1) or (self.when == "bright" and bool((x.mean(dim=(1, 2, 3)) > 1.5).any())):
+            if (self.when == "batch" and len(x) > 1) or (
+                self.when == "bright" and bool((x.mean(dim=(1, 2, 3)) > 1.5).any())
+            ):
                 raise self.fault("injected fault")
         return super().forward(x)
 
@@ -32,8 +34,13 @@ def faulty(fault: type[Exception], when: str):
     torch.manual_seed(0)
     module = FaultyNet(fault, when)
     model = prepare_model(
-        name="faulty", source="test", module=module, preprocessing=TINY_PREPROCESSING,
-        default_layer="features", classifier_layer="fc", device=torch.device("cpu"),
+        name="faulty",
+        source="test",
+        module=module,
+        preprocessing=TINY_PREPROCESSING,
+        default_layer="features",
+        classifier_layer="fc",
+        device=torch.device("cpu"),
     )
     module.armed = True
     return {"faulty": model}, module
