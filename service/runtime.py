@@ -1,19 +1,21 @@
 """The running service: settings, metrics, one worker per warm model, and the CPU thread pool."""
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from model_store import LoadedModel
-from service.errors import DeadlineExceeded, ModelNotFound
+from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
 from service.worker import ModelWorker
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class ServiceRuntime:
@@ -36,9 +38,10 @@ class ServiceRuntime:
         for worker in self.workers.values():
             worker.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
         for worker in self.workers.values():
-            worker.stop()
+            worker.stop(timeout_s)
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
 
     @property
@@ -63,17 +66,38 @@ class ServiceRuntime:
     def deadline(self) -> float:
         return time.monotonic() + self.settings.request_timeout_s
 
-    async def execute(self, worker: ModelWorker, job: ExplainJob) -> JobResult:
-        """Queue a job and wait for its result until its deadline.
+    async def execute(
+        self, worker: ModelWorker, job: ExplainJob, disconnected: Callable[[], Awaitable[object]] | None = None
+    ) -> JobResult:
+        """Queue a job and wait for its result until its deadline or until the client goes away.
+
+        Args:
+            disconnected: an awaitable factory that returns once the client has closed the connection (e.g.
+                one that awaits ASGI `receive` until `http.disconnect`); None to not watch.
 
         Raises:
             ServiceUnavailable: queue full or worker stopped (at once).
             DeadlineExceeded: no result by the deadline; the job is cancelled if it has not started.
+            ClientDisconnected: the client went away; the job is cancelled if it has not started, so that the
+                worker skips it (`set_running_or_notify_cancel`).
             ServiceError: whatever the worker failed the job with.
         """
         worker.submit(job)
+        result = asyncio.wrap_future(job.future)  # cancelling it cancels the job unless the worker has started it
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        waiting = {result} if watcher is None else {result, watcher}
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=job.deadline - time.monotonic())
-        except TimeoutError:
-            job.future.cancel()
-            raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s") from None
+            done, _ = await asyncio.wait(
+                waiting, timeout=job.deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if not result.done():
+                result.cancel()
+        if result in done:
+            return result.result()
+        if watcher is not None and watcher in done:
+            logger.info("client went away while its request was queued or running; dropped")
+            raise ClientDisconnected("the client closed the connection")
+        raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s")

@@ -12,7 +12,8 @@ from api_schemas import (
     PredictParameters,
     PredictResponse,
 )
-from service.deps import RuntimeDep
+from service.deps import API_KEY_REQUIRED, RuntimeDep
+from service.disconnect import wait_for_disconnect
 from service.imaging import ALLOWED_FORMATS, decode_image
 from service.jobs import ExplainJob
 from service.logs import REQUEST_ID
@@ -21,7 +22,7 @@ from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
 from service.routes.errors_doc import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1/models", tags=["inference"])
+router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
 
 
 def _request_body_doc(json_model: type, form_fields: dict) -> dict:
@@ -79,7 +80,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     )
     decoded_ms = _ms(started)
     job = ExplainJob(image.tensor, (), None, 0, None, runtime.deadline(), REQUEST_ID.get())
-    result = await runtime.execute(worker, job)
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
     timings = {"decode": decoded_ms, "inference": round(result.inference_ms, 3), "total": _ms(started)}
     body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, timings)
     return Response(body.model_dump_json(by_alias=True), media_type="application/json")
@@ -113,7 +114,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         request_id=REQUEST_ID.get(),
     )
     queued = time.perf_counter()
-    result = await runtime.execute(worker, job)
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
     waited_ms = _ms(queued)
     encode_started = time.perf_counter()
     timings = {"decode": decoded_ms, "queue": round(max(waited_ms - result.inference_ms, 0.0), 3)}
