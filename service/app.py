@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         loaded = models if models is not None else await asyncio.to_thread(load_models, settings)
         runtime = ServiceRuntime(settings, loaded, metrics)
         runtime.start()
+        lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
         app.state.runtime = runtime
         logger.info("serving models %s", sorted(loaded))
         try:
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         finally:
             app.state.runtime = None
             remaining_s = lifecycle.remaining_s()  # while draining, stopping must fit in what is left of the grace
-            await asyncio.to_thread(runtime.stop, 10.0 if remaining_s is None else max(remaining_s, 0.5))
+            await asyncio.to_thread(runtime.stop, 10.0 if remaining_s is None else remaining_s)
 
     app = FastAPI(
         title="Explain service",

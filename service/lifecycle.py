@@ -6,6 +6,7 @@ closes its listener once `in_flight` is zero or the grace period is over.
 """
 
 import time
+from collections.abc import Callable
 
 from service.errors import ServiceUnavailable
 
@@ -18,6 +19,7 @@ class Lifecycle:
         self.in_flight = 0
         self.drain_started: float | None = None
         self.deadline: float | None = None
+        self._at_grace_over: list[Callable[[], None]] = []
 
     def begin_drain(self, grace_s: float) -> None:
         """Refuse new work from now on; admitted work has until `grace_s` from now (`time.monotonic`).
@@ -34,6 +36,15 @@ class Lifecycle:
         if self.deadline is None:
             return None
         return max(self.deadline - time.monotonic(), 0.0)
+
+    def at_grace_over(self, callback: Callable[[], None]) -> None:
+        """Register what gives up on admitted work (e.g. fail the queued jobs) when the grace runs out."""
+        self._at_grace_over.append(callback)
+
+    def grace_over(self) -> None:
+        """The grace period ran out with work in flight: give up on it, so that it is answered, not cut."""
+        for callback in self._at_grace_over:
+            callback()
 
     def admit(self) -> None:
         """Count a request in, or refuse it while draining.

@@ -40,9 +40,16 @@ class ServiceRuntime:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
+        self.stop_workers(timeout_s)
+        self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop_workers(self, timeout_s: float) -> None:
+        """Stop taking batches: queued jobs fail at once with 503 `worker_stopped`; a batch in hand may finish.
+
+        Waits up to `timeout_s` per worker for the batch in hand (0: not at all, so the event loop may call it).
+        """
         for worker in self.workers.values():
             worker.stop(timeout_s)
-        self.cpu_pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def ready(self) -> bool:

@@ -2,8 +2,9 @@
 
     SIGTERM ─> draining: /readyz 503, new requests 503 `shutting_down` (Retry-After, Connection: close);
                admitted requests run on; the listener stays open so that probes and clients see the 503s
-            ─> no request in flight, or the grace period over ─> uvicorn shutdown: listener closed (new
-               connections refused), open connections finished (cancelled at the end of the grace period)
+            ─> no request in flight, or the grace period over (queued requests then fail with 503
+               `worker_stopped`) ─> uvicorn shutdown: listener closed (new connections refused), open
+               connections finished (the tasks of those still running are cancelled: uvicorn answers 500)
             ─> lifespan shutdown: workers stopped ─> exit 0, or 1 when the grace period cut requests off
 
 A second signal ends the drain at once (a second SIGINT also skips waiting for connections, as in uvicorn).
@@ -56,6 +57,7 @@ class DrainingServer(uvicorn.Server):
                 if in_flight:
                     self.cut_short = True
                     logger.error("grace period of %.1f s over with %d requests in flight", self.grace_s, in_flight)
+                    self.lifecycle.grace_over()  # queued requests are answered 503 rather than cut off
                 # uvicorn waits this long for open connections, then cancels their tasks
                 self.config.timeout_graceful_shutdown = max(remaining_s, 0.1)
                 self.should_exit = True
