@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from model_store import LoadedModel
-from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound
+from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
@@ -65,6 +65,23 @@ class ServiceRuntime:
             return self.workers[model]
         except KeyError:
             raise ModelNotFound(f"unknown model '{model}'; served models: {sorted(self.workers)}") from None
+
+    def worker_with_room(self, model: str) -> ModelWorker:
+        """The worker of a warm model whose queue has room now, checked before the body is read and decoded.
+
+        Under overload this makes a refusal cost almost nothing; `ModelWorker.submit` still decides, since the
+        queue may fill up meanwhile.
+
+        Raises:
+            ModelNotFound: no such model.
+            ServiceUnavailable: `queue_full`.
+        """
+        worker = self.worker(model)
+        if worker.queue.full():
+            raise ServiceUnavailable(
+                f"model '{model}' has {worker.queue.maxsize} requests waiting; retry shortly", code="queue_full"
+            )
+        return worker
 
     async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:
         """Run CPU work (decode, encode) in the bounded thread pool, off the event loop and off the worker."""

@@ -72,7 +72,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     """Logits and top classes of one image."""
     started = time.perf_counter()
     settings = runtime.settings
-    worker = runtime.worker(model)
+    worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     parse_parameters(PredictParameters, request.query_params, fields)
     image = await runtime.run_cpu(
@@ -96,7 +96,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
     """Maps of one image for one or several methods and classes, from the model's shared batched pass."""
     started = time.perf_counter()
     settings = runtime.settings
-    worker = runtime.worker(model)
+    worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(params, worker.model, settings.max_classes_per_request)
