@@ -60,10 +60,19 @@ async def _exchange(
 
 
 async def closed_loop(
-    port: int, path: str, body: bytes, content_type: str, clients: int, duration_s: float, timeout_s: float
+    port: int,
+    path: str,
+    body: bytes,
+    content_type: str,
+    clients: int,
+    duration_s: float,
+    timeout_s: float,
+    max_requests: int | None = None,
 ) -> LoadResult:
-    """`clients` loops posting `body` to `path` on 127.0.0.1:`port` for `duration_s`; records every answer."""
+    """`clients` loops posting `body` to `path` on 127.0.0.1:`port` for `duration_s` (or until `max_requests`
+    have been sent); records every answer."""
     result = LoadResult()
+    sent = 0
     request = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -71,8 +80,10 @@ async def closed_loop(
     stop_at = time.monotonic() + duration_s
 
     async def loop() -> None:
+        nonlocal sent
         connection = None
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and (max_requests is None or sent < max_requests):
+            sent += 1
             started = time.perf_counter()
             try:
                 if connection is None:
