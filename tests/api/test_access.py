@@ -48,11 +48,13 @@ async def test_with_keys_on_every_route_but_the_probes_needs_a_valid_key(serve, 
             refused = await call(client, method, path, noise_png, headers)
             code = "missing_api_key" if headers.get("authorization", "").startswith("Basic") else "invalid_api_key"
             assert_error(refused, 401, code)
-            assert refused.headers["www-authenticate"].startswith("Bearer")
-        for headers in ({"authorization": f"Bearer {KEYS[1]}"}, {"x-api-key": KEYS[0]}, {"authorization": f"bearer {KEYS[0]}"}):
+            challenge = 'Bearer realm="explain"' + (', error="invalid_token"' if code == "invalid_api_key" else "")
+            assert refused.headers["www-authenticate"] == challenge
+        accepted = ({"authorization": f"Bearer {KEYS[1]}"}, {"x-api-key": KEYS[0]}, {"authorization": f"bearer {KEYS[0]}"})
+        for headers in accepted:
             assert (await call(client, method, path, noise_png, headers)).status_code == 200, headers
-        for probe in ("/healthz", "/readyz"):
-            assert (await client.get(probe)).status_code == 200
+        for open_path in ("/healthz", "/readyz", "/openapi.json"):  # probes, and the contract
+            assert (await client.get(open_path)).status_code == 200
 
 
 async def test_keys_are_off_by_default(serve, models, noise_png):
