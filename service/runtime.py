@@ -122,6 +122,6 @@ class ServiceRuntime:
         if result in done:
             return result.result()
         if watcher is not None and watcher in done:
-            logger.info("client went away while its request was queued or running; dropped")
+            logger.info("the client went away; its job is dropped unless the worker had started it")
             raise ClientDisconnected("the client closed the connection")
         raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s")
