@@ -1,17 +1,18 @@
 """`python -m service`: serve the configured models with uvicorn (settings from EXPLAIN_* variables)."""
 
-import uvicorn
+import sys
 
 from service.app import create_app
 from service.logs import configure_logging
+from service.server import serve
 from service.settings import Settings
 
 
-def main() -> None:
+def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_keep_alive=65)
+    return serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import torch
@@ -10,10 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from api_schemas import ErrorBody, ErrorDetail
 from model_store import LoadedModel, ModelStore
+from service.auth import ApiKeys
 from service.errors import ServiceError
+from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
 from service.routes import catalog, health, inference
@@ -23,6 +26,8 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+CORS_ALLOW_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID")
+CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,28 +43,26 @@ def load_models(settings: Settings) -> dict[str, LoadedModel]:
     return {name: store.load(name, device) for name in settings.models}
 
 
-def create_app(
-    settings: Settings | None = None,
-    models: dict[str, LoadedModel] | None = None,
-    on_fatal: Callable[[BaseException], None] | None = None,
-) -> FastAPI:
-    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models); `on_fatal` is
-    called when an unrecoverable device error ends a worker (the server process exits non-zero on it)."""
+def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
+    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models)."""
     settings = settings or Settings()
     metrics = Metrics()
+    lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = models if models is not None else await asyncio.to_thread(load_models, settings)
-        runtime = ServiceRuntime(settings, loaded, metrics, on_fatal)
+        runtime = ServiceRuntime(settings, loaded, metrics)
         runtime.start()
+        lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
         app.state.runtime = runtime
         logger.info("serving models %s", sorted(loaded))
         try:
             yield
         finally:
             app.state.runtime = None
-            await asyncio.to_thread(runtime.stop)
+            remaining_s = lifecycle.remaining_s()  # while draining, stopping must fit in what is left of the grace
+            await asyncio.to_thread(runtime.stop, 10.0 if remaining_s is None else remaining_s)
 
     app = FastAPI(
         title="Explain service",
@@ -69,6 +72,8 @@ def create_app(
     )
     app.state.metrics = metrics
     app.state.runtime = None
+    app.state.lifecycle = lifecycle
+    app.state.api_keys = ApiKeys(settings.api_keys)
     app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(inference.router)
@@ -88,6 +93,15 @@ def create_app(
         metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=str(response.status_code)).inc()
         return response
 
+    if settings.cors_origins:  # added last, so outermost: error answers (401, 503) carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            expose_headers=list(CORS_EXPOSE_HEADERS),
+            allow_credentials=False,
+        )
     return app
 
 

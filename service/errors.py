@@ -9,11 +9,14 @@
     │   ├── ConflictingParameters     conflicting_parameters
     │   ├── MethodNotApplicable       method_not_applicable
     │   └── CostExceeded              cost_exceeded
+    ├── Unauthorized (401)            missing_api_key, invalid_api_key  (with WWW-Authenticate: Bearer)
     ├── ModelNotFound (404)           model_not_found
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
-    ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, device_out_of_memory  (Retry-After)
+    ├── ClientDisconnected (499)      client_closed_request  (nobody reads it; counted in the metrics)
+    ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, shutting_down,
+    │                                 device_out_of_memory  (with Retry-After)
     └── DeadlineExceeded (504)        timeout
 
 Code below the routes raises these, never `HTTPException`.
@@ -69,6 +72,19 @@ class CostExceeded(BadRequest):
     code = "cost_exceeded"
 
 
+class Unauthorized(ServiceError):
+    """No API key, or not one of the accepted keys (RFC 6750: the challenge names the Bearer scheme)."""
+
+    status = 401
+    code = "missing_api_key"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        challenge = 'Bearer realm="explain"'
+        if code == "invalid_api_key":
+            challenge += ', error="invalid_token"'
+        super().__init__(message, code=code, headers={"WWW-Authenticate": challenge})
+
+
 class ModelNotFound(ServiceError):
     status = 404
     code = "model_not_found"
@@ -89,12 +105,24 @@ class InvalidImage(ServiceError):
     code = "invalid_image"
 
 
+class ClientDisconnected(ServiceError):
+    """The client closed the connection before its answer was ready (nginx's 499); its queued job was dropped."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class ServiceUnavailable(ServiceError):
     status = 503
     code = "not_ready"
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 1) -> None:
-        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_s)})
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: int = 1, close_connection: bool = False
+    ) -> None:
+        headers = {"Retry-After": str(retry_after_s)}
+        if close_connection:
+            headers["Connection"] = "close"
+        super().__init__(message, code=code, headers=headers)
 
 
 class DeadlineExceeded(ServiceError):

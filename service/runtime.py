@@ -1,19 +1,21 @@
 """The running service: settings, metrics, one worker per warm model, and the CPU thread pool."""
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from model_store import LoadedModel
-from service.errors import DeadlineExceeded, ModelNotFound
+from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
 from service.worker import ModelWorker
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class ServiceRuntime:
@@ -22,12 +24,11 @@ class ServiceRuntime:
         settings: Settings,
         models: dict[str, LoadedModel],
         metrics: Metrics,
-        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.fatal_error: BaseException | None = None
-        self._on_fatal = on_fatal
+        """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
         self.workers = {
             name: ModelWorker(
@@ -44,19 +45,24 @@ class ServiceRuntime:
         }
 
     def _worker_died(self, error: BaseException) -> None:
-        """An unrecoverable device error ended a worker: remember it and tell whoever runs the process."""
         self.fatal_error = error
-        if self._on_fatal is not None:
-            self._on_fatal(error)
 
     def start(self) -> None:
         for worker in self.workers.values():
             worker.start()
 
-    def stop(self) -> None:
-        for worker in self.workers.values():
-            worker.stop()
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
+        self.stop_workers(timeout_s)
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+
+    def stop_workers(self, timeout_s: float) -> None:
+        """Stop taking batches: queued jobs fail at once with 503 `worker_stopped`; a batch in hand may finish.
+
+        Waits up to `timeout_s` per worker for the batch in hand (0: not at all, so the event loop may call it).
+        """
+        for worker in self.workers.values():
+            worker.stop(timeout_s)
 
     @property
     def ready(self) -> bool:
@@ -73,6 +79,23 @@ class ServiceRuntime:
         except KeyError:
             raise ModelNotFound(f"unknown model '{model}'; served models: {sorted(self.workers)}") from None
 
+    def worker_with_room(self, model: str) -> ModelWorker:
+        """The worker of a warm model whose queue has room now, checked before the body is read and decoded.
+
+        Under overload this makes a refusal cost almost nothing; `ModelWorker.submit` still decides, since the
+        queue may fill up meanwhile.
+
+        Raises:
+            ModelNotFound: no such model.
+            ServiceUnavailable: `queue_full`.
+        """
+        worker = self.worker(model)
+        if worker.queue.full():
+            raise ServiceUnavailable(
+                f"model '{model}' has {worker.queue.maxsize} requests waiting; retry shortly", code="queue_full"
+            )
+        return worker
+
     async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:
         """Run CPU work (decode, encode) in the bounded thread pool, off the event loop and off the worker."""
         return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
@@ -80,17 +103,38 @@ class ServiceRuntime:
     def deadline(self) -> float:
         return time.monotonic() + self.settings.request_timeout_s
 
-    async def execute(self, worker: ModelWorker, job: ExplainJob) -> JobResult:
-        """Queue a job and wait for its result until its deadline.
+    async def execute(
+        self, worker: ModelWorker, job: ExplainJob, disconnected: Callable[[], Awaitable[object]] | None = None
+    ) -> JobResult:
+        """Queue a job and wait for its result until its deadline or until the client goes away.
+
+        Args:
+            disconnected: an awaitable factory that returns once the client has closed the connection (e.g.
+                one that awaits ASGI `receive` until `http.disconnect`); None to not watch.
 
         Raises:
             ServiceUnavailable: queue full or worker stopped (at once).
             DeadlineExceeded: no result by the deadline; the job is cancelled if it has not started.
+            ClientDisconnected: the client went away; the job is cancelled if it has not started, so that the
+                worker skips it (`set_running_or_notify_cancel`).
             ServiceError: whatever the worker failed the job with.
         """
         worker.submit(job)
+        result = asyncio.wrap_future(job.future)  # cancelling it cancels the job unless the worker has started it
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        waiting = {result} if watcher is None else {result, watcher}
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=job.deadline - time.monotonic())
-        except TimeoutError:
-            job.future.cancel()
-            raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s") from None
+            done, _ = await asyncio.wait(
+                waiting, timeout=job.deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if not result.done():
+                result.cancel()
+        if result in done:
+            return result.result()
+        if watcher is not None and watcher in done:
+            logger.info("the client went away; its job is dropped unless the worker had started it")
+            raise ClientDisconnected("the client closed the connection")
+        raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s")

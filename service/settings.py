@@ -1,10 +1,20 @@
 """All settings of the service, read from `EXPLAIN_*` environment variables; the only place that reads them."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_API_KEY = re.compile(r"^[\x21-\x7e]{16,256}$")
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -37,12 +47,25 @@ class Settings(BaseSettings):
     evaluation_steps: int = Field(default=16, ge=2, le=256, description="Steps of the deletion/insertion curves.")
     top_classes: int = Field(default=5, ge=1)
 
-    @field_validator("models", mode="before")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default=[],
+        description="Accepted API keys (comma-separated, 16-256 printable ASCII characters each); empty: no keys.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Browser origins allowed by CORS, e.g. `https://dash.example.com` (comma-separated); empty: none.",
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        gt=0,
+        le=3600,
+        description="After SIGTERM: how long in-flight requests may take before the process exits anyway.",
+    )
+
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_models(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
+    def _split_lists(cls, value: object) -> object:
+        return _split_commas(value)
 
     @field_validator("models")
     @classmethod
@@ -56,4 +79,23 @@ class Settings(BaseSettings):
     def _known_device(cls, value: str) -> str:
         if value != "auto" and not (value == "cpu" or value == "cuda" or value.startswith("cuda:")):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(value, start=1):
+            if not _API_KEY.match(key.get_secret_value()):
+                raise ValueError(f"API key #{number} must be 16 to 256 printable ASCII characters without spaces")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} must be scheme://host[:port] with no path, e.g. https://dash.example.com; "
+                    "'*' is not accepted: list the origins"
+                )
         return value

@@ -5,11 +5,13 @@ from fastapi import APIRouter
 
 from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
 from model_store import LoadedModel
-from service.deps import RuntimeDep
+from service.deps import API_KEY_REQUIRED, RuntimeDep
 from service.methods import METHODS, Need
 from service.routes.errors_doc import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1", tags=["catalog"])
+router = APIRouter(
+    prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses={401: ERROR_RESPONSES[401]}
+)
 
 
 def method_info(name: str) -> MethodInfo:

@@ -1,9 +1,15 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness and metrics.
+
+`/healthz` and `/readyz` answer without an API key (probes); `/metrics` needs one when keys are on.
+"""
 
 from fastapi import APIRouter, Request, Response
 
 from api_schemas import HealthStatus
+from service.deps import API_KEY_REQUIRED
 from service.errors import ServiceUnavailable
+from service.lifecycle import SHUTDOWN_RETRY_AFTER_S
+from service.routes.errors_doc import ERROR_RESPONSES
 
 router = APIRouter(tags=["operations"])
 
@@ -14,9 +20,13 @@ async def healthz() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/readyz", response_model=HealthStatus, responses={503: {"description": "Not ready."}})
+@router.get("/readyz", response_model=HealthStatus, responses={503: {"description": "Not ready, or draining."}})
 async def readyz(request: Request) -> HealthStatus:
-    """Every model is warm and its worker alive."""
+    """Every model is warm and its worker alive, and the service is not draining for shutdown."""
+    if request.app.state.lifecycle.draining:
+        raise ServiceUnavailable(
+            "the service is shutting down", code="shutting_down", retry_after_s=SHUTDOWN_RETRY_AFTER_S
+        )
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise ServiceUnavailable("models are still loading", code="not_ready")
@@ -27,7 +37,12 @@ async def readyz(request: Request) -> HealthStatus:
     return HealthStatus(status="ready", models=models)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=API_KEY_REQUIRED,
+    responses={200: {"content": {"text/plain": {}}}, 401: ERROR_RESPONSES[401]},
+)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (internal: expose to the scraper, not through the public gateway)."""
+    """Prometheus metrics (with an API key when keys are on; keep it off the public gateway anyway)."""
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -12,7 +12,8 @@ from api_schemas import (
     PredictParameters,
     PredictResponse,
 )
-from service.deps import RuntimeDep
+from service.deps import API_KEY_REQUIRED, RuntimeDep
+from service.disconnect import wait_for_disconnect
 from service.imaging import ALLOWED_FORMATS, decode_image
 from service.jobs import ExplainJob
 from service.logs import REQUEST_ID
@@ -21,7 +22,7 @@ from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
 from service.routes.errors_doc import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1/models", tags=["inference"])
+router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
 
 
 def _request_body_doc(json_model: type, form_fields: dict) -> dict:
@@ -71,7 +72,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     """Logits and top classes of one image."""
     started = time.perf_counter()
     settings = runtime.settings
-    worker = runtime.worker(model)
+    worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     parse_parameters(PredictParameters, request.query_params, fields)
     image = await runtime.run_cpu(
@@ -87,7 +88,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
     )
-    result = await runtime.execute(worker, job)
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
     timings = {"decode": decoded_ms, "inference": round(result.inference_ms, 3), "total": _ms(started)}
     body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, timings)
     return Response(body.model_dump_json(by_alias=True), media_type="application/json")
@@ -103,7 +104,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
     """Maps of one image for one or several methods and classes, from the model's shared batched pass."""
     started = time.perf_counter()
     settings = runtime.settings
-    worker = runtime.worker(model)
+    worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
@@ -125,7 +126,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         evaluate=plan.evaluate,
     )
     queued = time.perf_counter()
-    result = await runtime.execute(worker, job)
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
     waited_ms = _ms(queued)
     encode_started = time.perf_counter()
     timings = {"decode": decoded_ms, "queue": round(max(waited_ms - result.inference_ms, 0.0), 3)}

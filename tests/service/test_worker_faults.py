@@ -105,8 +105,7 @@ async def test_an_unrecoverable_device_error_stops_the_worker_and_fails_fast():
     from service.settings import Settings
 
     models, _ = faulty(torch.AcceleratorError, "bright")
-    fatal: list[BaseException] = []
-    app = create_app(Settings(models=["faulty"]), models=models, on_fatal=fatal.append)
+    app = create_app(Settings(models=["faulty"]), models=models)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             assert (await client.post(URL, files={"image": png((0, 0, 0))})).status_code == 200
@@ -116,4 +115,20 @@ async def test_an_unrecoverable_device_error_stops_the_worker_and_fails_fast():
             assert after.status_code == 503 and after.json()["error"]["code"] == "worker_stopped"
             assert (await client.get("/readyz")).status_code == 503
             assert (await client.get("/healthz")).status_code == 200
-    assert len(fatal) == 1 and isinstance(fatal[0], torch.AcceleratorError)
+        assert isinstance(app.state.runtime.fatal_error, torch.AcceleratorError)  # the server exits on it
+
+
+@pytest.mark.slow
+def test_the_process_exits_non_zero_after_an_unrecoverable_device_error():
+    """With a real process: the orchestrator sees the exit status and restarts the service."""
+    import httpx
+
+    from service.server import EXIT_DEVICE_ERROR
+    from tests.real_server import real_server
+
+    with real_server({}, device_fault_on_white=True) as server:
+        url = f"{server.url}/v1/models/tiny/explain"
+        assert httpx.post(url, files={"image": png((0, 0, 0))}, timeout=30).status_code == 200
+        dying = httpx.post(url, files={"image": png((255, 255, 255))}, timeout=30)
+        assert dying.status_code == 503 and dying.json()["error"]["code"] == "worker_stopped"
+        assert server.process.wait(timeout=30) == EXIT_DEVICE_ERROR
