@@ -19,12 +19,11 @@ from pathlib import Path
 
 import torch
 
-from model_store.store import prepare_model
 from service.app import create_app
 from service.logs import configure_logging
 from service.server import serve
 from service.settings import Settings
-from tests.tiny_models import TINY_PREPROCESSING, TinyGapNet
+from tests.tiny_models import TinyGapNet, prepare_tiny
 
 
 class SlowGapNet(TinyGapNet):
@@ -61,15 +60,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     torch.manual_seed(0)
     module = SlowGapNet(0.0)
-    model = prepare_model(
-        name="tiny",
-        source="test:SlowGapNet",
-        module=module,
-        preprocessing=TINY_PREPROCESSING,
-        default_layer="features",
-        classifier_layer="fc",
-        device=torch.device("cpu"),
-    )
+    model = prepare_tiny("tiny", module)
     module.forward_s = float(os.environ.get("TINY_FORWARD_S", "0"))  # after the warm-up pass of prepare_model
     module.fault_on_white = bool(os.environ.get("TINY_DEVICE_FAULT_ON_WHITE"))
     code = serve(create_app(settings, models={"tiny": model}), settings)

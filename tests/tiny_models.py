@@ -40,13 +40,18 @@ def seeded(module_type: type[nn.Module], seed: int = 0) -> nn.Module:
     return module_type()
 
 
-def tiny_loaded(name: str = "tiny", module_type: type[nn.Module] = TinyGapNet, seed: int = 0) -> LoadedModel:
+def prepare_tiny(name: str, module: nn.Module) -> LoadedModel:
+    """A tiny module made warm like any served model: target layer `features`, classifier `fc`, on the CPU."""
     return prepare_model(
         name=name,
-        source="test:" + module_type.__name__,
-        module=seeded(module_type, seed),
+        source="test:" + type(module).__name__,
+        module=module,
         preprocessing=TINY_PREPROCESSING,
         default_layer="features",
         classifier_layer="fc",
         device=torch.device("cpu"),
     )
+
+
+def tiny_loaded(name: str = "tiny", module_type: type[nn.Module] = TinyGapNet, seed: int = 0) -> LoadedModel:
+    return prepare_tiny(name, seeded(module_type, seed))

@@ -8,10 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model_store.store import prepare_model
 from tests.api.checks import assert_error
 from tests.conftest import image_bytes
-from tests.tiny_models import TINY_PREPROCESSING, TinyFlatNet, TinyGapNet, tiny_loaded
+from tests.tiny_models import TinyFlatNet, TinyGapNet, prepare_tiny, tiny_loaded
 
 pytestmark = pytest.mark.anyio
 TINY = "/v1/models/tiny/explain"
@@ -200,15 +199,7 @@ class GatedNet(TinyGapNet):
 def gated_model():
     torch.manual_seed(0)
     module = GatedNet()
-    model = prepare_model(
-        name="gated",
-        source="test",
-        module=module,
-        preprocessing=TINY_PREPROCESSING,
-        default_layer="features",
-        classifier_layer="fc",
-        device=torch.device("cpu"),
-    )
+    model = prepare_tiny("gated", module)
     module.executed = 0
     module.entered.clear()
     return model, module

@@ -111,7 +111,7 @@ def test_sigterm_exits_at_the_end_of_the_grace_period_when_work_remains(noise_pn
             wait_for(lambda: server.metrics()[QUEUED] == 3, what="one request running, three queued")
             signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
-            code = server.process.wait(timeout=grace_s + 10)
+            code = server.process.wait(timeout=grace_s + 20)
             elapsed = time.monotonic() - signalled
             outcomes = [outcome(future) for future in in_flight]
         log = server.log()
@@ -123,7 +123,7 @@ def test_sigterm_exits_at_the_end_of_the_grace_period_when_work_remains(noise_pn
     assert code == 1, log[-3000:]
     assert re.search(r"grace period of 2.0 s over with [1-3] requests in flight", log), log[-3000:]
     assert stopped_s <= grace_s + 0.5  # then the interpreter's own exit (torch teardown: about a second here)
-    assert elapsed < grace_s + 5
+    assert elapsed < grace_s + 15  # generous: interpreter teardown is slow on a loaded machine
     # Served until the grace ran out (one, or two on a slow start), then the queued ones answered 503 and the
     # one still running cut off; how many of each depends on when the first pass began, not on the service.
     served, refused = outcomes.count(200), outcomes.count("worker_stopped")

@@ -5,9 +5,8 @@ import asyncio
 import pytest
 import torch
 
-from model_store.store import prepare_model
 from service.methods import METHODS
-from tests.tiny_models import TINY_PREPROCESSING, TinyGapNet, tiny_loaded
+from tests.tiny_models import TinyGapNet, prepare_tiny, tiny_loaded
 
 pytestmark = pytest.mark.anyio
 
@@ -33,15 +32,7 @@ class FaultyNet(TinyGapNet):
 def faulty(fault: type[Exception], when: str):
     torch.manual_seed(0)
     module = FaultyNet(fault, when)
-    model = prepare_model(
-        name="faulty",
-        source="test",
-        module=module,
-        preprocessing=TINY_PREPROCESSING,
-        default_layer="features",
-        classifier_layer="fc",
-        device=torch.device("cpu"),
-    )
+    model = prepare_tiny("faulty", module)
     module.armed = True
     return {"faulty": model}, module
 
