@@ -66,9 +66,14 @@ class RealServer:
 
 @contextmanager
 def real_server(
-    settings: dict[str, str], forward_s: float = 0.0, report: Path | None = None, device_fault_on_white: bool = False
+    settings: dict[str, str],
+    forward_s: float = 0.0,
+    report: Path | None = None,
+    device_fault_on_white: bool = False,
+    module: str = "tests.serve_tiny",
 ) -> Iterator[RealServer]:
-    """A running `tests.serve_tiny` process with these `EXPLAIN_*` settings (names without the prefix)."""
+    """A running `python -m <module>` process (the tiny model by default, `service` for the built-in one) with
+    these `EXPLAIN_*` settings (names without the prefix)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPLAIN_", "TINY_"))}
     env |= {f"EXPLAIN_{k.upper()}": str(v) for k, v in settings.items()}
@@ -80,11 +85,11 @@ def real_server(
     with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.serve_tiny"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     server = RealServer(f"http://127.0.0.1:{port}", port, process, log_path)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             assert process.poll() is None, f"the server exited with {process.returncode}:\n{server.log()[-3000:]}"
             try:
@@ -92,7 +97,7 @@ def real_server(
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "the server was not ready in 60 s"
+            assert time.monotonic() < deadline, "the server was not ready in 120 s"
             time.sleep(0.1)
         yield server
     finally:

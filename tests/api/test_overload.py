@@ -29,8 +29,13 @@ def test_accepted_latency_stays_bounded_and_the_rest_are_fast_503s(noise_png):
     with real_server(settings, forward_s=FORWARD_S) as server:
         result = asyncio.run(
             closed_loop(
-                server.port, "/v1/models/tiny/explain?method=cam", noise_png, "image/png",
-                clients=CLIENTS, duration_s=5.0, timeout_s=2 * REQUEST_TIMEOUT_S,
+                server.port,
+                "/v1/models/tiny/explain?method=cam",
+                noise_png,
+                "image/png",
+                clients=CLIENTS,
+                duration_s=5.0,
+                timeout_s=2 * REQUEST_TIMEOUT_S,
             )
         )
         metrics = server.metrics()

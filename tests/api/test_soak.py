@@ -24,8 +24,14 @@ def test_thousands_of_requests_leave_memory_flat_and_the_model_untouched(noise_p
         def load(requests: int) -> None:
             result = asyncio.run(
                 closed_loop(
-                    server.port, path, noise_png, "image/png",
-                    clients=8, duration_s=60, timeout_s=30, max_requests=requests,
+                    server.port,
+                    path,
+                    noise_png,
+                    "image/png",
+                    clients=8,
+                    duration_s=60,
+                    timeout_s=30,
+                    max_requests=requests,
                 )
             )
             assert result.count(200) == result.total == requests, result.summary()

@@ -1,49 +1,20 @@
 """Against a real `python -m service` process (uvicorn, the built-in model): 32 concurrent posts, batched."""
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.real_server import real_server
+
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "EXPLAIN_PORT": str(port), "EXPLAIN_MAX_BATCH_DELAY_MS": "20", "EXPLAIN_DEVICE": "cpu"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        else:
-            raise AssertionError("the service did not become ready in 120 s")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with real_server({"max_batch_delay_ms": "20"}, module="service") as running:
+        yield running.url
 
 
 def test_32_concurrent_posts_are_all_answered_in_shared_batches(server, cat_jpeg):

@@ -1,13 +1,8 @@
 """The byte limit on the wire: a real uvicorn process (tiny model) and raw sockets, so the client can lie in
 Content-Length or leave it out, which an HTTP client library would not do."""
 
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,37 +10,17 @@ import pytest
 from PIL import Image
 
 from tests.conftest import image_bytes
+from tests.real_server import real_server
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 2048
 EXPLAIN = b"POST /v1/models/tiny/explain HTTP/1.1\r\nHost: test\r\n"
 
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "EXPLAIN_PORT": str(port), "EXPLAIN_MAX_BODY_BYTES": str(LIMIT), "EXPLAIN_DEVICE": "cpu"}
-    command = [sys.executable, "-m", "tests.api.tiny_server"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the tiny server did not become ready in 60 s")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with real_server({"max_body_bytes": str(LIMIT)}) as server:
+        yield server.port
 
 
 def first_response(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
