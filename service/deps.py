@@ -1,9 +1,9 @@
 """FastAPI dependencies as named `Annotated` aliases.
 
-    RuntimeDep   the running service; refuses with 503 while starting (`not_ready`) or draining
-                 (`shutting_down`), and counts the request in flight until it is answered
-    API_KEY_REQUIRED   the API key check (401 when keys are on and the key is missing or wrong), declared on
-                       whole routers (`dependencies=API_KEY_REQUIRED`) so that no route of theirs can forget it
+RuntimeDep   the running service; refuses with 503 while starting (`not_ready`) or draining
+             (`shutting_down`), and counts the request in flight until it is answered
+API_KEY_REQUIRED   the API key check (401 when keys are on and the key is missing or wrong), declared on
+                   whole routers (`dependencies=API_KEY_REQUIRED`) so that no route of theirs can forget it
 """
 
 from collections.abc import AsyncIterator

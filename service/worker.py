@@ -163,7 +163,10 @@ class ModelWorker:
             return None
         except Exception as exc:
             logger.warning(
-                "batch of %d failed on model %s: %r", len(jobs), self.model.name, exc,
+                "batch of %d failed on model %s: %r",
+                len(jobs),
+                self.model.name,
+                exc,
                 exc_info=not isinstance(exc, OUT_OF_MEMORY),
             )
             return exc

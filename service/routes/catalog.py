@@ -9,9 +9,7 @@ from service.deps import API_KEY_REQUIRED, RuntimeDep
 from service.methods import METHODS, Need
 from service.routes.errors_doc import ERROR_RESPONSES
 
-router = APIRouter(
-    prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses={401: ERROR_RESPONSES[401]}
-)
+router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses={401: ERROR_RESPONSES[401]})
 
 
 def method_info(name: str) -> MethodInfo:

@@ -14,13 +14,15 @@ from api_schemas import (
 )
 from service.deps import API_KEY_REQUIRED, RuntimeDep
 from service.disconnect import wait_for_disconnect
-from service.imaging import ALLOWED_FORMATS, decode_image
+from service.imaging import ALLOWED_FORMATS, DecodedImage, decode_image
 from service.jobs import ExplainJob
 from service.logs import REQUEST_ID
 from service.parameters import parse_parameters, plan_explanation
 from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
 from service.routes.errors_doc import ERROR_RESPONSES
+from service.runtime import ServiceRuntime
+from service.worker import ModelWorker
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
 
@@ -58,6 +60,14 @@ EXPLAIN_OPENAPI = {**_request_body_doc(ExplainJSONRequest, _EXPLAIN_FORM), "para
 PREDICT_OPENAPI = _request_body_doc(PredictJSONRequest, {})
 
 
+async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes) -> DecodedImage:
+    """Decode the posted bytes for the worker's model, in the CPU pool."""
+    settings = runtime.settings
+    return await runtime.run_cpu(
+        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
+    )
+
+
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
@@ -75,9 +85,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     parse_parameters(PredictParameters, request.query_params, fields)
-    image = await runtime.run_cpu(
-        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
-    )
+    image = await _decode(runtime, worker, data)
     decoded_ms = _ms(started)
     job = ExplainJob(
         image=image.tensor,
@@ -110,9 +118,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
     plan = plan_explanation(
         params, worker.model, settings.max_classes_per_request, settings.max_extra_passes, settings.evaluation_steps
     )
-    image = await runtime.run_cpu(
-        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
-    )
+    image = await _decode(runtime, worker, data)
     decoded_ms = _ms(started)
     job = ExplainJob(
         image=image.tensor,
