@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from model_store import LoadedModel
-from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
+from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
@@ -91,9 +91,7 @@ class ServiceRuntime:
         """
         worker = self.worker(model)
         if worker.queue.full():
-            raise ServiceUnavailable(
-                f"model '{model}' has {worker.queue.maxsize} requests waiting; retry shortly", code="queue_full"
-            )
+            raise worker.queue_full_error()
         return worker
 
     async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:

@@ -84,12 +84,14 @@ class ModelWorker:
         try:
             self.queue.put_nowait(job)
         except queue.Full:
-            raise ServiceUnavailable(
-                f"model '{self.model.name}' has {self.queue.maxsize} requests waiting; retry shortly",
-                code="queue_full",
-            ) from None
+            raise self.queue_full_error() from None
         if self._dead.is_set():  # died while we queued: nobody will take the job
             self._fail_queued(self._stopped_error())
+
+    def queue_full_error(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"model '{self.model.name}' has {self.queue.maxsize} requests waiting; retry shortly", code="queue_full"
+        )
 
     def _stopped_error(self) -> ServiceUnavailable:
         return ServiceUnavailable(f"the worker of model '{self.model.name}' has stopped", code="worker_stopped")

@@ -33,8 +33,7 @@ class AblationCAM(Method):
         if layer is None:
             raise RuntimeError("ablation_cam needs a layer")
         weights = torch.empty(activations.shape[:2], device=activations.device)
-        for image_index in inputs.image_index.unique().tolist():
-            rows = (inputs.image_index == image_index).nonzero().flatten()
+        for rows in inputs.rows_by_image():
             first = rows[0]
             original = inputs.logits[first, inputs.classes[rows]]  # (r,)
 

@@ -5,6 +5,7 @@ The worker plans the passes of a batch from the declared needs (`Need`), gathers
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -90,6 +91,11 @@ class MethodInputs:
     deconv_gradients: torch.Tensor | None = None
     runner: "PassRunner | None" = None
     layer: str | None = None
+
+    def rows_by_image(self) -> Iterator[torch.Tensor]:
+        """The row indices of each image's targets, one image at a time (its classes share its passes)."""
+        for image_index in self.image_index.unique().tolist():
+            yield (self.image_index == image_index).nonzero().flatten()
 
     def require(self, name: str) -> torch.Tensor:
         """A tensor the method declared it needs (the planner guarantees it is there)."""

@@ -44,8 +44,7 @@ class Occlusion(Method):
         ]
         fill = inputs.black if options.fill == "black" else torch.zeros_like(inputs.black)
         maps = torch.zeros(len(inputs.classes), height, width, device=inputs.images.device)
-        for image_index in inputs.image_index.unique().tolist():
-            rows = (inputs.image_index == image_index).nonzero().flatten()
+        for rows in inputs.rows_by_image():
             image = inputs.images[rows[0]]
             occluded = image.expand(len(patches), *image.shape).clone()
             masks = torch.zeros(len(patches), height, width, device=image.device)

@@ -32,8 +32,7 @@ class ScoreCAM(Method):
         """(N, C, h, w) activations, (N, 3, H, W) images -> (N, h, w)."""
         activations, runner = inputs.require("activations"), inputs.require("runner")
         weights = torch.empty(activations.shape[:2], device=activations.device)
-        for image_index in inputs.image_index.unique().tolist():
-            rows = (inputs.image_index == image_index).nonzero().flatten()
+        for rows in inputs.rows_by_image():
             first = rows[0]
             masks = F.interpolate(
                 activations[first][None], size=inputs.images.shape[-2:], mode="bilinear", align_corners=True
