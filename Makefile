@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages.
+TEST_SYSTEM_PACKAGES :=
 
-.PHONY: serve test openapi bench install install-test
+.PHONY: serve test openapi bench install install-test system-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +23,10 @@ install-test: $(PY)
 serve: install
 	EXPLAIN_HOST=$(HOST) EXPLAIN_PORT=$(PORT) $(PY) -m service
 
-test: install-test
+system-packages:
+	scripts/install-system-packages $(TEST_SYSTEM_PACKAGES)
+
+test: install-test system-packages
 	$(PY) -m pytest -q
 
 openapi: install-test
