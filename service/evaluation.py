@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from service.encoding import normalize_map
-from service.passes import PassRunner
+from service.passes import PassRunner, Steps
 
 KEEP_FRACTION = 0.2
 
@@ -34,7 +34,7 @@ def evaluation_passes(steps: int) -> int:
 
 def evaluate_map(
     runner: PassRunner, image: torch.Tensor, logits: torch.Tensor, class_index: int, raw_map: torch.Tensor, steps: int
-) -> FaithfulnessScores:
+) -> Steps[FaithfulnessScores]:
     """Score one map: (3, H, W) normalised image, its (K,) logits from the shared pass, (h, w) raw map."""
     height, width = image.shape[-2:]
     heat = F.interpolate(normalize_map(raw_map)[None, None].to(image.device), size=(height, width), mode="bilinear")
@@ -51,7 +51,8 @@ def evaluate_map(
         shown = shown.view(1, height, width)
         inputs.append(image * (1 - shown))  # deletion
         inputs.append(blurred * (1 - shown) + image * shown)  # insertion
-    probabilities = torch.softmax(runner.logits(torch.stack(inputs)), dim=1)[:, class_index]
+    logits_after = yield from runner.logits(torch.stack(inputs))
+    probabilities = torch.softmax(logits_after, dim=1)[:, class_index]
     original = torch.softmax(logits, dim=0)[class_index]
     deletion, insertion = probabilities[1::2], probabilities[2::2]
     return FaithfulnessScores(

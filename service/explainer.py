@@ -14,6 +14,9 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
 5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
    extra passes through a `PassRunner`, in chunks.
 6. Optional faithfulness evaluation of each map (batched extra passes).
+
+The whole plan is one generator (`batch_steps`) that yields after each chunk of extra passes, so that the
+worker can interleave long work with other batches; `run_batch` runs it to the end at once.
 """
 
 import logging
@@ -30,24 +33,50 @@ from service.errors import MethodFailed, MethodNotApplicable, ServiceError
 from service.evaluation import evaluate_map
 from service.jobs import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, MethodOptions, Need
-from service.passes import PassRunner
+from service.passes import PassRunner, Steps, each_step_under, run_to_end
 from service.rectifiers import rectifier_rule
 
 logger = logging.getLogger(__name__)
 
 Target = tuple[int, int]  # (job index, class index)
 GroupKey = tuple[str, str | None, MethodOptions]
+Outcomes = list[JobResult | ServiceError]
 
 
 def run_batch(
     model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16
-) -> list[JobResult | ServiceError]:
-    """Serve `jobs` together; returns one result per job, in order, or the error of a job whose method failed.
+) -> Outcomes:
+    """Serve `jobs` together, all chunks at once; see `batch_steps`."""
+    return run_to_end(batch_steps(model, jobs, chunk_size, evaluation_steps))
+
+
+def batch_steps(
+    model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16
+) -> Steps[Outcomes]:
+    """Serve `jobs` together, a chunk of passes per step; returns one result per job, in order, or the error of
+    a job whose method failed. Each result's `inference_ms` is the time spent in the steps, not between them.
 
     Raises:
         Whatever the shared passes raise (out of memory, device errors): the caller splits or fails the batch.
     """
-    started = time.perf_counter()
+    busy_s = 0.0
+    steps = _plan_steps(model, jobs, chunk_size, evaluation_steps)
+    while True:
+        started = time.perf_counter()
+        try:
+            next(steps)
+        except StopIteration as done:
+            outcomes: Outcomes = done.value
+            busy_s += time.perf_counter() - started
+            break
+        busy_s += time.perf_counter() - started
+        yield
+    return [replace(o, inference_ms=busy_s * 1000) if isinstance(o, JobResult) else o for o in outcomes]
+
+
+def _plan_steps(
+    model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int, evaluation_steps: int
+) -> Steps[Outcomes]:
     images = torch.stack([job.image for job in jobs]).to(model.device, non_blocking=True)
 
     def wanting(need: Need) -> list[int]:
@@ -69,26 +98,25 @@ def run_batch(
     for need, rule in ((Need.GUIDED_GRADIENTS, "guided"), (Need.DECONV_GRADIENTS, "deconvnet")):
         if members := wanting(need):
             gradients[rule] = _rectified_gradients(model, images, members, classes, rule)
+    # The graph is no longer needed: let it go before the extra passes, which may pause between chunks.
+    logits = logits.detach()
+    activations = {layer: output.detach() for layer, output in activations.items()}
 
     runner = PassRunner(model.module, chunk_size)
     failures: dict[int, ServiceError] = {}
-    maps = _compute_maps(model, jobs, classes, images, logits.detach(), activations, gradients, runner, failures)
+    maps = yield from _compute_maps(model, jobs, classes, images, logits, activations, gradients, runner, failures)
     for i, job in enumerate(jobs):
         if job.evaluate and i not in failures:
-            maps[i] = [
-                replace(
-                    m,
-                    evaluation=evaluate_map(
-                        runner, images[i], logits[i].detach(), m.class_index, m.map, evaluation_steps
-                    ),
+            evaluated = []
+            for m in maps[i]:
+                scores = yield from each_step_under(
+                    torch.no_grad, evaluate_map(runner, images[i], logits[i], m.class_index, m.map, evaluation_steps)
                 )
-                for m in maps[i]
-            ]
-    logits_cpu = logits.detach().float().cpu()
-    elapsed_ms = (time.perf_counter() - started) * 1000
+                evaluated.append(replace(m, evaluation=scores))
+            maps[i] = evaluated
+    logits_cpu = logits.float().cpu()
     return [
-        failures.get(i)
-        or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=elapsed_ms)
+        failures.get(i) or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=0.0)
         for i in range(len(jobs))
     ]
 
@@ -158,7 +186,7 @@ def _compute_maps(
     gradients: dict[str, dict[Target, torch.Tensor]],
     runner: PassRunner,
     failures: dict[int, ServiceError],
-) -> list[list[MapResult]]:
+) -> Steps[list[list[MapResult]]]:
     """Run each (method, layer, options) group once over all its targets; maps in each job's order.
 
     A group whose method raises (other than running out of memory or a device error) fails only the jobs in
@@ -179,8 +207,8 @@ def _compute_maps(
             method_inputs = _method_inputs(
                 model, methods[name], layer, options, targets, images, logits, activations, gradients, runner
             )
-            with torch.no_grad():
-                raw = torch.nan_to_num(methods[name].compute(method_inputs).detach().float()).cpu()
+            raw = yield from each_step_under(torch.no_grad, methods[name].compute_steps(method_inputs))
+            raw = torch.nan_to_num(raw.detach().float()).cpu()
         except (torch.OutOfMemoryError, MemoryError, torch.AcceleratorError):
             raise
         except ServiceError as exc:

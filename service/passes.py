@@ -1,28 +1,63 @@
-"""Extra batched passes for multi-pass methods, run in chunks of a bounded size on the model's device."""
+"""Extra batched passes for multi-pass methods, run in chunks of a bounded size on the model's device.
 
-from collections.abc import Callable
+Long work must not hold the worker: each `PassRunner` method is a generator that runs one chunk of passes per
+step and yields between chunks, so that the worker can serve other requests between two chunks. A method
+consumes it with `logits = yield from runner.logits(inputs)`, and is itself a generator (`Steps`); whoever does
+not need to pause drives the steps to the end with `run_to_end`.
+
+Rule for every step generator: never yield inside a `with` block (grad mode, hooks): the block would stay open
+while the worker does other work. Each chunk opens and closes its own blocks.
+"""
+
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from model_store.hooks import forward_hooks
 
+T = TypeVar("T")
+Steps = Generator[None, None, T]
+"""A computation cut into chunks: yields after each chunk, returns its result."""
+
+
+def run_to_end(steps: Steps[T]) -> T:
+    """Run every chunk of `steps` without pausing and return the result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def each_step_under(context: Callable[[], object], steps: Steps[T]) -> Steps[T]:
+    """`steps`, with each chunk run inside a fresh `context()` (e.g. `torch.no_grad`), closed before yielding."""
+    while True:
+        with context():  # type: ignore[attr-defined]
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+        yield
+
 
 class PassRunner:
-    """Runs the warm model on many inputs for one method group; counts the images it forwards."""
+    """Runs the warm model on many inputs for one method group, a chunk per step; counts the images it forwards."""
 
     def __init__(self, module: nn.Module, chunk_size: int) -> None:
         self.module = module
         self.chunk_size = chunk_size
         self.images_forwarded = 0
 
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+    def logits(self, inputs: torch.Tensor) -> Steps[torch.Tensor]:
         """(M, 3, H, W) -> (M, K), no gradients."""
         outputs = []
-        with torch.inference_mode():
-            for chunk in inputs.split(self.chunk_size):
+        for chunk in inputs.split(self.chunk_size):
+            with torch.inference_mode():
                 outputs.append(self.module(chunk))
-                self.images_forwarded += len(chunk)
+            self.images_forwarded += len(chunk)
+            yield
         return torch.cat(outputs)
 
     def logits_with_layer_output(
@@ -31,19 +66,20 @@ class PassRunner:
         layer: str,
         count: int,
         make_output: Callable[[torch.Tensor], torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> Steps[torch.Tensor]:
         """Logits (count, K) of `image` (3, H, W) with `layer`'s output replaced: for the rows `i` of a chunk,
         `make_output(i)` gives the (len(i), C, h, w) output to use instead."""
         outputs = []
-        with torch.inference_mode():
-            for rows in torch.arange(count, device=image.device).split(self.chunk_size):
+        for rows in torch.arange(count, device=image.device).split(self.chunk_size):
+            with torch.inference_mode():
                 replacement = make_output(rows)
                 with forward_hooks(self.module, [layer], lambda _name, _out, r=replacement: r):
                     outputs.append(self.module(image.expand(len(rows), *image.shape)))
-                self.images_forwarded += len(rows)
+            self.images_forwarded += len(rows)
+            yield
         return torch.cat(outputs)
 
-    def input_gradients(self, inputs: torch.Tensor, class_index: int) -> torch.Tensor:
+    def input_gradients(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
         """d logit_class / d input for (M, 3, H, W) inputs -> (M, 3, H, W)."""
         gradients = []
         for chunk in inputs.split(self.chunk_size):
@@ -53,4 +89,5 @@ class PassRunner:
                 (gradient,) = torch.autograd.grad(logits[:, class_index].sum(), leaf)
             gradients.append(gradient)
             self.images_forwarded += len(chunk)
+            yield
         return torch.cat(gradients)

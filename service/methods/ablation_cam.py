@@ -3,10 +3,11 @@ Gradient-free Localization")."""
 
 import torch
 
-from service.methods.base import Method, MethodInputs, MethodOptions, Need, weighted_sum
+from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need, weighted_sum
+from service.passes import Steps
 
 
-class AblationCAM(Method):
+class AblationCAM(MultiPassMethod):
     """w_k^c = (y^c - y^c_k) / y^c, y^c_k the logit with channel k of the layer set to zero (eq. 3);
     L^c = ReLU(sum_k w_k^c A^k).
 
@@ -26,7 +27,7 @@ class AblationCAM(Method):
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
         return channels
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, C, h, w) activations, (N, 3, H, W) images -> (N, h, w)."""
         activations, runner = inputs.require("activations"), inputs.require("runner")
         layer = inputs.layer
@@ -42,7 +43,9 @@ class AblationCAM(Method):
                 copies[torch.arange(len(channels)), channels] = 0
                 return copies
 
-            logits = runner.logits_with_layer_output(inputs.images[first], layer, activations.shape[1], ablated)
+            logits = yield from runner.logits_with_layer_output(
+                inputs.images[first], layer, activations.shape[1], ablated
+            )
             scores = logits[:, inputs.classes[rows]].T  # (r, C)
             weights[rows] = (original[:, None] - scores) / original[:, None]
         return torch.relu(weighted_sum(weights, activations))

@@ -1,7 +1,9 @@
 """What an explanation method is: a small unit that declares its needs and computes maps for many targets.
 
 The worker plans the passes of a batch from the declared needs (`Need`), gathers one `MethodInputs` per
-(method, layer, options) group, one row per (image, class) target, and calls `compute` once for the group.
+(method, layer, options) group, one row per (image, class) target, and runs the method once for the group.
+A method that needs extra passes (`MultiPassMethod`) is a generator of chunks (`service.passes.Steps`), so that
+the worker can serve other requests between two chunks of its passes.
 """
 
 from abc import ABC, abstractmethod
@@ -11,6 +13,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
+
+from service.passes import Steps, run_to_end
 
 if TYPE_CHECKING:
     from service.passes import PassRunner
@@ -143,6 +147,22 @@ class Method(ABC):
     @abstractmethod
     def compute(self, inputs: MethodInputs) -> torch.Tensor:
         """Raw maps: (N, h, w) on the layer's grid, or (N, H, W) at the input resolution."""
+
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
+        """`compute` as chunks of work; a method without passes of its own is one chunk."""
+        return self.compute(inputs)
+        yield  # a generator that returns at its first step
+
+
+class MultiPassMethod(Method):
+    """A method that runs extra passes through `inputs.runner`, a chunk per step of `compute_steps`."""
+
+    @abstractmethod
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
+        """Raw maps as `compute` gives them, yielding after each chunk of extra passes (`yield from runner...`)."""
+
+    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+        return run_to_end(self.compute_steps(inputs))
 
 
 def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,11 @@
 import numpy as np
 import torch
 
-from service.methods.base import Method, MethodInputs, MethodOptions, Need
+from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need
+from service.passes import Steps
 
 
-class IntegratedGradients(Method):
+class IntegratedGradients(MultiPassMethod):
     """IG_i = (x_i - x'_i) * integral_0^1 dS/dx_i(x' + a (x - x')) da  (Sundararajan et al. eq. 1), the
     integral by Gauss-Legendre quadrature with `steps` points; the map sums the colour channels. Signed;
     the attributions sum to S(x) - S(x') (completeness).
@@ -26,7 +27,7 @@ class IntegratedGradients(Method):
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
         return options.steps * classes
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
         runner, options = inputs.require("runner"), inputs.options
         points, weights = np.polynomial.legendre.leggauss(options.steps)
@@ -39,7 +40,7 @@ class IntegratedGradients(Method):
                 image
             )
             path = baseline + alphas[:, None, None, None] * (image - baseline)
-            gradients = runner.input_gradients(path, class_index)  # (steps, 3, H, W)
+            gradients = yield from runner.input_gradients(path, class_index)  # (steps, 3, H, W)
             integral = (step_weights[:, None, None, None] * gradients).sum(dim=0)
             maps.append(((image - baseline) * integral).sum(dim=0))
         return torch.stack(maps)

@@ -2,7 +2,8 @@
 
 import torch
 
-from service.methods.base import Method, MethodInputs, MethodOptions, Need
+from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need
+from service.passes import Steps
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -10,7 +11,7 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return list(range(0, max(size - window, 0) + 1, stride))
 
 
-class Occlusion(Method):
+class Occlusion(MultiPassMethod):
     """M_ij = mean over the patches P covering (i, j) of S_c(x) - S_c(x with P filled): the drop of the class
     logit when a `window` x `window` patch, moved by `stride`, is hidden (filled with black or the mean).
     One forward pass per patch position and image, shared by its classes.
@@ -33,7 +34,7 @@ class Occlusion(Method):
             window_starts(width, options.window, options.stride)
         )
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
         runner, options = inputs.require("runner"), inputs.options
         height, width = inputs.images.shape[-2:]
@@ -52,7 +53,7 @@ class Occlusion(Method):
                 occluded[p, :, top : top + options.window, left : left + options.window] = fill
                 masks[p, top : top + options.window, left : left + options.window] = 1
             covered = masks.sum(dim=0)
-            logits = runner.logits(occluded)  # (P, K)
+            logits = yield from runner.logits(occluded)  # (P, K)
             drops = inputs.logits[rows[0], inputs.classes[rows]][None] - logits[:, inputs.classes[rows]]  # (P, r)
             total = torch.einsum("pr,phw->rhw", drops, masks)
             maps[rows] = torch.where(covered > 0, total / covered.clamp(min=1), torch.zeros_like(total))

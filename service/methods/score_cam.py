@@ -4,12 +4,13 @@ Networks")."""
 import torch
 import torch.nn.functional as F
 
-from service.methods.base import Method, MethodInputs, MethodOptions, Need, weighted_sum
+from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need, weighted_sum
+from service.passes import Steps
 
 EPS = 1e-8
 
 
-class ScoreCAM(Method):
+class ScoreCAM(MultiPassMethod):
     """w^c = softmax_k(S_c(X ∘ H^k)), H^k = min-max normalised upsampled A^k;  L^c = ReLU(sum_k w_k^c A^k).
 
     One forward pass per channel of the layer for each image (shared by all its classes), batched in chunks;
@@ -28,7 +29,7 @@ class ScoreCAM(Method):
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
         return channels
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, C, h, w) activations, (N, 3, H, W) images -> (N, h, w)."""
         activations, runner = inputs.require("activations"), inputs.require("runner")
         weights = torch.empty(activations.shape[:2], device=activations.device)
@@ -40,6 +41,6 @@ class ScoreCAM(Method):
             flat = masks.flatten(1)
             low, high = flat.amin(dim=1)[:, None, None], flat.amax(dim=1)[:, None, None]
             masks = (masks - low) / (high - low + EPS)
-            logits = runner.logits(inputs.images[first][None] * masks[:, None])  # (C, K)
+            logits = yield from runner.logits(inputs.images[first][None] * masks[:, None])  # (C, K)
             weights[rows] = torch.softmax(logits[:, inputs.classes[rows]].T, dim=1)
         return torch.relu(weighted_sum(weights, activations))

@@ -2,10 +2,11 @@
 
 import torch
 
-from service.methods.base import Method, MethodInputs, MethodOptions, Need, max_abs_over_channels
+from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need, max_abs_over_channels
+from service.passes import Steps
 
 
-class SmoothGrad(Method):
+class SmoothGrad(MultiPassMethod):
     """M = max_c (1/n) sum_i |dS_c/dI (I + N(0, sigma^2))|, sigma = noise * (max I - min I)  (Smilkov et al.
     eq. 3, on the saliency map of Simonyan et al.). The noise comes from a generator seeded by `seed`, so an
     answer does not depend on its batch companions.
@@ -25,7 +26,7 @@ class SmoothGrad(Method):
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
         return options.samples * classes
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
+    def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
         runner, options = inputs.require("runner"), inputs.options
         maps = []
@@ -33,6 +34,6 @@ class SmoothGrad(Method):
             generator = torch.Generator(device="cpu").manual_seed(options.seed)
             sigma = options.noise * float(image.max() - image.min())
             noise = torch.randn((options.samples, *image.shape), generator=generator).to(image.device) * sigma
-            gradients = runner.input_gradients(image[None] + noise, class_index)
+            gradients = yield from runner.input_gradients(image[None] + noise, class_index)
             maps.append(max_abs_over_channels(gradients.abs().mean(dim=0, keepdim=True))[0])
         return torch.stack(maps)

@@ -4,7 +4,7 @@ import time
 
 import torch
 
-from service.explainer import run_batch
+from service.explainer import batch_steps, run_batch
 from service.jobs import ExplainJob
 from service.methods import METHODS
 from tests.tiny_models import TinyFlatNet, tiny_loaded
@@ -97,6 +97,29 @@ def test_multi_pass_methods_run_in_chunks():
     model = tiny_loaded()
     calls = count_forward_calls(model, [job(images(1)[0], methods=(METHODS["score_cam"],))])
     assert calls == 1 + 1  # the shared pass, then 8 channels in one chunk of 32
+
+
+def test_between_chunks_the_model_is_free_and_grad_mode_is_the_caller_s():
+    """Each yield of `batch_steps` comes after one chunk of extra passes, with no hook left on the model and the
+    caller's grad mode in force, so that the worker may serve other batches in between."""
+    model = tiny_loaded()
+    chunk_size = 3  # score_cam: 8 channels -> chunks of 3, 3, 2; occlusion at 32 px, window 32: 1 patch
+    jobs = [job(images(1)[0], methods=(METHODS["score_cam"], METHODS["grad_cam"], METHODS["occlusion"]))]
+    steps = batch_steps(model, jobs, chunk_size=chunk_size)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            (result,) = done.value
+            break
+        pauses += 1
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.module.modules())
+    assert pauses == 3 + 1
+    (alone,) = run_batch(model, jobs)
+    for a, b in zip(result.maps, alone.maps, strict=True):
+        torch.testing.assert_close(a.map, b.map)
 
 
 def test_gradients_stop_at_the_target_layer():

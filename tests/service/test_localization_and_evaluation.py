@@ -4,7 +4,7 @@ import torch
 
 from service.evaluation import evaluate_map, evaluation_passes
 from service.localization import localize
-from service.passes import PassRunner
+from service.passes import PassRunner, run_to_end
 from tests.tiny_models import tiny_loaded
 
 
@@ -28,7 +28,7 @@ def test_evaluation_scores_are_probabilities_and_cost_what_is_declared():
     image = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits = model.module(image[None])[0]
-    scores = evaluate_map(runner, image, logits, 1, torch.rand(8, 8), steps=4)
+    scores = run_to_end(evaluate_map(runner, image, logits, 1, torch.rand(8, 8), steps=4))
     assert -1 <= scores.confidence_change <= 1
     assert 0 <= scores.deletion_auc <= 1 and 0 <= scores.insertion_auc <= 1
     assert runner.images_forwarded == evaluation_passes(4)
