@@ -32,14 +32,14 @@ from model_store.hooks import forward_hooks
 from service.errors import MethodFailed, MethodNotApplicable, ServiceError
 from service.evaluation import evaluate_map
 from service.jobs import ExplainJob, JobResult, MapResult
-from service.methods import Method, MethodInputs, MethodOptions, Need
+from service.methods import Method, MethodInputs, Need
 from service.passes import PassRunner, Steps, each_step_under, run_to_end
 from service.rectifiers import rectifier_rule
 
 logger = logging.getLogger(__name__)
 
 Target = tuple[int, int]  # (job index, class index)
-GroupKey = tuple[str, str | None, MethodOptions]
+GroupKey = tuple[str, str | None, object]  # (method, layer, options)
 Outcomes = list[JobResult | ServiceError]
 
 
@@ -197,7 +197,7 @@ def _compute_maps(
     for i, job in enumerate(jobs):
         for method in job.methods:
             methods[method.name] = method
-            groups[(method.name, job.layer if method.uses_layer else None, job.options)].extend(
+            groups[(method.name, job.layer if method.uses_layer else None, job.options_for(method))].extend(
                 (i, c) for c in classes[i]
             )
 
@@ -241,7 +241,7 @@ def _method_inputs(
     model: LoadedModel,
     method: Method,
     layer: str | None,
-    options: MethodOptions,
+    options: object,
     targets: list[Target],
     images: torch.Tensor,
     logits: torch.Tensor,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from service.evaluation import FaithfulnessScores
-from service.methods import Method, MethodOptions
+from service.methods import Method
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class ExplainJob:
         top_k: number of best classes to explain when `classes` is None.
         layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
-        options: parameters of the methods that have any.
+        options: options of the methods that have parameters (instances of their `options_type`); a method
+            whose type is not among them runs with its defaults.
         evaluate: also score each map's faithfulness (extra passes).
         future: resolved by the worker with a `JobResult` or a `ServiceError`.
     """
@@ -32,9 +33,14 @@ class ExplainJob:
     layer: str | None
     deadline: float
     request_id: str
-    options: MethodOptions = MethodOptions()
+    options: tuple[object, ...] = ()
     evaluate: bool = False
     future: Future = field(default_factory=Future, compare=False, repr=False)
+
+    def options_for(self, method: Method) -> object:
+        """The options `method` runs with in this job."""
+        chosen = [o for o in self.options if isinstance(o, method.options_type)]
+        return chosen[0] if chosen else method.options_type()
 
 
 @dataclass(frozen=True)

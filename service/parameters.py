@@ -26,14 +26,13 @@ from service.errors import (
     UnknownLayer,
 )
 from service.evaluation import evaluation_passes
-from service.methods import Method, MethodOptions, Need, resolve_method
+from service.methods import Method, Need, resolve_method
 
 DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
 DEFAULT_ALPHA = 0.5
 DEFAULT_BBOX_THRESHOLD = 0.2
 ALL_OUTPUTS = ("map", "overlay", "logits")
-OPTION_NAMES = ("samples", "noise", "seed", "steps", "baseline", "window", "stride", "fill")
 CLASS_INDEX = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 
 P = TypeVar("P", bound=BaseModel)
@@ -48,7 +47,8 @@ class ExplainPlan:
     colormap: str
     alpha: float
     include: frozenset[str]
-    options: MethodOptions
+    options: tuple[object, ...]
+    """The options of each method that has parameters."""
     map_encoding: str
     bbox_threshold: float | None
     evaluate: bool
@@ -99,11 +99,11 @@ def plan_explanation(
     classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
     class_count = len(classes) if classes is not None else (params.top_k or 1)
 
-    options = MethodOptions(
-        **{name: getattr(params, name) for name in OPTION_NAMES if getattr(params, name) is not None}
-    )
+    values = params.model_dump()
+    options_by_method = {m.name: m.options_from(values) for m in methods}
     channels = model.layer_shapes[layer][0] if layer is not None else 0
-    extra = sum(m.extra_passes(channels, model.preprocessing.input_size, options, class_count) for m in methods)
+    size = model.preprocessing.input_size
+    extra = sum(m.extra_passes(channels, size, options_by_method[m.name], class_count) for m in methods)
     extra += sum(1 for need in (Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS) if any(need in m.needs for m in methods))
     if params.evaluate:
         extra += len(methods) * class_count * evaluation_passes(evaluation_steps)
@@ -122,7 +122,7 @@ def plan_explanation(
         colormap=params.colormap or DEFAULT_COLORMAP,
         alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
         include=frozenset(_as_list(params.include)) or frozenset(ALL_OUTPUTS),
-        options=options,
+        options=tuple(options_by_method[m.name] for m in methods if m.parameters),
         map_encoding=params.map_encoding or "list",
         bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
         evaluate=bool(params.evaluate),

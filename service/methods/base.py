@@ -8,9 +8,9 @@ the worker can serve other requests between two chunks of its passes.
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
@@ -41,25 +41,8 @@ Fill = Literal["black", "mean"]
 
 
 @dataclass(frozen=True)
-class MethodOptions:
-    """Per-request parameters of the methods that have any (hashable: groups are keyed by them)."""
-
-    samples: int = 25
-    """smoothgrad: noisy samples."""
-    noise: float = 0.15
-    """smoothgrad: noise standard deviation as a fraction of the input's range (max - min)."""
-    seed: int = 0
-    """smoothgrad: seed of the noise, so that a request's answer is reproducible."""
-    steps: int = 32
-    """integrated_gradients: Gauss-Legendre steps along the path."""
-    baseline: Fill = "black"
-    """integrated_gradients: the path's start, a black image or the normalisation mean (0 after normalising)."""
-    window: int = 32
-    """occlusion: side of the square patch, in input pixels."""
-    stride: int = 16
-    """occlusion: step between patches, in input pixels."""
-    fill: Fill = "mean"
-    """occlusion: what the patch is filled with."""
+class NoOptions:
+    """The options of a method that has no request parameters."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +55,7 @@ class MethodInputs:
         images: (N, 3, H, W) normalised input of the target's image.
         logits: (N, K) logits of the target's image from the shared forward pass.
         black: (3, 1, 1) the normalised value of a black pixel.
-        options: the group's method options.
+        options: the group's options, an instance of the method's `options_type`.
         activations: (N, C, h, w) target layer output, if needed.
         gradients: (N, C, h, w) d logit_c / d activations, if needed.
         class_weights: (N, C) classifier weight row of the class, if needed.
@@ -86,7 +69,7 @@ class MethodInputs:
     images: torch.Tensor
     logits: torch.Tensor
     black: torch.Tensor
-    options: MethodOptions
+    options: Any
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
     class_weights: torch.Tensor | None = None
@@ -120,8 +103,9 @@ class Method(ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[Need]]
     requires: ClassVar[str | None] = None
-    parameters: ClassVar[tuple[str, ...]] = ()
-    """Request parameters that tune the method (beside `class`)."""
+    options_type: ClassVar[type] = NoOptions
+    """A frozen dataclass of the request parameters that tune the method (beside `class` and `layer`), whose
+    defaults are the method's; its field names are the API's parameter names."""
     cost: ClassVar[str] = "the shared forward pass"
     """The cost in forward passes, in words, as published by `GET /v1/methods`."""
     sanity_check: ClassVar[bool]
@@ -136,12 +120,21 @@ class Method(ABC):
     """Maps at the model's input resolution; otherwise on the target layer's grid."""
 
     @property
+    def parameters(self) -> tuple[str, ...]:
+        """Request parameters that tune the method (beside `class` and `layer`)."""
+        return tuple(f.name for f in fields(self.options_type))
+
+    def options_from(self, values: dict[str, Any]) -> Any:
+        """The method's options from request values by name (None or absent: the method's default)."""
+        return self.options_type(**{name: values[name] for name in self.parameters if values.get(name) is not None})
+
+    @property
     def uses_layer(self) -> bool:
         """Whether the `layer` parameter applies (the method reads a layer's activations)."""
         return Need.ACTIVATIONS in self.needs
 
-    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
-        """Forward passes beyond the shared ones, per image, for the cost bound."""
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: Any, classes: int) -> int:
+        """Forward passes beyond the shared ones, per image, for the cost bound (`options`: its `options_type`)."""
         return 0
 
     @abstractmethod

@@ -1,10 +1,20 @@
 """Integrated Gradients (Sundararajan et al., 2017, "Axiomatic Attribution for Deep Networks")."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need
+from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
 from service.passes import Steps
+
+
+@dataclass(frozen=True)
+class IntegratedGradientsOptions:
+    steps: int = 32
+    """Gauss-Legendre steps along the path."""
+    baseline: Fill = "black"
+    """The path's start, a black image or the normalisation mean (0 after normalising)."""
 
 
 class IntegratedGradients(MultiPassMethod):
@@ -19,12 +29,14 @@ class IntegratedGradients(MultiPassMethod):
     raw_map = "sum over colour channels of (x - baseline) * path-integrated input gradient; signed"
     aliases = ("IntegratedGradients", "ig", "integratedgradients")
     needs = frozenset({Need.EXTRA_PASSES})
-    parameters = ("steps", "baseline")
+    options_type = IntegratedGradientsOptions
     cost = "`steps` forward + backward passes per class"
     sanity_check = True
     input_resolution = True
 
-    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+    def extra_passes(
+        self, channels: int, input_size: tuple[int, int], options: IntegratedGradientsOptions, classes: int
+    ) -> int:
         return options.steps * classes
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:

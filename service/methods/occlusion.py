@@ -1,14 +1,26 @@
 """Occlusion sensitivity (Zeiler & Fergus, 2014, "Visualizing and Understanding Convolutional Networks", sec. 4.2)."""
 
+from dataclasses import dataclass
+
 import torch
 
-from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need
+from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
 from service.passes import Steps
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Top-left offsets of the patches along one side (as captum's Occlusion: no padding)."""
     return list(range(0, max(size - window, 0) + 1, stride))
+
+
+@dataclass(frozen=True)
+class OcclusionOptions:
+    window: int = 32
+    """Side of the square patch, in input pixels."""
+    stride: int = 16
+    """Step between patches, in input pixels."""
+    fill: Fill = "mean"
+    """What the patch is filled with."""
 
 
 class Occlusion(MultiPassMethod):
@@ -23,12 +35,12 @@ class Occlusion(MultiPassMethod):
     raw_map = "mean drop of logit_c over the patches covering each pixel; signed"
     aliases = ("Occlusion", "occlusion_sensitivity")
     needs = frozenset({Need.EXTRA_PASSES})
-    parameters = ("window", "stride", "fill")
+    options_type = OcclusionOptions
     cost = "one forward pass per patch position, per image"
     sanity_check = True
     input_resolution = True
 
-    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: OcclusionOptions, classes: int) -> int:
         height, width = input_size
         return len(window_starts(height, options.window, options.stride)) * len(
             window_starts(width, options.window, options.stride)

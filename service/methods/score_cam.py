@@ -4,7 +4,7 @@ Networks")."""
 import torch
 import torch.nn.functional as F
 
-from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need, weighted_sum
+from service.methods.base import MethodInputs, MultiPassMethod, Need, NoOptions, weighted_sum
 from service.passes import Steps
 
 EPS = 1e-8
@@ -26,7 +26,7 @@ class ScoreCAM(MultiPassMethod):
     cost = "the shared forward pass + one forward pass per channel of the layer, per image"
     sanity_check = True
 
-    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: NoOptions, classes: int) -> int:
         return channels
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:

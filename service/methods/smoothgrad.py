@@ -1,9 +1,21 @@
 """SmoothGrad (Smilkov et al., 2017, "SmoothGrad: removing noise by adding noise")."""
 
+from dataclasses import dataclass
+
 import torch
 
-from service.methods.base import MethodInputs, MethodOptions, MultiPassMethod, Need, max_abs_over_channels
+from service.methods.base import MethodInputs, MultiPassMethod, Need, max_abs_over_channels
 from service.passes import Steps
+
+
+@dataclass(frozen=True)
+class SmoothGradOptions:
+    samples: int = 25
+    """Noisy samples."""
+    noise: float = 0.15
+    """Noise standard deviation as a fraction of the input's range (max - min)."""
+    seed: int = 0
+    """Seed of the noise, so that a request's answer is reproducible."""
 
 
 class SmoothGrad(MultiPassMethod):
@@ -18,12 +30,12 @@ class SmoothGrad(MultiPassMethod):
     raw_map = "max over colour channels of the mean |input gradient| over `samples` noisy copies"
     aliases = ("SmoothGrad", "smooth_grad", "noise_tunnel")
     needs = frozenset({Need.EXTRA_PASSES})
-    parameters = ("samples", "noise", "seed")
+    options_type = SmoothGradOptions
     cost = "`samples` forward + backward passes per class"
     sanity_check = True
     input_resolution = True
 
-    def extra_passes(self, channels: int, input_size: tuple[int, int], options: MethodOptions, classes: int) -> int:
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: SmoothGradOptions, classes: int) -> int:
         return options.samples * classes
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:

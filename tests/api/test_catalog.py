@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api_schemas import Colormap, MethodName
+from api_schemas import Colormap, ExplainParameters, MethodName
 from service.encoding import colormap_names
 from service.methods import METHODS
 from service.openapi_export import openapi_yaml
@@ -85,6 +85,15 @@ def test_method_registry_schema_literal_and_openapi_enum_agree():
     spec = yaml.safe_load(openapi_yaml())
     enum = spec["components"]["schemas"]["Explanation"]["properties"]["method"]["enum"]
     assert set(METHODS) == set(typing.get_args(MethodName)) == set(enum)
+
+
+def test_every_method_parameter_is_a_request_parameter_with_the_method_s_default_unset():
+    """A method's options type names its parameters; each must be a field of the wire model (default None, so
+    that the method's own default applies), or a client could never set it."""
+    wire = ExplainParameters.model_fields
+    for method in METHODS.values():
+        for name in method.parameters:
+            assert name in wire and wire[name].default is None, (method.name, name)
 
 
 def test_colormap_literal_matches_the_shipped_tables():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from service.errors import UnknownMethod
-from service.methods import METHODS, MethodInputs, MethodOptions, resolve_method
+from service.methods import METHODS, MethodInputs, NoOptions, resolve_method
 from tests.tiny_models import TinyGapNet, seeded
 
 
@@ -16,7 +16,7 @@ def layer_inputs(activations, gradients=None, class_weights=None) -> MethodInput
         images=torch.zeros(n, 3, 4, 4),
         logits=torch.zeros(n, 5),
         black=torch.zeros(3, 1, 1),
-        options=MethodOptions(),
+        options=NoOptions(),
         activations=activations,
         gradients=gradients,
         class_weights=class_weights,

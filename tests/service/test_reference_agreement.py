@@ -46,7 +46,8 @@ from model_store.store import prepare_model
 from service.encoding import normalize_map
 from service.explainer import run_batch
 from service.jobs import ExplainJob
-from service.methods import METHODS, MethodOptions
+from service.methods import METHODS
+from service.methods.smoothgrad import SmoothGradOptions
 
 THRESHOLD = 0.99
 # One forward pass per channel of the layer (1280 on the built-in model): these two are compared on one image
@@ -96,8 +97,10 @@ def trainable_copy(model: LoadedModel) -> nn.Module:
 
 
 def captum_map(
-    method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options: MethodOptions
+    method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options: object | None = None
 ) -> np.ndarray:
+    """The reference's maps, with our method's options (its defaults when None)."""
+    options = options or METHODS[method].options_type()
     module = trainable_copy(model)
     target = torch.tensor(classes)
     layer = module.get_submodule(model.default_layer)
@@ -155,7 +158,7 @@ def grad_cam_library_map(method: str, model: LoadedModel, x: torch.Tensor, class
 
 
 def our_raw_maps(
-    model: LoadedModel, method: str, x: torch.Tensor, classes: list[int], options: MethodOptions
+    model: LoadedModel, method: str, x: torch.Tensor, classes: list[int], options: tuple[object, ...] = ()
 ) -> list[torch.Tensor]:
     jobs = [
         ExplainJob(x[i], (METHODS[method],), (c,), 1, model.default_layer, float("inf"), "ref", options=options)
@@ -207,7 +210,7 @@ def test_cam_family_agrees_with_pytorch_grad_cam(method, model_fixture, request,
     x, classes = inputs_and_classes(model, cat_photo, 1 if method in MULTI_PASS else 2)
     if method in MULTI_PASS:
         x = F.interpolate(x, size=MULTI_PASS_SIZE, mode="bilinear", antialias=True)
-    ours = our_raw_maps(model, method, x, classes, MethodOptions())
+    ours = our_raw_maps(model, method, x, classes)
     theirs = grad_cam_library_map(method, model, x, classes)
     for i in range(len(classes)):
         assert theirs[i].std() > 0, "reference map is constant; the comparison would mean nothing"
@@ -233,9 +236,8 @@ def test_input_methods_agree_with_captum(method, model_fixture, request, cat_pho
     model: LoadedModel = request.getfixturevalue(model_fixture)
     count = 1 if method == "occlusion" else 2
     x, classes = inputs_and_classes(model, cat_photo, count)
-    options = MethodOptions()
-    ours = our_raw_maps(model, method, x, classes, options)
-    theirs = captum_map(method, model, x, classes, options)
+    ours = our_raw_maps(model, method, x, classes)
+    theirs = captum_map(method, model, x, classes)
     for i in range(len(classes)):
         assert theirs[i].std() > 0
         agreement = pearson(ours[i].numpy(), theirs[i])
@@ -251,11 +253,11 @@ def test_smoothgrad_agrees_with_captum_noise_tunnel_with_the_same_seed(model_fix
     deterministic bound applies. A different seed gives a visibly different estimate (the noise matters)."""
     model: LoadedModel = request.getfixturevalue(model_fixture)
     x, classes = inputs_and_classes(model, cat_photo, 1)
-    options = MethodOptions(samples=16)
+    options = SmoothGradOptions(samples=16)
     torch.manual_seed(0)
     theirs = captum_map("smoothgrad", model, x, classes, options)[0]
-    ours = our_raw_maps(model, "smoothgrad", x, classes, options)[0].numpy()
-    other_seed = our_raw_maps(model, "smoothgrad", x, classes, MethodOptions(samples=16, seed=1))[0].numpy()
+    ours = our_raw_maps(model, "smoothgrad", x, classes, (options,))[0].numpy()
+    other_seed = our_raw_maps(model, "smoothgrad", x, classes, (SmoothGradOptions(samples=16, seed=1),))[0].numpy()
     agreement = pearson(ours, theirs)
     print(f"{model_fixture} smoothgrad: pearson {agreement:.5f} (seed 1: {pearson(other_seed, theirs):.5f})")
     assert agreement >= THRESHOLD

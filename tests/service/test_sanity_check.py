@@ -18,7 +18,9 @@ from scipy.stats import spearmanr
 from model_store import LoadedModel
 from service.explainer import run_batch
 from service.jobs import ExplainJob
-from service.methods import METHODS, MethodOptions
+from service.methods import METHODS
+from service.methods.integrated_gradients import IntegratedGradientsOptions
+from service.methods.smoothgrad import SmoothGradOptions
 
 PASS_BELOW = 0.9
 
@@ -32,7 +34,7 @@ def randomized(builtin_model: LoadedModel) -> LoadedModel:
 
 
 def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: int) -> torch.Tensor:
-    options = MethodOptions(samples=8, steps=16)
+    options = (SmoothGradOptions(samples=8), IntegratedGradientsOptions(steps=16))
     job = ExplainJob(
         image, (METHODS[method],), (class_index,), 1, model.default_layer, float("inf"), "sanity", options=options
     )
