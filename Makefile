@@ -35,3 +35,4 @@ openapi: install-test
 bench: install
 	$(PIP) --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
+	$(PY) bench/request_path.py

@@ -26,6 +26,7 @@ MethodName = Literal[
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
 MapEncoding = Literal["list", "base64"]
+OverlayFormat = Literal["png", "jpeg", "webp"]
 Fill = Literal["black", "mean"]
 
 
@@ -51,6 +52,18 @@ class ExplainParameters(BaseModel):
     )
     include: Include | list[Include] | None = Field(
         default=None, description="Outputs to include; default all of `map`, `overlay`, `logits`."
+    )
+    overlay_format: OverlayFormat | None = Field(
+        default=None,
+        description="File format of the overlays: `png` (default, lossless) in `overlay_png`, `jpeg` (quality 90) in "
+        "`overlay_jpeg`, or `webp` (quality 85) in `overlay_webp`; JPEG and WebP are about 10x smaller.",
+    )
+    overlay_max_side: int | None = Field(
+        default=None,
+        ge=16,
+        le=4096,
+        description="Long side of the overlays in pixels; default and upper bound: the service's limit (512 unless "
+        "configured). The picture is never enlarged.",
     )
     map_encoding: MapEncoding | None = Field(
         default=None,
@@ -152,9 +165,11 @@ class Explanation(BaseModel):
     map: MapData | None = None
     overlay_png: str | None = Field(
         default=None,
-        description="Base64 PNG: the whole posted image (long side at most the service's limit) with the "
-        "map upsampled, normalised to 0..1, colourised and blended on it.",
+        description="Base64 PNG (`overlay_format=png`, the default): the whole posted image (long side at most "
+        "`overlay_max_side`) with the map upsampled, normalised to 0..1, colourised and blended on it.",
     )
+    overlay_jpeg: str | None = Field(default=None, description="The overlay as base64 JPEG (`overlay_format=jpeg`).")
+    overlay_webp: str | None = Field(default=None, description="The overlay as base64 WebP (`overlay_format=webp`).")
     bbox: BoundingBox | None = None
     evaluation: Evaluation | None = None
 

@@ -4,24 +4,18 @@ Rows (images per second, and the ratio to the raw batched forward pass of the sa
   forward            the model alone, batched, under inference_mode: the floor
   cam, grad_cam, ... , 9 methods x top-3   the service's batched pass (`run_batch`) in-process
   pytorch-grad-cam   a plain in-process loop over the popular library, one image per call (its usual use)
-  http               the running service over real HTTP (uvicorn), concurrent clients, multipart JPEG posts
+The service over HTTP is measured by bench/request_path.py.
 
-Usage: python bench/throughput.py [--batch 16] [--rounds 3] [--http-requests 64] [--concurrency 16]
+Usage: python bench/throughput.py [--batch 16] [--rounds 3]
 Prints a table and saves bench/out/throughput.png.
 """
 
 import argparse
-import asyncio
 import copy
-import io
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import torch
 from PIL import Image
 
@@ -53,50 +47,10 @@ def photo() -> Image.Image:
     return Image.fromarray(data.chelsea())
 
 
-def http_rate(jpeg: bytes, requests: int, concurrency: int) -> float:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "EXPLAIN_PORT": str(port), "EXPLAIN_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "service"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(480):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-
-        async def run() -> float:
-            limit = asyncio.Semaphore(concurrency)
-            async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-
-                async def one() -> None:
-                    async with limit:
-                        r = await client.post(
-                            "/v1/models/efficientnet_lite0/explain", files={"image": ("c.jpg", jpeg, "image/jpeg")}
-                        )
-                        r.raise_for_status()
-
-                await asyncio.gather(*(one() for _ in range(concurrency)))  # warm
-                started = time.perf_counter()
-                await asyncio.gather(*(one() for _ in range(requests)))
-                return requests / (time.perf_counter() - started)
-
-        return asyncio.run(run())
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--http-requests", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
 
     model = ModelStore.discover().load("efficientnet_lite0", torch.device("cpu"))
@@ -136,14 +90,6 @@ def main() -> None:
     ):
         rows.append((label, best_rate(service_pass(methods, k), args.batch, args.rounds)))
     rows.append(("pytorch-grad-cam loop", best_rate(library_loop, args.batch, args.rounds)))
-    buffer = io.BytesIO()
-    photo().save(buffer, format="JPEG")
-    rows.append(
-        (
-            f"http (grad_cam, {args.concurrency} clients)",
-            http_rate(buffer.getvalue(), args.http_requests, args.concurrency),
-        )
-    )
 
     floor = rows[0][1]
     library = next(rate for name, rate in rows if name.startswith("pytorch-grad-cam"))

@@ -25,10 +25,13 @@ class Preprocessing:
     interpolation: str = "bilinear"
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
-        """RGB PIL image -> normalised float tensor (3, H, W) at the model's input size."""
+        """RGB PIL image -> normalised float tensor (3, H, W) at the model's input size.
+
+        Computed with Pillow and numpy (float32, the same operations and bits as in torch) and only wrapped as a
+        tensor, so that it may run on any thread without starting a torch thread team there.
+        """
         height, width = self.input_size
         resized = image.convert("RGB").resize((width, height), _PIL_RESAMPLE[self.interpolation])
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
-        return ((pixels - mean) / std).contiguous()
+        pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+        normalised = (pixels - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))

@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import torch
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from service.metrics import Metrics
 from service.routes import catalog, health, inference
 from service.runtime import ServiceRuntime
 from service.settings import Settings
+from service.worker import ModelLoader
 
 logger = logging.getLogger(__name__)
 
@@ -36,27 +38,34 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_models(settings: Settings) -> dict[str, LoadedModel]:
-    """Load every model named in the settings (fails fast with `ModelLoadError`)."""
+def model_loaders(settings: Settings) -> dict[str, ModelLoader]:
+    """A loader of every model named in the settings, each run by its model's worker thread.
+
+    Raises:
+        ModelLoadError: a manifest is wrong (at once; a model that cannot be loaded fails its worker's start).
+    """
     store = ModelStore.discover(settings.model_store_dir)
     device = resolve_device(settings.device)
-    return {name: store.load(name, device) for name in settings.models}
+    return {name: partial(store.load, name, device) for name in settings.models}
 
 
 def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
-    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models)."""
+    """Build the app. `models` replaces loading from the store (tests pass tiny seeded models, already warm)."""
     settings = settings or Settings()
     metrics = Metrics()
     lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = models if models is not None else await asyncio.to_thread(load_models, settings)
-        runtime = ServiceRuntime(settings, loaded, metrics)
-        runtime.start()
+        if models is not None:
+            loaders = {name: (lambda model=model: model) for name, model in models.items()}
+        else:
+            loaders = model_loaders(settings)
+        runtime = ServiceRuntime(settings, loaders, metrics)
+        await asyncio.to_thread(runtime.start)
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
         app.state.runtime = runtime
-        logger.info("serving models %s", sorted(loaded))
+        logger.info("serving models %s", sorted(loaders))
         try:
             yield
         finally:

@@ -37,7 +37,8 @@ def evaluate_map(
 ) -> Steps[FaithfulnessScores]:
     """Score one map: (3, H, W) normalised image, its (K,) logits from the shared pass, (h, w) raw map."""
     height, width = image.shape[-2:]
-    heat = F.interpolate(normalize_map(raw_map)[None, None].to(image.device), size=(height, width), mode="bilinear")
+    heat = torch.from_numpy(normalize_map(raw_map)).to(image.device)
+    heat = F.interpolate(heat[None, None], size=(height, width), mode="bilinear")
     order = heat.flatten().argsort(descending=True)
     pixels = order.numel()
     keep = torch.zeros(pixels, device=image.device)

@@ -4,17 +4,15 @@ map above a fraction of its maximum, in the coordinates of the image as sent. Ru
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from api_schemas import BoundingBox
-from service.encoding import normalize_map
+from service.encoding import upsample_map
 
 GRID_LONG_SIDE = 512
 
 
-def localize(raw_map: torch.Tensor, image_size: tuple[int, int], threshold: float) -> BoundingBox | None:
+def localize(raw_map: np.ndarray, image_size: tuple[int, int], threshold: float) -> BoundingBox | None:
     """Box of `raw_map` (h, w) over an image of `image_size` (width, height); None for an all-zero map.
 
     The map is upsampled (bilinear) to a grid of the image's aspect ratio, at most 512 px on its long side,
@@ -24,11 +22,11 @@ def localize(raw_map: torch.Tensor, image_size: tuple[int, int], threshold: floa
     width, height = image_size
     scale = min(1.0, GRID_LONG_SIDE / max(width, height))
     grid_w, grid_h = max(1, round(width * scale)), max(1, round(height * scale))
-    heat = F.interpolate(normalize_map(raw_map)[None, None], size=(grid_h, grid_w), mode="bilinear")[0, 0]
+    heat = upsample_map(raw_map, (grid_w, grid_h))
     peak = float(heat.max())
     if peak <= 0:
         return None
-    labels, count = ndimage.label((heat >= threshold * peak).numpy())
+    labels, count = ndimage.label(heat >= threshold * peak)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     rows, cols = np.nonzero(labels == 1 + int(sizes.argmax()))
     return BoundingBox(

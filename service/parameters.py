@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
-from api_schemas import ExplainParameters
+from api_schemas import ExplainParameters, OverlayFormat
 from model_store import LoadedModel
 from model_store.labels import AmbiguousLabel, UnknownLabel
 from service.errors import (
@@ -50,6 +50,8 @@ class ExplainPlan:
     options: tuple[object, ...]
     """The options of each method that has parameters."""
     map_encoding: str
+    overlay_format: OverlayFormat
+    overlay_max_side: int
     bbox_threshold: float | None
     evaluate: bool
     extra_passes: int
@@ -78,9 +80,15 @@ def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, 
 
 
 def plan_explanation(
-    params: ExplainParameters, model: LoadedModel, max_classes: int, max_extra_passes: int, evaluation_steps: int
+    params: ExplainParameters,
+    model: LoadedModel,
+    max_classes: int,
+    max_extra_passes: int,
+    evaluation_steps: int,
+    overlay_max_side: int,
 ) -> ExplainPlan:
-    """Resolve methods, layer and classes against `model` and bound the request's cost.
+    """Resolve methods, layer and classes against `model`, bound the request's cost and its overlays' size
+    (`overlay_max_side`: the service's limit).
 
     Raises:
         UnknownMethod, UnknownLayer, UnknownClass, MethodNotApplicable, ConflictingParameters, InvalidParameter,
@@ -114,6 +122,9 @@ def plan_explanation(
             "(score_cam and ablation_cam cost one pass per channel), or no evaluate"
         )
 
+    if params.overlay_max_side is not None and params.overlay_max_side > overlay_max_side:
+        raise InvalidParameter(f"overlay_max_side is at most {overlay_max_side} on this service")
+
     return ExplainPlan(
         methods=methods,
         classes=classes,
@@ -124,6 +135,8 @@ def plan_explanation(
         include=frozenset(_as_list(params.include)) or frozenset(ALL_OUTPUTS),
         options=tuple(options_by_method[m.name] for m in methods if m.parameters),
         map_encoding=params.map_encoding or "list",
+        overlay_format=params.overlay_format or "png",
+        overlay_max_side=params.overlay_max_side or overlay_max_side,
         bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
         evaluate=bool(params.evaluate),
         extra_passes=extra,

@@ -1,8 +1,9 @@
-"""Building the JSON answers of predict and explain from a worker's `JobResult` (runs in the CPU pool)."""
+"""Building the JSON answers of predict and explain from a worker's `JobResult` (runs in the CPU pool, with numpy
+only: the result's tensors are on the CPU and are read as arrays, never computed on)."""
 
 import base64
 
-import torch
+import numpy as np
 
 from api_schemas import (
     ClassRef,
@@ -14,20 +15,22 @@ from api_schemas import (
     TopClass,
 )
 from model_store import LoadedModel
-from service.encoding import encode_base64, encode_overlay_png
+from service.encoding import encode_base64, encode_overlay
 from service.imaging import DecodedImage
 from service.jobs import JobResult, MapResult
 from service.localization import localize
 from service.parameters import ExplainPlan
 
 
-def top_classes(model: LoadedModel, logits: torch.Tensor, k: int) -> list[TopClass]:
+def top_classes(model: LoadedModel, logits: np.ndarray, k: int) -> list[TopClass]:
     """The k best classes of (K,) logits, with softmax probabilities."""
-    probabilities = torch.softmax(logits.double(), dim=0)
-    values, indices = torch.topk(logits, k=min(k, logits.shape[0]))
+    logits = np.asarray(logits)
+    exponentials = np.exp(logits.astype(np.float64) - logits.max())
+    probabilities = exponentials / exponentials.sum()
+    best = np.argsort(-logits, kind="stable")[: min(k, len(logits))]
     return [
-        TopClass(index=i, label=model.labels[i], logit=float(v), probability=float(probabilities[i]))
-        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        TopClass(index=int(i), label=model.labels[i], logit=float(logits[i]), probability=float(probabilities[i]))
+        for i in best
     ]
 
 
@@ -41,11 +44,11 @@ def build_predict(model: LoadedModel, result: JobResult, top_k: int, timings: di
     )
 
 
-def encode_map(raw: torch.Tensor, encoding: str) -> MapData:
+def encode_map(raw: np.ndarray, encoding: str) -> MapData:
     """(h, w) raw map -> nested lists, or base64 of little-endian float32 (row-major)."""
+    raw = np.asarray(raw, dtype="<f4")
     if encoding == "base64":
-        data = raw.float().contiguous().numpy().astype("<f4").tobytes()
-        return MapData(shape=list(raw.shape), data_base64=base64.b64encode(data).decode("ascii"))
+        return MapData(shape=list(raw.shape), data_base64=base64.b64encode(raw.tobytes()).decode("ascii"))
     return MapData(shape=list(raw.shape), data=raw.tolist())
 
 
@@ -55,14 +58,18 @@ def build_explanation(model: LoadedModel, image: DecodedImage, item: MapResult, 
         class_=ClassRef(index=item.class_index, label=model.labels[item.class_index]),
         layer=item.layer,
         map=encode_map(item.map, plan.map_encoding) if "map" in plan.include else None,
-        overlay_png=(
-            encode_base64(encode_overlay_png(image.display, item.map, plan.colormap, plan.alpha))
-            if "overlay" in plan.include
-            else None
-        ),
+        **overlay_fields(image, item, plan),
         bbox=localize(item.map, image.size, plan.bbox_threshold) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
     )
+
+
+def overlay_fields(image: DecodedImage, item: MapResult, plan: ExplainPlan) -> dict[str, str]:
+    """{"overlay_<format>": base64 of the overlay}, or nothing when the overlay is not asked for."""
+    if "overlay" not in plan.include:
+        return {}
+    encoded = encode_overlay(image.display, np.asarray(item.map), plan.colormap, plan.alpha, plan.overlay_format)
+    return {f"overlay_{plan.overlay_format}": encode_base64(encoded)}
 
 
 def build_explain(
@@ -76,7 +83,7 @@ def build_explain(
     return ExplainResponse(
         model=model.name,
         input_size=list(model.preprocessing.input_size),
-        logits=result.logits.tolist() if "logits" in plan.include else None,
+        logits=np.asarray(result.logits).tolist() if "logits" in plan.include else None,
         top_classes=top_classes(model, result.logits, top_k),
         explanations=[build_explanation(model, image, item, plan) for item in result.maps],
         timings_ms=timings,

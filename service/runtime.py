@@ -7,24 +7,18 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from model_store import LoadedModel
 from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
-from service.worker import ModelWorker
+from service.worker import ModelLoader, ModelWorker
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
 class ServiceRuntime:
-    def __init__(
-        self,
-        settings: Settings,
-        models: dict[str, LoadedModel],
-        metrics: Metrics,
-    ) -> None:
+    def __init__(self, settings: Settings, loaders: dict[str, ModelLoader], metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.fatal_error: BaseException | None = None
@@ -32,7 +26,8 @@ class ServiceRuntime:
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
         self.workers = {
             name: ModelWorker(
-                model,
+                name,
+                load,
                 metrics,
                 max_batch_size=settings.max_batch_size,
                 max_batch_delay_s=settings.max_batch_delay_ms / 1000,
@@ -41,15 +36,26 @@ class ServiceRuntime:
                 evaluation_steps=settings.evaluation_steps,
                 on_fatal=self._worker_died,
             )
-            for name, model in models.items()
+            for name, load in loaders.items()
         }
 
     def _worker_died(self, error: BaseException) -> None:
         self.fatal_error = error
 
     def start(self) -> None:
+        """Start every worker and wait until each has loaded its model (on its own thread, in parallel).
+
+        Raises:
+            Whatever a model's loading raised; the workers already started are stopped.
+        """
         for worker in self.workers.values():
             worker.start()
+        try:
+            for worker in self.workers.values():
+                worker.wait_until_loaded()
+        except BaseException:
+            self.stop_workers(timeout_s=0)
+            raise
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""

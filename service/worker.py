@@ -1,4 +1,9 @@
-"""One worker per model: the only code that touches the device.
+"""One worker per model: the only code that touches the device, and the only thread that runs the model's torch
+operations, from loading and warming it up to every batch.
+
+One thread matters on a CPU: torch's OpenMP thread team belongs to the thread that first runs a parallel
+operation, and a model loaded on one thread and served on another (or small torch operations on other threads
+beside it) leaves several teams spinning for the same cores, which made one image 2.3x slower on two cores.
 
 Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`),
 drops jobs whose client has gone or whose deadline has passed, runs the batch and resolves each job's future.
@@ -33,10 +38,14 @@ OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 UNRECOVERABLE = (torch.AcceleratorError,)
 
 
+ModelLoader = Callable[[], LoadedModel]
+
+
 class ModelWorker:
     def __init__(
         self,
-        model: LoadedModel,
+        name: str,
+        load: ModelLoader,
         metrics: Metrics,
         *,
         max_batch_size: int,
@@ -46,7 +55,10 @@ class ModelWorker:
         evaluation_steps: int = 16,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self.model = model
+        self.name = name
+        self._load = load
+        self.model: LoadedModel
+        """The warm model, once `start` has returned."""
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
@@ -56,15 +68,28 @@ class ModelWorker:
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self._stopping = threading.Event()
         self._dead = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"worker-{model.name}", daemon=True)
-        metrics.queue_depth.labels(model=model.name).set_function(self.queue.qsize)
+        self._loaded = threading.Event()
+        self._load_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
+        metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._stopping.is_set() and not self._dead.is_set()
 
     def start(self) -> None:
+        """Start the thread, which loads and warms the model; `wait_until_loaded` waits for it."""
         self._thread.start()
+
+    def wait_until_loaded(self) -> None:
+        """Block until the model is warm and served.
+
+        Raises:
+            Whatever loading raised (e.g. `ModelLoadError`), so that the service fails at start-up.
+        """
+        self._loaded.wait()
+        if self._load_error is not None:
+            raise self._load_error
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking batches, finish the one in hand, and fail what is still queued with 503."""
@@ -80,7 +105,7 @@ class ModelWorker:
             ServiceUnavailable: the worker is not running (`worker_stopped`) or the queue is full (`queue_full`).
         """
         if not self.alive:
-            raise ServiceUnavailable(f"model '{self.model.name}' is not being served", code="worker_stopped")
+            raise ServiceUnavailable(f"model '{self.name}' is not being served", code="worker_stopped")
         try:
             self.queue.put_nowait(job)
         except queue.Full:
@@ -90,20 +115,29 @@ class ModelWorker:
 
     def queue_full_error(self) -> ServiceUnavailable:
         return ServiceUnavailable(
-            f"model '{self.model.name}' has {self.queue.maxsize} requests waiting; retry shortly", code="queue_full"
+            f"model '{self.name}' has {self.queue.maxsize} requests waiting; retry shortly", code="queue_full"
         )
 
     def _stopped_error(self) -> ServiceUnavailable:
-        return ServiceUnavailable(f"the worker of model '{self.model.name}' has stopped", code="worker_stopped")
+        return ServiceUnavailable(f"the worker of model '{self.name}' has stopped", code="worker_stopped")
 
     def _run(self) -> None:
+        try:
+            self.model = self._load()
+        except BaseException as exc:
+            logger.critical("model %s could not be loaded: %s", self.name, exc)
+            self._load_error = exc
+            self._dead.set()
+            return
+        finally:
+            self._loaded.set()
         try:
             while not self._stopping.is_set():
                 batch = collect_batch(self.queue, self.max_batch_size, self.max_batch_delay_s)
                 if batch:
                     self._serve(batch)
         except BaseException as exc:
-            logger.critical("the worker of model %s died: %r", self.model.name, exc, exc_info=True)
+            logger.critical("the worker of model %s died: %r", self.name, exc, exc_info=True)
             self._dead.set()
             self._fail_queued(self._stopped_error())
             if self.on_fatal is not None:
@@ -154,7 +188,7 @@ class ModelWorker:
 
     def _attempt(self, jobs: list[ExplainJob]) -> Exception | None:
         """Run `jobs` as one batch and deliver; returns the exception if the batch must be split or failed."""
-        labels = {"model": self.model.name}
+        labels = {"model": self.name}
         try:
             outcomes = run_batch(self.model, jobs, self.pass_chunk_size, self.evaluation_steps)
         except UNRECOVERABLE:
@@ -167,7 +201,7 @@ class ModelWorker:
             logger.warning(
                 "batch of %d failed on model %s: %r",
                 len(jobs),
-                self.model.name,
+                self.name,
                 exc,
                 exc_info=not isinstance(exc, OUT_OF_MEMORY),
             )

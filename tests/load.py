@@ -18,6 +18,10 @@ class LoadResult:
     latencies: dict[int | str, list[float]] = field(default_factory=dict)
     error_codes: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """Milliseconds by stage name, from the `Server-Timing` header of the 2xx answers."""
+    answer_bytes: int = 0
+    """Bytes of the 2xx answers' bodies, together."""
 
     def count(self, outcome: int | str) -> int:
         return len(self.latencies.get(outcome, []))
@@ -41,6 +45,18 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = int(-(-q * len(ordered) // 100)) - 1  # ceil(q/100 * n) - 1
     return ordered[min(max(rank, 0), len(ordered) - 1)]
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """`decode;dur=3.1, queue;dur=0.4` -> {"decode": 3.1, "queue": 0.4} (W3C Server Timing)."""
+    timings = {}
+    for metric in header.split(","):
+        name, *params = (part.strip() for part in metric.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if name and key == "dur":
+                timings[name] = float(value)
+    return timings
 
 
 async def _exchange(
@@ -93,6 +109,10 @@ async def closed_loop(
                 if status >= 400:
                     code = json.loads(answer)["error"]["code"]
                     result.error_codes[code] = result.error_codes.get(code, 0) + 1
+                else:
+                    result.answer_bytes += len(answer)
+                    for name, milliseconds in server_timing(headers.get("server-timing", "")).items():
+                        result.stages.setdefault(name, []).append(milliseconds)
                 if headers.get("connection", "").lower() == "close":
                     connection[1].close()
                     connection = None

@@ -73,11 +73,11 @@ def real_server(
     module: str = "tests.serve_tiny",
 ) -> Iterator[RealServer]:
     """A running `python -m <module>` process (the tiny model by default, `service` for the built-in one) with
-    these `EXPLAIN_*` settings (names without the prefix)."""
+    these `EXPLAIN_*` settings (names without the prefix; the device is the CPU unless they name one)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPLAIN_", "TINY_"))}
-    env |= {f"EXPLAIN_{k.upper()}": str(v) for k, v in settings.items()}
-    env |= {"EXPLAIN_PORT": str(port), "EXPLAIN_DEVICE": "cpu", "TINY_FORWARD_S": str(forward_s)}
+    env |= {"EXPLAIN_DEVICE": "cpu"} | {f"EXPLAIN_{k.upper()}": str(v) for k, v in settings.items()}
+    env |= {"EXPLAIN_PORT": str(port), "TINY_FORWARD_S": str(forward_s)}
     if report is not None:
         env["TINY_REPORT"] = str(report)
     if device_fault_on_white:

@@ -3,6 +3,7 @@
 import time
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from api_schemas import (
     ExplainJSONRequest,
@@ -60,16 +61,48 @@ EXPLAIN_OPENAPI = {**_request_body_doc(ExplainJSONRequest, _EXPLAIN_FORM), "para
 PREDICT_OPENAPI = _request_body_doc(PredictJSONRequest, {})
 
 
-async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes) -> DecodedImage:
+async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int) -> DecodedImage:
     """Decode the posted bytes for the worker's model, in the CPU pool."""
-    settings = runtime.settings
     return await runtime.run_cpu(
-        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
+        decode_image, data, worker.model.preprocessing, runtime.settings.max_image_pixels, display_max_side
     )
 
 
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
+class StageClock:
+    """Milliseconds spent in each stage of a request, for `timings_ms` and the `Server-Timing` header."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        """Record the time since the previous lap as `stage`."""
+        now = time.perf_counter()
+        self.stages[stage] = round((now - self.last) * 1000, 3)
+        self.last = now
+
+    def total_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+    def header(self) -> str:
+        return ", ".join(f"{stage};dur={ms}" for stage, ms in self.stages.items())
+
+
+def json_response(body: BaseModel, clock: StageClock) -> Response:
+    """Serialise `body` straight to bytes (pydantic-core, no intermediate dict or str) with `Server-Timing`."""
+    content = type(body).__pydantic_serializer__.to_json(body, by_alias=True)
+    clock.lap("serialise")
+    clock.stages["total"] = clock.total_ms()
+    return Response(content, media_type="application/json", headers={"Server-Timing": clock.header()})
+
+
+async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, request: Request, clock: StageClock):
+    """Queue the job and wait for it; records the `queue` and `inference` stages."""
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
+    clock.lap("queue")
+    clock.stages["queue"] = round(max(clock.stages["queue"] - result.inference_ms, 0.0), 3)
+    clock.stages["inference"] = round(result.inference_ms, 3)
+    return result
 
 
 @router.post(
@@ -80,13 +113,13 @@ def _ms(since: float) -> float:
 )
 async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response:
     """Logits and top classes of one image."""
-    started = time.perf_counter()
+    clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     parse_parameters(PredictParameters, request.query_params, fields)
-    image = await _decode(runtime, worker, data)
-    decoded_ms = _ms(started)
+    image = await _decode(runtime, worker, data, settings.overlay_max_side)
+    clock.lap("decode")
     job = ExplainJob(
         image=image.tensor,
         methods=(),
@@ -96,10 +129,11 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
     )
-    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
-    timings = {"decode": decoded_ms, "inference": round(result.inference_ms, 3), "total": _ms(started)}
-    body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, timings)
-    return Response(body.model_dump_json(by_alias=True), media_type="application/json")
+    result = await _run(runtime, worker, job, request, clock)
+    body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
+    clock.lap("encode")
+    body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
+    return json_response(body, clock)
 
 
 @router.post(
@@ -110,16 +144,21 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
 )
 async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response:
     """Maps of one image for one or several methods and classes, from the model's shared batched pass."""
-    started = time.perf_counter()
+    clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
-        params, worker.model, settings.max_classes_per_request, settings.max_extra_passes, settings.evaluation_steps
+        params,
+        worker.model,
+        settings.max_classes_per_request,
+        settings.max_extra_passes,
+        settings.evaluation_steps,
+        settings.overlay_max_side,
     )
-    image = await _decode(runtime, worker, data)
-    decoded_ms = _ms(started)
+    image = await _decode(runtime, worker, data, plan.overlay_max_side)
+    clock.lap("decode")
     job = ExplainJob(
         image=image.tensor,
         methods=plan.methods,
@@ -131,12 +170,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         options=plan.options,
         evaluate=plan.evaluate,
     )
-    queued = time.perf_counter()
-    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
-    waited_ms = _ms(queued)
-    encode_started = time.perf_counter()
-    timings = {"decode": decoded_ms, "queue": round(max(waited_ms - result.inference_ms, 0.0), 3)}
-    timings["inference"] = round(result.inference_ms, 3)
-    body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, timings)
-    body.timings_ms.update(encode=_ms(encode_started), total=_ms(started))
-    return Response(body.model_dump_json(by_alias=True), media_type="application/json")
+    result = await _run(runtime, worker, job, request, clock)
+    body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
+    clock.lap("encode")
+    body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
+    return json_response(body, clock)

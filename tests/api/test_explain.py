@@ -41,6 +41,60 @@ async def test_a_cat_photo_posted_as_multipart_is_explained(serve, models, cat_j
     assert set(body["timings_ms"]) >= {"decode", "queue", "inference", "encode", "total"}
 
 
+async def test_overlays_in_each_format_and_size_and_the_time_of_each_stage(serve, models, cat_jpeg, cat_photo):
+    async with serve(models) as client:
+        answers = {
+            image_format: await client.post(
+                EXPLAIN, params={"overlay_format": image_format, "overlay_max_side": 200}, files={"image": cat_jpeg}
+            )
+            for image_format in ("png", "jpeg", "webp")
+        }
+        too_large = await client.post(EXPLAIN, params={"overlay_max_side": 513}, files={"image": cat_jpeg})
+    sizes = {}
+    for image_format, response in answers.items():
+        (explanation,) = response.json()["explanations"]
+        others = {"png", "jpeg", "webp"} - {image_format}
+        assert all(explanation[f"overlay_{other}"] is None for other in others)
+        data = base64.b64decode(explanation[f"overlay_{image_format}"])
+        picture = Image.open(io.BytesIO(data), formats=[image_format.upper()])
+        assert picture.size == (200, 133)  # the cat's 451 x 300, long side 200
+        sizes[image_format] = len(data)
+        stages = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+        assert list(stages) == ["decode", "queue", "inference", "encode", "serialise", "total"]
+        assert float(stages["total"]) >= sum(float(stages[s]) for s in ("decode", "inference", "encode"))
+    assert sizes["jpeg"] < sizes["png"] and sizes["webp"] < sizes["png"]
+    assert too_large.status_code == 400 and "at most 512" in too_large.json()["error"]["message"]
+
+
+async def test_the_service_answers_the_exact_bits_of_the_model_and_methods_for_the_decoded_input(
+    serve, models, builtin_model, cat_jpeg
+):
+    """Decoding, batching on the worker thread and serialising change no bit of the logits or the maps that the
+    model and the methods compute for the same input tensor on this thread."""
+    import torch
+
+    from service.explainer import run_batch
+    from service.imaging import decode_image
+    from service.jobs import ExplainJob
+    from service.methods import METHODS
+
+    methods = ("cam", "grad_cam", "saliency")
+    async with serve(models) as client:
+        response = await client.post(
+            EXPLAIN, params={"method": ",".join(methods), "map_encoding": "base64"}, files={"image": cat_jpeg}
+        )
+    body = response.json()
+    x = decode_image(cat_jpeg, builtin_model.preprocessing, 10**8, 512).tensor
+    with torch.inference_mode():
+        logits = builtin_model.module(x[None])[0]
+    assert np.array_equal(np.array(body["logits"], dtype=np.float32), logits.numpy())
+    job = ExplainJob(x, tuple(METHODS[m] for m in methods), None, 1, "bn2", float("inf"), "pin")
+    (result,) = run_batch(builtin_model, [job])
+    for ours, theirs in zip(body["explanations"], result.maps, strict=True):
+        data = np.frombuffer(base64.b64decode(ours["map"]["data_base64"]), dtype="<f4").reshape(ours["map"]["shape"])
+        assert np.array_equal(data, theirs.map.numpy()), ours["method"]
+
+
 async def test_json_raw_and_multipart_bodies_give_the_same_answer(serve, models, cat_jpeg):
     params = {"method": ["cam", "grad_cam_pp"], "class": [281, "tiger cat"]}
     async with serve(models) as client:

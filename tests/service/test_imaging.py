@@ -246,3 +246,62 @@ def test_seeded_byte_mutations_of_every_allowed_format_fail_only_with_domain_err
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
     print(outcomes)
     assert set(outcomes) <= {"decoded", "invalid_image", "unsupported_image", "image_too_large"}
+
+
+def phone_jpeg(cat_photo: Image.Image, size: tuple[int, int], orientation: int | None = None) -> bytes:
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    return image_bytes(cat_photo.resize(size), "JPEG", quality=90, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("size", "orientation", "loaded"),
+    [
+        ((4032, 3024), None, (1008, 756)),  # 1/4: still >= the 512 x 384 picture and the 224 x 224 input
+        ((3024, 4032), 6, (756, 1008)),  # stored upright-rotated: the needed size is turned with it
+        ((1920, 1080), None, (960, 540)),  # 1/2 covers 512 x 288
+        ((640, 480), None, (640, 480)),  # no reduction covers 512 x 384 without going below it
+        ((4000, 240), None, (4000, 240)),  # the model's 224 px input height allows no reduction
+    ],
+)
+def test_large_jpegs_are_decoded_at_the_smallest_scale_that_still_covers_model_and_picture(
+    size, orientation, loaded, cat_photo
+):
+    from model_store import Preprocessing
+    from service.imaging import needed_size, open_image
+
+    data = phone_jpeg(cat_photo, size, orientation)
+    image, upright_size = open_image(data, 10**8, lambda upright: needed_size(upright, (224, 224), 512))
+    stored = image.size if orientation is None else image.size[::-1]
+    assert stored == loaded
+    assert upright_size == (size[::-1] if orientation == 6 else size)
+    decoded = decode_image(data, Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3), 10**8, 512)
+    assert decoded.size == upright_size and max(decoded.display.shape[:2]) == 512
+
+
+def test_a_draft_decoded_jpeg_gives_nearly_the_input_of_a_full_decode(cat_photo):
+    from model_store import Preprocessing
+
+    preprocessing = Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic")
+    data = phone_jpeg(cat_photo, (4032, 3024))
+    full = preprocessing.to_tensor(Image.open(io.BytesIO(data)).convert("RGB"))
+    drafted = decode_image(data, preprocessing, 10**8, 512).tensor
+    assert (drafted - full).abs().mean() < 0.02  # inputs in [-1, 1]: a fraction of one grey level on average
+
+
+def test_the_model_input_is_computed_without_torch_operations_with_the_bits_of_the_torch_formula(cat_photo):
+    """Normalising in numpy (so that decoding runs no torch operation off the worker thread) gives exactly the
+    float32 bits of (x / 255 - mean) / std computed in torch."""
+    from model_store import Preprocessing
+
+    for preprocessing in (
+        Preprocessing((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"),
+        Preprocessing((224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ):
+        resized = cat_photo.resize((224, 224), Image.Resampling[preprocessing.interpolation.upper()])
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1) / 255.0
+        mean, std = (
+            torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (preprocessing.mean, preprocessing.std)
+        )
+        assert torch.equal(preprocessing.to_tensor(cat_photo), (pixels - mean) / std)

@@ -169,8 +169,8 @@ def our_raw_maps(
 
 def as_displayed(raw: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """The reference's display steps: ReLU + min-max, bilinear upsampling, min-max."""
-    up = F.interpolate(normalize_map(raw)[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    return normalize_map(up).numpy()
+    heat = torch.from_numpy(normalize_map(raw))[None, None]
+    return normalize_map(F.interpolate(heat, size=size, mode="bilinear", align_corners=False)[0, 0])
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
