@@ -21,7 +21,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -70,6 +71,7 @@ class ModelWorker:
         self._dead = threading.Event()
         self._loaded = threading.Event()
         self._load_error: BaseException | None = None
+        self._incoming = 0  # requests being decoded for this model; changed on the event loop's thread only
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
         metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
 
@@ -113,6 +115,16 @@ class ModelWorker:
         if self._dead.is_set():  # died while we queued: nobody will take the job
             self._fail_queued(self._stopped_error())
 
+    @contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Count a request on its way to the queue (being decoded): the batcher waits for companions only while
+        some are on their way."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+
     def queue_full_error(self) -> ServiceUnavailable:
         return ServiceUnavailable(
             f"model '{self.name}' has {self.queue.maxsize} requests waiting; retry shortly", code="queue_full"
@@ -133,7 +145,9 @@ class ModelWorker:
             self._loaded.set()
         try:
             while not self._stopping.is_set():
-                batch = collect_batch(self.queue, self.max_batch_size, self.max_batch_delay_s)
+                batch = collect_batch(
+                    self.queue, self.max_batch_size, self.max_batch_delay_s, companions_coming=self._companions_coming
+                )
                 if batch:
                     self._serve(batch)
         except BaseException as exc:
@@ -144,6 +158,9 @@ class ModelWorker:
                 self.on_fatal(exc)
         finally:
             self._dead.set()
+
+    def _companions_coming(self) -> bool:
+        return self._incoming > 0
 
     def _serve(self, batch: list[ExplainJob]) -> None:
         now = time.monotonic()

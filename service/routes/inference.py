@@ -63,9 +63,10 @@ PREDICT_OPENAPI = _request_body_doc(PredictJSONRequest, {})
 
 async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int) -> DecodedImage:
     """Decode the posted bytes for the worker's model, in the CPU pool."""
-    return await runtime.run_cpu(
-        decode_image, data, worker.model.preprocessing, runtime.settings.max_image_pixels, display_max_side
-    )
+    with worker.incoming():
+        return await runtime.run_cpu(
+            decode_image, data, worker.model.preprocessing, runtime.settings.max_image_pixels, display_max_side
+        )
 
 
 class StageClock:

@@ -35,3 +35,16 @@ def test_does_not_wait_past_the_delay():
     started = time.monotonic()
     assert collect_batch(q, max_size=4, max_delay_s=0.05) == [0]
     assert time.monotonic() - started < 2  # generous: asserts it returns, not how fast
+
+
+def test_does_not_wait_when_no_companion_is_coming():
+    q = filled(1)
+    coming = [False]
+    started = time.monotonic()
+    assert collect_batch(q, max_size=4, max_delay_s=30, companions_coming=lambda: coming[0]) == [0]
+    assert time.monotonic() - started < 10  # returns at once rather than after the 30 s delay
+
+
+def test_takes_what_is_already_queued_even_when_no_more_are_coming():
+    q = filled(3)
+    assert collect_batch(q, max_size=4, max_delay_s=30, companions_coming=lambda: False) == [0, 1, 2]
