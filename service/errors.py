@@ -15,6 +15,7 @@
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
     ├── ClientDisconnected (499)      client_closed_request  (nobody reads it; counted in the metrics)
+    ├── Cancelled (499)               cancelled  (a job deleted, or long work whose client left)
     ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, shutting_down,
     │                                 device_out_of_memory  (with Retry-After)
     └── DeadlineExceeded (504)        timeout
@@ -110,6 +111,13 @@ class ClientDisconnected(ServiceError):
 
     status = 499
     code = "client_closed_request"
+
+
+class Cancelled(ServiceError):
+    """Work stopped on request before it finished: its remaining chunks were not run."""
+
+    status = 499
+    code = "cancelled"
 
 
 class ServiceUnavailable(ServiceError):

@@ -29,6 +29,7 @@ import torch
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
+from service.device_errors import OUT_OF_MEMORY, UNRECOVERABLE
 from service.errors import MethodFailed, MethodNotApplicable, ServiceError
 from service.evaluation import evaluate_map
 from service.jobs import ExplainJob, JobResult, MapResult
@@ -51,16 +52,21 @@ def run_batch(
 
 
 def batch_steps(
-    model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int = 32, evaluation_steps: int = 16
+    model: LoadedModel,
+    jobs: Sequence[ExplainJob],
+    chunk_size: int = 32,
+    evaluation_steps: int = 16,
+    runner: PassRunner | None = None,
 ) -> Steps[Outcomes]:
     """Serve `jobs` together, a chunk of passes per step; returns one result per job, in order, or the error of
     a job whose method failed. Each result's `inference_ms` is the time spent in the steps, not between them.
+    `runner` (default: a new one) runs the extra passes; its count of images forwarded tells the progress.
 
     Raises:
         Whatever the shared passes raise (out of memory, device errors): the caller splits or fails the batch.
     """
     busy_s = 0.0
-    steps = _plan_steps(model, jobs, chunk_size, evaluation_steps)
+    steps = _plan_steps(model, jobs, runner or PassRunner(model.module, chunk_size), evaluation_steps)
     while True:
         started = time.perf_counter()
         try:
@@ -75,7 +81,7 @@ def batch_steps(
 
 
 def _plan_steps(
-    model: LoadedModel, jobs: Sequence[ExplainJob], chunk_size: int, evaluation_steps: int
+    model: LoadedModel, jobs: Sequence[ExplainJob], runner: PassRunner, evaluation_steps: int
 ) -> Steps[Outcomes]:
     images = torch.stack([job.image for job in jobs]).to(model.device, non_blocking=True)
 
@@ -102,7 +108,6 @@ def _plan_steps(
     logits = logits.detach()
     activations = {layer: output.detach() for layer, output in activations.items()}
 
-    runner = PassRunner(model.module, chunk_size)
     failures: dict[int, ServiceError] = {}
     maps = yield from _compute_maps(model, jobs, classes, images, logits, activations, gradients, runner, failures)
     for i, job in enumerate(jobs):
@@ -209,7 +214,7 @@ def _compute_maps(
             )
             raw = yield from each_step_under(torch.no_grad, methods[name].compute_steps(method_inputs))
             raw = torch.nan_to_num(raw.detach().float()).cpu()
-        except (torch.OutOfMemoryError, MemoryError, torch.AcceleratorError):
+        except OUT_OF_MEMORY + UNRECOVERABLE:
             raise
         except ServiceError as exc:
             for i, _ in targets:

@@ -1,5 +1,7 @@
 """What travels on a model's queue and back: frozen job and result records."""
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -23,6 +25,10 @@ class ExplainJob:
         options: options of the methods that have parameters (instances of their `options_type`); a method
             whose type is not among them runs with its defaults.
         evaluate: also score each map's faithfulness (extra passes).
+        extra_passes: forward passes beyond the shared ones (the plan's count); more than one chunk of them
+            makes the job long work, run a chunk at a time between ordinary batches.
+        on_progress: called on the worker thread with (passes done, passes in all) after each chunk of long work.
+        cancel_requested: set to stop long work between two chunks (the client left, the job was deleted).
         future: resolved by the worker with a `JobResult` or a `ServiceError`.
     """
 
@@ -35,6 +41,9 @@ class ExplainJob:
     request_id: str
     options: tuple[object, ...] = ()
     evaluate: bool = False
+    extra_passes: int = 0
+    on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
+    cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     future: Future = field(default_factory=Future, compare=False, repr=False)
 
     def options_for(self, method: Method) -> object:

@@ -12,6 +12,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry
         )
+        self.long_tasks = Gauge(
+            "explain_long_tasks",
+            "Long requests and jobs of a model running a chunk at a time between batches.",
+            ["model"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "explain_batch_size",
             "Jobs served by one batched pass.",

@@ -26,7 +26,7 @@ from service.errors import (
     UnknownLayer,
 )
 from service.evaluation import evaluation_passes
-from service.methods import Method, Need, resolve_method
+from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
 
 DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
@@ -55,6 +55,9 @@ class ExplainPlan:
     bbox_threshold: float | None
     evaluate: bool
     extra_passes: int
+    """Images forwarded beyond the shared pass (long work when more than one chunk)."""
+    cost: int
+    """The same in forward-pass equivalents (a forward + backward pass counts 3), checked against the bound."""
 
 
 def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, Any]) -> P:
@@ -83,7 +86,7 @@ def plan_explanation(
     params: ExplainParameters,
     model: LoadedModel,
     max_classes: int,
-    max_extra_passes: int,
+    max_cost: int,
     evaluation_steps: int,
     overlay_max_side: int,
 ) -> ExplainPlan:
@@ -111,15 +114,23 @@ def plan_explanation(
     options_by_method = {m.name: m.options_from(values) for m in methods}
     channels = model.layer_shapes[layer][0] if layer is not None else 0
     size = model.preprocessing.input_size
-    extra = sum(m.extra_passes(channels, size, options_by_method[m.name], class_count) for m in methods)
-    extra += sum(1 for need in (Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS) if any(need in m.needs for m in methods))
+    passes = {m.name: m.extra_passes(channels, size, options_by_method[m.name], class_count) for m in methods}
+    extra = sum(passes.values())
+    cost = sum(passes[m.name] * m.pass_cost for m in methods)
+    rectified = sum(
+        1 for need in (Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS) if any(need in m.needs for m in methods)
+    )
+    extra += rectified
+    cost += rectified * GRADIENT_PASS_COST
     if params.evaluate:
-        extra += len(methods) * class_count * evaluation_passes(evaluation_steps)
-    if extra > max_extra_passes:
+        evaluation = len(methods) * class_count * evaluation_passes(evaluation_steps)
+        extra += evaluation
+        cost += evaluation
+    if cost > max_cost:
         raise CostExceeded(
-            f"this request costs {extra} extra forward passes; the bound is {max_extra_passes}. Ask for fewer "
-            "classes or methods, fewer samples/steps, a larger occlusion stride, a layer with fewer channels "
-            "(score_cam and ablation_cam cost one pass per channel), or no evaluate"
+            f"this request costs {cost} forward-pass equivalents beyond the shared pass; the bound is {max_cost}. "
+            "Ask for fewer classes or methods, fewer samples/steps, a larger occlusion stride, a layer with fewer "
+            "channels (score_cam and ablation_cam cost one pass per channel), or no evaluate"
         )
 
     if params.overlay_max_side is not None and params.overlay_max_side > overlay_max_side:
@@ -140,6 +151,7 @@ def plan_explanation(
         bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
         evaluate=bool(params.evaluate),
         extra_passes=extra,
+        cost=cost,
     )
 
 

@@ -34,6 +34,7 @@ class ServiceRuntime:
                 max_queue=settings.max_queue,
                 pass_chunk_size=settings.pass_chunk_size,
                 evaluation_steps=settings.evaluation_steps,
+                max_long_tasks=settings.max_long_tasks,
                 on_fatal=self._worker_died,
             )
             for name, load in loaders.items()
@@ -118,9 +119,10 @@ class ServiceRuntime:
 
         Raises:
             ServiceUnavailable: queue full or worker stopped (at once).
-            DeadlineExceeded: no result by the deadline; the job is cancelled if it has not started.
+            DeadlineExceeded: no result by the deadline; the job is cancelled if it has not started, and long work
+                stops at its next chunk.
             ClientDisconnected: the client went away; the job is cancelled if it has not started, so that the
-                worker skips it (`set_running_or_notify_cancel`).
+                worker skips it (`set_running_or_notify_cancel`), and long work stops at its next chunk.
             ServiceError: whatever the worker failed the job with.
         """
         worker.submit(job)
@@ -136,6 +138,7 @@ class ServiceRuntime:
                 watcher.cancel()
             if not result.done():
                 result.cancel()
+                job.cancel_requested.set()  # long work stops between two chunks
         if result in done:
             return result.result()
         if watcher is not None and watcher in done:

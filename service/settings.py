@@ -40,10 +40,20 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     overlay_max_side: int = Field(default=512, ge=16, le=4096)
     max_classes_per_request: int = Field(default=10, ge=1)
-    max_extra_passes: int = Field(
-        default=512, ge=0, description="Per-request bound on forward passes beyond the shared ones (400 above it)."
+    max_request_cost: int = Field(
+        default=4096,
+        ge=0,
+        description="Per-request bound on the work beyond the shared pass, in forward-pass equivalents (a forward + "
+        "backward pass counts 3); 400 above it. The built-in model's costliest default, score_cam or ablation_cam "
+        "at its default layer, costs 1280.",
     )
     pass_chunk_size: int = Field(default=32, ge=1, le=1024, description="Images per extra batched pass.")
+    max_long_tasks: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Long requests and jobs (work of several chunks) running at once per model; more: 503.",
+    )
     evaluation_steps: int = Field(default=16, ge=2, le=256, description="Steps of the deletion/insertion curves.")
     top_classes: int = Field(default=5, ge=1)
 

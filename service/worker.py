@@ -7,6 +7,8 @@ beside it) leaves several teams spinning for the same cores, which made one imag
 
 Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`),
 drops jobs whose client has gone or whose deadline has passed, runs the batch and resolves each job's future.
+A job whose extra passes span more than one chunk is long work instead (`service.scheduler`): between two
+batches the worker runs one chunk of long work, so that heavy requests never stall the cheap ones.
 
 Faults stay as small as they can:
 - a method that raises fails only the jobs that asked for it (`run_batch` returns their error);
@@ -28,15 +30,14 @@ import torch
 
 from model_store import LoadedModel
 from service.batcher import collect_batch
+from service.device_errors import OUT_OF_MEMORY, UNRECOVERABLE
 from service.errors import DeadlineExceeded, ServiceError, ServiceUnavailable
 from service.explainer import run_batch
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
+from service.scheduler import ExplainTask, LongTask, LongWork
 
 logger = logging.getLogger(__name__)
-
-OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
-UNRECOVERABLE = (torch.AcceleratorError,)
 
 
 ModelLoader = Callable[[], LoadedModel]
@@ -54,6 +55,7 @@ class ModelWorker:
         max_queue: int,
         pass_chunk_size: int = 32,
         evaluation_steps: int = 16,
+        max_long_tasks: int = 4,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.name = name
@@ -67,6 +69,8 @@ class ModelWorker:
         self.evaluation_steps = evaluation_steps
         self.on_fatal = on_fatal
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
+        self.long_work = LongWork()
+        self.max_long_tasks = max_long_tasks
         self._stopping = threading.Event()
         self._dead = threading.Event()
         self._loaded = threading.Event()
@@ -74,6 +78,7 @@ class ModelWorker:
         self._incoming = 0  # requests being decoded for this model; changed on the event loop's thread only
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
         metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
+        metrics.long_tasks.labels(model=name).set_function(lambda: self.long_work.count)
 
     @property
     def alive(self) -> bool:
@@ -94,26 +99,44 @@ class ModelWorker:
             raise self._load_error
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop taking batches, finish the one in hand, and fail what is still queued with 503."""
+        """Stop taking batches, finish the one in hand, and fail what is still queued or running long with 503."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
         self._fail_queued(ServiceUnavailable("the service is shutting down", code="worker_stopped"))
 
     def submit(self, job: ExplainJob) -> None:
-        """Queue a job, or refuse at once.
+        """Queue a job (as long work when its extra passes span more than one chunk), or refuse at once.
 
         Raises:
-            ServiceUnavailable: the worker is not running (`worker_stopped`) or the queue is full (`queue_full`).
+            ServiceUnavailable: the worker is not running (`worker_stopped`), the queue is full (`queue_full`), or
+                `max_long_tasks` long tasks are running (`too_many_jobs`).
         """
         if not self.alive:
             raise ServiceUnavailable(f"model '{self.name}' is not being served", code="worker_stopped")
-        try:
-            self.queue.put_nowait(job)
-        except queue.Full:
-            raise self.queue_full_error() from None
+        if job.extra_passes > self.pass_chunk_size:
+            self.add_long_task(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
+        else:
+            try:
+                self.queue.put_nowait(job)
+            except queue.Full:
+                raise self.queue_full_error() from None
         if self._dead.is_set():  # died while we queued: nobody will take the job
             self._fail_queued(self._stopped_error())
+
+    def add_long_task(self, task: LongTask) -> None:
+        """Run `task` a chunk at a time between batches, or refuse it at once.
+
+        Raises:
+            ServiceUnavailable: `too_many_jobs` when `max_long_tasks` are running already.
+        """
+        if self.long_work.count >= self.max_long_tasks:
+            raise ServiceUnavailable(
+                f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
+                code="too_many_jobs",
+                retry_after_s=5,
+            )
+        self.long_work.add(task)
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
@@ -146,10 +169,16 @@ class ModelWorker:
         try:
             while not self._stopping.is_set():
                 batch = collect_batch(
-                    self.queue, self.max_batch_size, self.max_batch_delay_s, companions_coming=self._companions_coming
+                    self.queue,
+                    self.max_batch_size,
+                    self.max_batch_delay_s,
+                    poll_s=0.0 if self.long_work.pending else 0.1,
+                    companions_coming=self._companions_coming,
                 )
                 if batch:
                     self._serve(batch)
+                self.long_work.run_one_chunk()
+            self.long_work.abandon_all(ServiceUnavailable("the service is shutting down", code="worker_stopped"))
         except BaseException as exc:
             logger.critical("the worker of model %s died: %r", self.name, exc, exc_info=True)
             self._dead.set()
@@ -235,6 +264,10 @@ class ModelWorker:
         return None
 
     def _fail_queued(self, error: ServiceError) -> None:
+        """Fail the queued jobs, and the long work too unless the worker thread is running (it abandons its long
+        work itself when its loop ends: a task's chunk is never run and closed from two threads at once)."""
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            self.long_work.abandon_all(error)
         while True:
             try:
                 job = self.queue.get_nowait()

@@ -33,8 +33,10 @@ class SlowGapNet(TinyGapNet):
         super().__init__()
         self.forward_s = forward_s
         self.fault_on_white = False
+        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
         if self.forward_s:
             time.sleep(self.forward_s)
         if self.fault_on_white and bool((x.amin(dim=(1, 2, 3)) > 1.9).any()):  # white is 2.0 after normalising

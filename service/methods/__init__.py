@@ -4,7 +4,7 @@ import re
 
 from service.errors import UnknownMethod
 from service.methods.ablation_cam import AblationCAM
-from service.methods.base import Method, MethodInputs, MultiPassMethod, Need, NoOptions
+from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
 from service.methods.eigen_cam import EigenCAM
@@ -67,4 +67,13 @@ def resolve_method(spelling: str) -> Method:
     return METHODS[name]
 
 
-__all__ = ["METHODS", "Method", "MethodInputs", "MultiPassMethod", "Need", "NoOptions", "resolve_method"]
+__all__ = [
+    "GRADIENT_PASS_COST",
+    "METHODS",
+    "Method",
+    "MethodInputs",
+    "MultiPassMethod",
+    "Need",
+    "NoOptions",
+    "resolve_method",
+]

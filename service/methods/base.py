@@ -39,6 +39,9 @@ class Need(StrEnum):
 
 Fill = Literal["black", "mean"]
 
+GRADIENT_PASS_COST = 3
+"""A forward + backward pass in forward-pass equivalents (a backward pass costs about two forward passes)."""
+
 
 @dataclass(frozen=True)
 class NoOptions:
@@ -108,6 +111,9 @@ class Method(ABC):
     defaults are the method's; its field names are the API's parameter names."""
     cost: ClassVar[str] = "the shared forward pass"
     """The cost in forward passes, in words, as published by `GET /v1/methods`."""
+    pass_cost: ClassVar[int] = 1
+    """Forward-pass equivalents of one of its extra passes: 1, or `GRADIENT_PASS_COST` for passes that also go
+    backward to the input; the request's cost bound counts them."""
     sanity_check: ClassVar[bool]
     """Whether its maps change when the classifier's weights are re-initialised (Adebayo et al. 2018);
     measured by tests/service/test_sanity_check.py."""

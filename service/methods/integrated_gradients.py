@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
+from service.methods.base import GRADIENT_PASS_COST, Fill, MethodInputs, MultiPassMethod, Need
 from service.passes import Steps
 
 
@@ -32,6 +32,7 @@ class IntegratedGradients(MultiPassMethod):
     options_type = IntegratedGradientsOptions
     cost = "`steps` forward + backward passes per class"
     sanity_check = True
+    pass_cost = GRADIENT_PASS_COST
     input_resolution = True
 
     def extra_passes(

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.methods.base import MethodInputs, MultiPassMethod, Need, max_abs_over_channels
+from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, max_abs_over_channels
 from service.passes import Steps
 
 
@@ -33,6 +33,7 @@ class SmoothGrad(MultiPassMethod):
     options_type = SmoothGradOptions
     cost = "`samples` forward + backward passes per class"
     sanity_check = True
+    pass_cost = GRADIENT_PASS_COST
     input_resolution = True
 
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: SmoothGradOptions, classes: int) -> int:

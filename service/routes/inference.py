@@ -154,7 +154,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         params,
         worker.model,
         settings.max_classes_per_request,
-        settings.max_extra_passes,
+        settings.max_request_cost,
         settings.evaluation_steps,
         settings.overlay_max_side,
     )
@@ -170,6 +170,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         request_id=REQUEST_ID.get(),
         options=plan.options,
         evaluate=plan.evaluate,
+        extra_passes=plan.extra_passes,
     )
     result = await _run(runtime, worker, job, request, clock)
     body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)

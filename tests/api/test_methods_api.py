@@ -66,13 +66,14 @@ async def test_boxes_and_evaluation_are_added_on_request(serve, models, noise_pn
 
 
 async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models, noise_png):
-    async with serve(models, max_extra_passes=20, evaluation_steps=4) as client:
+    async with serve(models, max_request_cost=20, evaluation_steps=4) as client:
         cheap = await client.post(
             URL, params={"method": "cam,grad_cam,grad_cam_pp,saliency", "top_k": 3}, files={"image": noise_png}
         )
         assert cheap.status_code == 200
         for params, cost in (
-            ({"method": "smoothgrad", "samples": 7, "top_k": 3}, 21),
+            ({"method": "smoothgrad", "samples": 7, "top_k": 3}, 7 * 3 * 3),  # forward + backward: 3 each
+            ({"method": "smoothgrad", "samples": 2, "top_k": 3}, 2 * 3 * 3),
             ({"method": "occlusion", "window": 4, "stride": 4}, 64),
             ({"method": "score_cam", "layer": "features"}, 8),
             ({"method": "grad_cam", "evaluate": "true", "top_k": 2}, 2 * 11),
@@ -83,7 +84,7 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
                 continue
             assert response.status_code == 400 and response.json()["error"]["code"] == "cost_exceeded"
             assert (
-                f"costs {cost} extra" in response.json()["error"]["message"]
+                f"costs {cost} forward-pass" in response.json()["error"]["message"]
                 and "bound is 20" in response.json()["error"]["message"]
             )
 
@@ -103,3 +104,25 @@ async def test_bad_method_parameters_are_400(serve, models, noise_png, params):
     async with serve(models) as client:
         response = await client.post(URL, params=params, files={"image": noise_png})
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_within_the_default_bound(builtin_model):
+    """As the README states: the bound admits every method's defaults, and the costliest default is 1280."""
+    from api_schemas import ExplainParameters
+    from service.methods import METHODS
+    from service.parameters import plan_explanation
+    from service.settings import Settings
+
+    settings = Settings()
+    costs = {}
+    for name in METHODS:
+        plan = plan_explanation(
+            ExplainParameters(method=name),
+            builtin_model,
+            settings.max_classes_per_request,
+            settings.max_request_cost,
+            settings.evaluation_steps,
+            settings.overlay_max_side,
+        )
+        costs[name] = plan.cost
+    assert max(costs.values()) == costs["score_cam"] == costs["ablation_cam"] == 1280 <= settings.max_request_cost
