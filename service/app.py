@@ -20,7 +20,7 @@ from service.errors import ServiceError
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
-from service.routes import catalog, health, inference
+from service.routes import catalog, health, inference, jobs
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.worker import ModelLoader
@@ -64,11 +64,13 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         runtime = ServiceRuntime(settings, loaders, metrics)
         await asyncio.to_thread(runtime.start)
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
+        lifecycle.at_drain(runtime.fail_unfinished_jobs)
         app.state.runtime = runtime
         logger.info("serving models %s", sorted(loaders))
         try:
             yield
         finally:
+            await runtime.end_jobs()
             app.state.runtime = None
             remaining_s = lifecycle.remaining_s()  # while draining, stopping must fit in what is left of the grace
             await asyncio.to_thread(runtime.stop, 10.0 if remaining_s is None else remaining_s)
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(inference.router)
+    app.include_router(jobs.router)
     _install_error_handlers(app)
 
     @app.middleware("http")

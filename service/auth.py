@@ -5,6 +5,7 @@ accepted key, always all of them, so that neither the position of a matching key
 prefix shows in the response time.
 """
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 
@@ -47,3 +48,9 @@ class ApiKeys:
             )
         if not self.matches(presented):
             raise Unauthorized("the API key is not valid", code="invalid_api_key")
+
+    def owner(self, presented: str | None) -> str:
+        """Who owns what a request creates: a digest of its (accepted) key, or '' when keys are off."""
+        if not self.enabled or not presented:
+            return ""
+        return hashlib.sha256(presented.encode("utf-8", errors="surrogateescape")).hexdigest()

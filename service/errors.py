@@ -11,13 +11,14 @@
     │   └── CostExceeded              cost_exceeded
     ├── Unauthorized (401)            missing_api_key, invalid_api_key  (with WWW-Authenticate: Bearer)
     ├── ModelNotFound (404)           model_not_found
+    ├── JobNotFound (404)             job_not_found
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
     ├── ClientDisconnected (499)      client_closed_request  (nobody reads it; counted in the metrics)
     ├── Cancelled (499)               cancelled  (a job deleted, or long work whose client left)
     ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, shutting_down,
-    │                                 device_out_of_memory  (with Retry-After)
+    │                                 device_out_of_memory, too_many_jobs  (with Retry-After)
     └── DeadlineExceeded (504)        timeout
 
 Code below the routes raises these, never `HTTPException`.
@@ -89,6 +90,11 @@ class Unauthorized(ServiceError):
 class ModelNotFound(ServiceError):
     status = 404
     code = "model_not_found"
+
+
+class JobNotFound(ServiceError):
+    status = 404
+    code = "job_not_found"
 
 
 class PayloadTooLarge(ServiceError):

@@ -20,6 +20,7 @@ class Lifecycle:
         self.drain_started: float | None = None
         self.deadline: float | None = None
         self._at_grace_over: list[Callable[[], None]] = []
+        self._at_drain: list[Callable[[], None]] = []
 
     def begin_drain(self, grace_s: float) -> None:
         """Refuse new work from now on; admitted work has until `grace_s` from now (`time.monotonic`).
@@ -36,6 +37,15 @@ class Lifecycle:
         if self.deadline is None:
             return None
         return max(self.deadline - time.monotonic(), 0.0)
+
+    def at_drain(self, callback: Callable[[], None]) -> None:
+        """Register what ends work that would outlast the drain (e.g. jobs); called once, on the event loop."""
+        self._at_drain.append(callback)
+
+    def drain_noticed(self) -> None:
+        """Called once by the server's loop after `begin_drain` (which a signal handler calls)."""
+        for callback in self._at_drain:
+            callback()
 
     def at_grace_over(self, callback: Callable[[], None]) -> None:
         """Register what gives up on admitted work (e.g. fail the queued jobs) when the grace runs out."""

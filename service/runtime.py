@@ -3,11 +3,12 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound
+from service.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
+from service.job_store import JobStore
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.settings import Settings
@@ -24,6 +25,8 @@ class ServiceRuntime:
         self.fatal_error: BaseException | None = None
         """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
+        self.jobs = JobStore(settings.max_jobs, settings.job_ttl_s)
+        self._job_tasks: set[asyncio.Task] = set()
         self.workers = {
             name: ModelWorker(
                 name,
@@ -62,6 +65,23 @@ class ServiceRuntime:
         """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
         self.stop_workers(timeout_s)
         self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+
+    def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        """Run a job's coroutine in the background (on the event loop), keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+
+    def fail_unfinished_jobs(self) -> None:
+        """End the unfinished jobs with 503 `shutting_down` and stop their work (the service is draining)."""
+        self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
+
+    async def end_jobs(self) -> None:
+        """Fail the unfinished jobs (the service is stopping) and wait for their tasks to end."""
+        self.fail_unfinished_jobs()
+        for task in list(self._job_tasks):
+            task.cancel()
+        await asyncio.gather(*self._job_tasks, return_exceptions=True)
 
     def stop_workers(self, timeout_s: float) -> None:
         """Stop taking batches: queued jobs fail at once with 503 `worker_stopped`; a batch in hand may finish.

@@ -6,8 +6,9 @@ their chunks round robin:
 
     ExplainTask          one explain request whose extra passes span several chunks (Score-CAM at a wide layer,
                          SmoothGrad with many samples, ...): its `batch_steps`, one chunk per turn
-    (visualizations)     every running feature visualization of the model, one optimisation step each, batched
-                         together: one chunk per turn (service/visualization)
+    VisualizationBatch   every running feature visualization of the model, one optimisation step each, batched
+                         together: one chunk per turn (service/visualization/batch.py)
+    DeviceCall           one short call on the model (feature maps, filters): one turn
 
 Tasks are added from any thread (`LongWork.add`) and run on the worker thread only.
 """
@@ -18,6 +19,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Generic, TypeVar
 
 from model_store import LoadedModel
 from service.device_errors import OUT_OF_MEMORY, UNRECOVERABLE
@@ -27,6 +31,7 @@ from service.jobs import ExplainJob, JobResult
 from service.passes import PassRunner
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LongTask(ABC):
@@ -59,11 +64,6 @@ class LongWork:
     def pending(self) -> bool:
         """Whether some task waits for its next chunk."""
         return self._pending > 0
-
-    @property
-    def count(self) -> int:
-        """Tasks added and not over."""
-        return self._pending
 
     def add(self, task: LongTask) -> None:
         with self._lock:
@@ -174,3 +174,32 @@ class ExplainTask(LongTask):
         else:
             self.job.future.set_result(outcome)
         return True
+
+
+class DeviceCall(LongTask, Generic[T]):
+    """`fn(model)` once, at its turn on the worker thread; its result or domain error resolves `future`."""
+
+    def __init__(self, model: LoadedModel, fn: Callable[[LoadedModel], T]) -> None:
+        self.model = model
+        self.fn = fn
+        self.future: Future[T] = Future()
+
+    def step(self) -> bool:
+        if not self.future.set_running_or_notify_cancel():
+            return True
+        try:
+            self.future.set_result(self.fn(self.model))
+        except UNRECOVERABLE:
+            raise
+        except ServiceError as exc:
+            self.future.set_exception(exc)
+        except OUT_OF_MEMORY:
+            self.future.set_exception(ServiceUnavailable("the device ran out of memory", code="device_out_of_memory"))
+        except Exception:
+            logger.exception("a call on model %s failed", self.model.name)
+            self.future.set_exception(ServiceError("the computation failed; the error was logged"))
+        return True
+
+    def abandon(self, error: ServiceError) -> None:
+        if self.future.set_running_or_notify_cancel():
+            self.future.set_exception(error)

@@ -65,6 +65,7 @@ class DrainingServer(uvicorn.Server):
             if not self._drain_logged:
                 self._drain_logged = True
                 logger.info("draining for shutdown: %d requests in flight, %.1f s of grace", in_flight, remaining_s)
+                self.lifecycle.drain_noticed()
             if in_flight == 0 or remaining_s <= 0:
                 if in_flight:
                     self.cut_short = True

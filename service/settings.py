@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         "at its default layer, costs 1280.",
     )
     pass_chunk_size: int = Field(default=32, ge=1, le=1024, description="Images per extra batched pass.")
+    max_jobs: int = Field(
+        default=256, ge=1, le=100_000, description="Jobs kept in memory (finished ones are forgotten first)."
+    )
+    job_ttl_s: float = Field(default=600.0, gt=0, description="How long a finished job's answer is kept.")
+    job_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Deadline of an explain request sent as a job (Prefer: respond-async)."
+    )
     max_long_tasks: int = Field(
         default=4,
         ge=1,

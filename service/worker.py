@@ -24,7 +24,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
@@ -35,9 +37,10 @@ from service.errors import DeadlineExceeded, ServiceError, ServiceUnavailable
 from service.explainer import run_batch
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
-from service.scheduler import ExplainTask, LongTask, LongWork
+from service.scheduler import DeviceCall, ExplainTask, LongWork
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 ModelLoader = Callable[[], LoadedModel]
@@ -71,6 +74,8 @@ class ModelWorker:
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self.long_work = LongWork()
         self.max_long_tasks = max_long_tasks
+        self._long_count = 0  # long requests, jobs and calls admitted and not resolved
+        self._long_lock = threading.Lock()
         self._stopping = threading.Event()
         self._dead = threading.Event()
         self._loaded = threading.Event()
@@ -78,7 +83,7 @@ class ModelWorker:
         self._incoming = 0  # requests being decoded for this model; changed on the event loop's thread only
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
         metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
-        metrics.long_tasks.labels(model=name).set_function(lambda: self.long_work.count)
+        metrics.long_tasks.labels(model=name).set_function(lambda: self._long_count)
 
     @property
     def alive(self) -> bool:
@@ -115,7 +120,8 @@ class ModelWorker:
         if not self.alive:
             raise ServiceUnavailable(f"model '{self.name}' is not being served", code="worker_stopped")
         if job.extra_passes > self.pass_chunk_size:
-            self.add_long_task(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
+            self._admit_long(job.future)
+            self.long_work.add(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
         else:
             try:
                 self.queue.put_nowait(job)
@@ -124,19 +130,38 @@ class ModelWorker:
         if self._dead.is_set():  # died while we queued: nobody will take the job
             self._fail_queued(self._stopped_error())
 
-    def add_long_task(self, task: LongTask) -> None:
-        """Run `task` a chunk at a time between batches, or refuse it at once.
+    def call(self, fn: Callable[[LoadedModel], T]) -> Future[T]:
+        """Run `fn(model)` on the worker thread at the next turn of long work (between two batches).
 
         Raises:
-            ServiceUnavailable: `too_many_jobs` when `max_long_tasks` are running already.
+            ServiceUnavailable: `worker_stopped`, or `too_many_jobs` (see `submit`).
         """
-        if self.long_work.count >= self.max_long_tasks:
-            raise ServiceUnavailable(
-                f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
-                code="too_many_jobs",
-                retry_after_s=5,
-            )
+        if not self.alive:
+            raise self._stopped_error()
+        task = DeviceCall(self.model, fn)
+        self._admit_long(task.future)
         self.long_work.add(task)
+        return task.future
+
+    def _admit_long(self, future: Future) -> None:
+        """Count long work in until `future` is resolved, or refuse it when `max_long_tasks` are running.
+
+        Raises:
+            ServiceUnavailable: `too_many_jobs`.
+        """
+        with self._long_lock:
+            if self._long_count >= self.max_long_tasks:
+                raise ServiceUnavailable(
+                    f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
+                )
+            self._long_count += 1
+        future.add_done_callback(self._long_resolved)
+
+    def _long_resolved(self, _future: Future) -> None:
+        with self._long_lock:
+            self._long_count -= 1
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
@@ -200,6 +225,8 @@ class ModelWorker:
             if job.deadline < now:
                 job.future.set_exception(DeadlineExceeded("the request waited past its deadline; it was not run"))
                 continue
+            if job.on_progress is not None:
+                job.on_progress(0, max(job.extra_passes, 1))
             live.append(job)
         try:
             self._serve_splitting(live)

@@ -61,6 +61,7 @@ async def serve_in_process(models: dict[str, LoadedModel], **settings: object) -
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app  # type: ignore[attr-defined]  # tests may reach the app's state
             yield client
 
 

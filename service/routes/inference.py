@@ -1,6 +1,7 @@
 """Predict and explain: decode (CPU pool) -> job on the model's queue -> batched worker -> encode (CPU pool)."""
 
 import time
+from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
@@ -13,15 +14,18 @@ from api_schemas import (
     PredictParameters,
     PredictResponse,
 )
-from service.deps import API_KEY_REQUIRED, RuntimeDep
+from service.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.disconnect import wait_for_disconnect
+from service.errors import ServiceError
 from service.imaging import ALLOWED_FORMATS, DecodedImage, decode_image
+from service.job_runs import start_explain_job
 from service.jobs import ExplainJob
 from service.logs import REQUEST_ID
 from service.parameters import parse_parameters, plan_explanation
 from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
 from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.jobs import accepted
 from service.runtime import ServiceRuntime
 from service.worker import ModelWorker
 
@@ -67,6 +71,14 @@ async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, dis
         return await runtime.run_cpu(
             decode_image, data, worker.model.preprocessing, runtime.settings.max_image_pixels, display_max_side
         )
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240: comma-separated preferences, each `token[=value][; params]`) asks
+    for `respond-async`."""
+    if not prefer:
+        return False
+    return any(part.split(";")[0].split("=")[0].strip().lower() == "respond-async" for part in prefer.split(","))
 
 
 class StageClock:
@@ -143,8 +155,12 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     responses=ERROR_RESPONSES,
     openapi_extra=EXPLAIN_OPENAPI,
 )
-async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response:
-    """Maps of one image for one or several methods and classes, from the model's shared batched pass."""
+async def explain(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
+    """Maps of one image for one or several methods and classes, from the model's shared batched pass.
+
+    With `Prefer: respond-async` (RFC 7240) the request becomes a job: 202 with `Location: /v1/jobs/{id}` at
+    once, the answer later in the job's `result`, and no request deadline but the job's (`JOB_TIMEOUT_S`).
+    """
     clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
@@ -160,7 +176,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
     )
     image = await _decode(runtime, worker, data, plan.overlay_max_side)
     clock.lap("decode")
-    job = ExplainJob(
+    work = ExplainJob(
         image=image.tensor,
         methods=plan.methods,
         classes=plan.classes,
@@ -172,7 +188,18 @@ async def explain(model: str, request: Request, runtime: RuntimeDep) -> Response
         evaluate=plan.evaluate,
         extra_passes=plan.extra_passes,
     )
-    result = await _run(runtime, worker, job, request, clock)
+    if prefers_async(request.headers.get("prefer")):
+        job = runtime.jobs.create("explain", model, owner, total=max(plan.extra_passes, 1))
+        work = replace(work, deadline=time.monotonic() + settings.job_timeout_s, on_progress=job.progress_threadsafe)
+        try:
+            start_explain_job(runtime, worker, job, work, image, plan)
+        except ServiceError:
+            runtime.jobs.forget(job)
+            raise
+        response = accepted(job)
+        response.headers["Preference-Applied"] = "respond-async"
+        return response
+    result = await _run(runtime, worker, work, request, clock)
     body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
     clock.lap("encode")
     body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())

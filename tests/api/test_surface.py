@@ -25,6 +25,9 @@ DOCUMENTED = {
     ("GET", "/v1/models/{model}"),
     ("POST", "/v1/models/{model}/explain"),
     ("POST", "/v1/models/{model}/predict"),
+    ("GET", "/v1/jobs/{job_id}"),
+    ("DELETE", "/v1/jobs/{job_id}"),
+    ("GET", "/v1/jobs/{job_id}/events"),
 }
 FASTAPI_DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
 

@@ -37,7 +37,7 @@ def test_tasks_take_one_chunk_each_in_turn():
     while work.pending:
         work.run_one_chunk()
     assert log == ["a", "b", "a", "c", "a", "c"]
-    assert work.count == 0
+    assert not work.pending
 
 
 def test_abandoning_ends_every_task_with_the_error():

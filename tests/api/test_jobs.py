@@ -1,0 +1,121 @@
+"""Jobs: explain requests sent with `Prefer: respond-async`, their status, events, cancellation and bounds."""
+
+import asyncio
+import json
+
+import pytest
+
+from tests.api.test_long_work import LONG, URL, slow_model
+from tests.tiny_models import tiny_loaded
+
+pytestmark = pytest.mark.anyio
+ASYNC = {"prefer": "respond-async"}
+
+
+async def wait_until_finished(client, location: str, timeout_s: float = 30) -> dict:
+    for _ in range(int(timeout_s / 0.02)):
+        status = (await client.get(location)).json()
+        if status["status"] in ("succeeded", "failed", "cancelled"):
+            return status
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the job did not end: {status}")
+
+
+async def test_an_explain_request_sent_async_is_a_job_with_the_same_answer(serve, noise_png):
+    params = {"method": "grad_cam,occlusion", "top_k": 2, "map_encoding": "base64"}
+    async with serve({"tiny": tiny_loaded()}) as client:
+        url = "/v1/models/tiny/explain"
+        accepted = await client.post(url, params=params, files={"image": noise_png}, headers=ASYNC)
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["preference-applied"] == "respond-async"
+        location = accepted.headers["location"]
+        body = accepted.json()
+        assert location == f"/v1/jobs/{body['id']}" and body["kind"] == "explain" and body["model"] == "tiny"
+        assert body["status"] in ("queued", "running") and body["result"] is None
+        status = await wait_until_finished(client, location)
+        direct = (await client.post(url, params=params, files={"image": noise_png})).json()
+    assert status["status"] == "succeeded" and status["progress"]["done"] == status["progress"]["total"]
+    assert status["finished_at"] >= status["started_at"] >= status["created_at"]
+    ours = [(e["method"], e["class"]["index"], e["map"]) for e in status["result"]["explanations"]]
+    assert ours == [(e["method"], e["class"]["index"], e["map"]) for e in direct["explanations"]]
+
+
+async def events(client, location: str) -> list[tuple[str, dict]]:
+    received = []
+    async with client.stream("GET", f"{location}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        name = None
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                received.append((name, json.loads(line.removeprefix("data: "))))
+    return received
+
+
+async def test_events_report_progress_in_order_and_end_with_the_result(serve, noise_png):
+    async with serve(slow_model(0.01), pass_chunk_size=4) as client:
+        accepted = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
+        received = await events(client, accepted.headers["location"])
+    names = [name for name, _ in received]
+    assert names[-1] == "succeeded" and set(names[:-1]) == {"progress"}
+    done = [data["progress"]["done"] for _, data in received]
+    assert done == sorted(done) and len(set(done)) >= 8  # 64 passes in chunks of 4: a step at a time
+    assert all(data["result"] is None for _, data in received[:-1] if "result" in data)
+    assert received[-1][1]["result"]["explanations"][0]["map"]["shape"] == [32, 32]
+
+
+async def test_a_deleted_job_is_cancelled_and_its_work_stops(serve, noise_png):
+    models = slow_model(0.05)
+    module = models["slow"].module
+    async with serve(models, pass_chunk_size=1) as client:
+        accepted = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
+        location = accepted.headers["location"]
+        while (await client.get(location)).json()["progress"]["done"] < 2:
+            await asyncio.sleep(0.02)
+        cancelled = await client.delete(location)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["error"]["code"] == "cancelled"
+        await asyncio.sleep(0.2)  # the chunk in hand ends
+        calls = module.calls
+        await asyncio.sleep(0.3)
+        assert module.calls == calls
+        again = await client.delete(location)
+        assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+async def test_unknown_jobs_and_other_keys_jobs_are_404(serve, noise_png):
+    keys = ["k" * 16, "q" * 16]
+    async with serve({"tiny": tiny_loaded()}, api_keys=",".join(keys)) as client:
+        mine = {"x-api-key": keys[0]}
+        accepted = await client.post(
+            "/v1/models/tiny/explain", files={"image": noise_png}, headers={**ASYNC, **mine}
+        )
+        location = accepted.headers["location"]
+        assert (await client.get(location, headers=mine)).status_code == 200
+        for headers in ({"x-api-key": keys[1]}, {}):
+            answer = await client.get(location, headers=headers)
+            assert answer.status_code == (404 if headers else 401)
+        missing = await client.get("/v1/jobs/nope", headers=mine)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+
+
+async def test_jobs_are_bounded_and_finished_ones_make_room(serve, noise_png):
+    async with serve(slow_model(0.05), pass_chunk_size=1, max_jobs=1) as client:
+        first = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
+        refused = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "too_many_jobs"
+        await client.delete(first.headers["location"])
+        second = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
+        assert second.status_code == 202
+        assert (await client.get(first.headers["location"])).status_code == 404  # forgotten to make room
+
+
+async def test_draining_fails_unfinished_jobs(serve, noise_png):
+    async with serve(slow_model(0.05), pass_chunk_size=1) as client:
+        accepted = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
+        lifecycle = client.app.state.lifecycle
+        lifecycle.begin_drain(10)
+        lifecycle.drain_noticed()
+        job = client.app.state.runtime.jobs.get(accepted.json()["id"], "")
+        assert job.status == "failed" and job.error.code == "shutting_down"
