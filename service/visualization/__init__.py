@@ -1,4 +1,4 @@
-"""Feature visualization: activation maximization (Lucid's recipe).
+"""Feature visualization: activation maximization (Lucid's recipe), feature maps and first-layer filters.
 
 No HTTP and no queue here; the model's worker calls the torch side, the CPU pool the PNG encoders.
 
@@ -6,7 +6,8 @@ No HTTP and no queue here; the model's worker calls the torch side, the CPU pool
     parameterization.py  Fourier or pixel parameters, decorrelated colour, sigmoid
     transforms.py        Lucid's standard transforms, drawn per image from its own generator
     engine.py            VisualizationSpec, Visualization, step_together, describe
-    png.py               PNG of a visualization (numpy + Pillow)
+    features.py          feature maps of a layer, filters of a first convolution
+    png.py               PNG of a visualization, grids of feature maps and filters (numpy + Pillow)
 """
 
 from service.visualization.engine import (
@@ -17,6 +18,14 @@ from service.visualization.engine import (
     step_together,
     validate_spec,
 )
+from service.visualization.features import (
+    FeatureMaps,
+    feature_maps,
+    filter_layers,
+    filter_weights,
+    layer_activations,
+    normalize_kernels,
+)
 from service.visualization.objectives import (
     ChannelObjective,
     ClassObjective,
@@ -24,18 +33,26 @@ from service.visualization.objectives import (
     Objective,
     validate_objective,
 )
-from service.visualization.png import encode_image_png
+from service.visualization.png import encode_feature_map_grid, encode_filter_grid, encode_image_png
 
 __all__ = [
     "ChannelObjective",
     "ClassObjective",
     "Description",
+    "FeatureMaps",
     "NeuronObjective",
     "Objective",
     "Visualization",
     "VisualizationSpec",
     "describe",
+    "encode_feature_map_grid",
+    "encode_filter_grid",
     "encode_image_png",
+    "feature_maps",
+    "filter_layers",
+    "filter_weights",
+    "layer_activations",
+    "normalize_kernels",
     "step_together",
     "validate_objective",
     "validate_spec",
