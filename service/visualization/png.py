@@ -9,14 +9,12 @@ Small tiles are enlarged by an integer factor (nearest neighbour) so that every 
 """
 
 import io
-import json
 import math
-from functools import cache
 
 import numpy as np
 from PIL import Image
 
-from service.encoding import COLORMAP_FILE
+from service.encoding import colormap_table
 
 MIN_TILE_PX = 48
 GAP_PX = 2
@@ -33,13 +31,6 @@ def encode_image_png(image: np.ndarray) -> bytes:
     return _png(to_rgb_uint8(image))
 
 
-@cache
-def _colormap_array(name: str) -> np.ndarray:
-    """The 256-entry RGB lookup table (256, 3) uint8 of one of the service's colormaps."""
-    tables = json.loads(COLORMAP_FILE.read_text())
-    return np.frombuffer(bytes.fromhex(tables[name]), dtype=np.uint8).reshape(256, 3)
-
-
 def encode_feature_map_grid(
     maps: np.ndarray, colormap: str = DEFAULT_MAP_COLORMAP, columns: int | None = None
 ) -> bytes:
@@ -50,7 +41,7 @@ def encode_feature_map_grid(
     span = maps.max(axis=(1, 2), keepdims=True) - low
     normalised = np.where(span > 1e-12, (maps - low) / np.where(span > 1e-12, span, 1.0), 0.0)
     levels = (normalised * 255).round().astype(np.uint8)
-    return _png(_grid(_colormap_array(colormap)[levels], columns))
+    return _png(_grid(colormap_table(colormap)[levels], columns))
 
 
 def encode_filter_grid(kernels: np.ndarray, columns: int | None = None) -> bytes:

@@ -88,9 +88,7 @@ async def test_unknown_jobs_and_other_keys_jobs_are_404(serve, noise_png):
     keys = ["k" * 16, "q" * 16]
     async with serve({"tiny": tiny_loaded()}, api_keys=",".join(keys)) as client:
         mine = {"x-api-key": keys[0]}
-        accepted = await client.post(
-            "/v1/models/tiny/explain", files={"image": noise_png}, headers={**ASYNC, **mine}
-        )
+        accepted = await client.post("/v1/models/tiny/explain", files={"image": noise_png}, headers={**ASYNC, **mine})
         location = accepted.headers["location"]
         assert (await client.get(location, headers=mine)).status_code == 200
         for headers in ({"x-api-key": keys[1]}, {}):

@@ -31,7 +31,7 @@ def test_the_feature_map_grid_normalises_and_colours_each_map():
     grid = decode(encode_feature_map_grid(maps))
     cell = 7 * 7  # 7 x 7 maps enlarged 7 times to reach 48 px
     assert grid.shape == (2 * cell + GAP_PX, 3 * cell + 2 * GAP_PX, 3)  # 5 maps: 3 columns, 2 rows
-    viridis = colormap_table("viridis").numpy()
+    viridis = colormap_table("viridis")
     for i in range(4):
         top, left = (i // 3) * (cell + GAP_PX), (i % 3) * (cell + GAP_PX)
         assert tuple(grid[top, left]) == tuple(viridis[0]) and tuple(grid[top + cell - 1, left + cell - 1]) == tuple(
