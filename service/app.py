@@ -20,7 +20,7 @@ from service.errors import ServiceError
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
-from service.routes import catalog, health, inference, jobs
+from service.routes import catalog, features, health, inference, jobs
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.worker import ModelLoader
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(inference.router)
+    app.include_router(features.router)
     app.include_router(jobs.router)
     _install_error_handlers(app)
 

@@ -73,8 +73,17 @@ def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, 
             raise ConflictingParameters(f"'{key}' is given both in the query string and in the body")
         values = query.getlist(key)
         merged[key] = values[0] if len(values) == 1 else values
+    return validate_fields(model, merged)
+
+
+def validate_fields(model: type[P], fields: dict[str, Any]) -> P:
+    """Validate request fields with `model`.
+
+    Raises:
+        InvalidParameter: an unknown name or a value of the wrong type or range, all of them in the message.
+    """
     try:
-        return model.model_validate(merged)
+        return model.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
@@ -107,7 +116,7 @@ def plan_explanation(
         raise ConflictingParameters("give either 'class' or 'top_k', not both")
     if len(class_specs) > max_classes or (params.top_k or 0) > max_classes:
         raise InvalidParameter(f"at most {max_classes} classes per request")
-    classes = _unique(_resolve_class(spec, model) for spec in class_specs) if class_specs else None
+    classes = _unique(resolve_class(spec, model) for spec in class_specs) if class_specs else None
     class_count = len(classes) if classes is not None else (params.top_k or 1)
 
     values = params.model_dump()
@@ -184,7 +193,12 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
     return layer
 
 
-def _resolve_class(spec: int | str, model: LoadedModel) -> int:
+def resolve_class(spec: int | str, model: LoadedModel) -> int:
+    """A class index from an index or a label (case-insensitive).
+
+    Raises:
+        UnknownClass: out of range, unknown or ambiguous label.
+    """
     count = model.num_classes
     text = str(spec).strip()
     if isinstance(spec, int) or CLASS_INDEX.fullmatch(text):

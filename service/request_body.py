@@ -59,13 +59,32 @@ async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, di
     )
 
 
-def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The JSON object of an `application/json` body.
+
+    Raises:
+        PayloadTooLarge: body over `max_bytes`.
+        UnsupportedMediaType: another content type.
+        BadRequest: malformed JSON, or not an object (`invalid_json`).
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(f"unsupported content type '{media_type or '(none)'}'; send application/json")
+    return _parse_json_object(await read_body(request, max_bytes))
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # also over-deep nesting and integers of > 4300 digits
         raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from exc
     if not isinstance(document, dict):
-        raise BadRequest("the JSON body must be an object with an 'image' field", code="invalid_json")
+        raise BadRequest("the JSON body must be an object", code="invalid_json")
+    return document
+
+
+def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
+    document = _parse_json_object(body)
     image = document.pop("image", None)
     if not isinstance(image, str):
         raise BadRequest("the JSON body needs 'image': the image file as a base64 string", code="missing_image")

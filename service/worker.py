@@ -38,6 +38,7 @@ from service.explainer import run_batch
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
 from service.scheduler import DeviceCall, ExplainTask, LongWork
+from service.visualization.batch import VisualizationBatch, VisualizationOrder
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class ModelWorker:
         self._load = load
         self.model: LoadedModel
         """The warm model, once `start` has returned."""
+        self.visualizations: VisualizationBatch
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
@@ -130,6 +132,17 @@ class ModelWorker:
         if self._dead.is_set():  # died while we queued: nobody will take the job
             self._fail_queued(self._stopped_error())
 
+    def visualize(self, order: VisualizationOrder) -> None:
+        """Run a feature visualization, one step per turn of long work, batched with the model's others.
+
+        Raises:
+            ServiceUnavailable: `worker_stopped`, or `too_many_jobs` (see `submit`).
+        """
+        if not self.alive:
+            raise self._stopped_error()
+        self._admit_long(order.future)
+        self.visualizations.add(order)
+
     def call(self, fn: Callable[[LoadedModel], T]) -> Future[T]:
         """Run `fn(model)` on the worker thread at the next turn of long work (between two batches).
 
@@ -184,6 +197,7 @@ class ModelWorker:
     def _run(self) -> None:
         try:
             self.model = self._load()
+            self.visualizations = VisualizationBatch(self.model, self.long_work.add)
         except BaseException as exc:
             logger.critical("model %s could not be loaded: %s", self.name, exc)
             self._load_error = exc

@@ -24,6 +24,7 @@ from service.logs import REQUEST_ID
 from service.parameters import parse_parameters, plan_explanation
 from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
+from service.routes.answers import StageClock, json_response
 from service.routes.errors_doc import ERROR_RESPONSES
 from service.routes.jobs import accepted
 from service.runtime import ServiceRuntime
@@ -32,8 +33,11 @@ from service.worker import ModelWorker
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
 
 
-def _request_body_doc(json_model: type, form_fields: dict) -> dict:
-    image_types = ", ".join(ALLOWED_FORMATS)
+def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
+    """OpenAPI of a route that takes an image in the three body forms, with `parameters` as form fields, JSON
+    fields (`json_model`) or query parameters."""
+    fields = parameters.model_json_schema(by_alias=True)["properties"]
+    raw_image = {"type": "string", "format": "binary", "description": ", ".join(ALLOWED_FORMATS)}
     return {
         "requestBody": {
             "required": True,
@@ -42,27 +46,18 @@ def _request_body_doc(json_model: type, form_fields: dict) -> dict:
                     "schema": {
                         "type": "object",
                         "required": ["image"],
-                        "properties": {"image": {"type": "string", "format": "binary"}, **form_fields},
+                        "properties": {"image": {"type": "string", "format": "binary"}, **fields},
                     }
                 },
                 "application/json": {"schema": json_model.model_json_schema(by_alias=True)},
-                "image/*": {"schema": {"type": "string", "format": "binary", "description": image_types}},
+                "image/*": {"schema": raw_image},
             },
-        }
+        },
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": prop, "description": prop.get("description", "")}
+            for name, prop in fields.items()
+        ],
     }
-
-
-def _query_parameters_doc() -> list[dict]:
-    schema = ExplainParameters.model_json_schema(by_alias=True)
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop, "description": prop.get("description", "")}
-        for name, prop in schema["properties"].items()
-    ]
-
-
-_EXPLAIN_FORM = ExplainParameters.model_json_schema(by_alias=True)["properties"]
-EXPLAIN_OPENAPI = {**_request_body_doc(ExplainJSONRequest, _EXPLAIN_FORM), "parameters": _query_parameters_doc()}
-PREDICT_OPENAPI = _request_body_doc(PredictJSONRequest, {})
 
 
 async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int) -> DecodedImage:
@@ -81,34 +76,6 @@ def prefers_async(prefer: str | None) -> bool:
     return any(part.split(";")[0].split("=")[0].strip().lower() == "respond-async" for part in prefer.split(","))
 
 
-class StageClock:
-    """Milliseconds spent in each stage of a request, for `timings_ms` and the `Server-Timing` header."""
-
-    def __init__(self) -> None:
-        self.started = self.last = time.perf_counter()
-        self.stages: dict[str, float] = {}
-
-    def lap(self, stage: str) -> None:
-        """Record the time since the previous lap as `stage`."""
-        now = time.perf_counter()
-        self.stages[stage] = round((now - self.last) * 1000, 3)
-        self.last = now
-
-    def total_ms(self) -> float:
-        return round((time.perf_counter() - self.started) * 1000, 3)
-
-    def header(self) -> str:
-        return ", ".join(f"{stage};dur={ms}" for stage, ms in self.stages.items())
-
-
-def json_response(body: BaseModel, clock: StageClock) -> Response:
-    """Serialise `body` straight to bytes (pydantic-core, no intermediate dict or str) with `Server-Timing`."""
-    content = type(body).__pydantic_serializer__.to_json(body, by_alias=True)
-    clock.lap("serialise")
-    clock.stages["total"] = clock.total_ms()
-    return Response(content, media_type="application/json", headers={"Server-Timing": clock.header()})
-
-
 async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, request: Request, clock: StageClock):
     """Queue the job and wait for it; records the `queue` and `inference` stages."""
     result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
@@ -122,7 +89,7 @@ async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, re
     "/{model}/predict",
     response_model=PredictResponse,
     responses=ERROR_RESPONSES,
-    openapi_extra=PREDICT_OPENAPI,
+    openapi_extra=image_body_doc(PredictJSONRequest, PredictParameters),
 )
 async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response:
     """Logits and top classes of one image."""
@@ -153,7 +120,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     "/{model}/explain",
     response_model=ExplainResponse,
     responses=ERROR_RESPONSES,
-    openapi_extra=EXPLAIN_OPENAPI,
+    openapi_extra=image_body_doc(ExplainJSONRequest, ExplainParameters),
 )
 async def explain(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """Maps of one image for one or several methods and classes, from the model's shared batched pass.

@@ -1,0 +1,190 @@
+"""What a model looks for and sees: feature visualization (a job), an image's feature maps, and its filters.
+
+    POST /v1/models/{model}/visualizations   activation maximization as a job (202, `Location: /v1/jobs/{id}`)
+    POST /v1/models/{model}/activations      an image's feature maps at a layer (image as for explain)
+    GET  /v1/models/{model}/filters          the kernels of a convolution over the colour channels
+
+The torch work runs on the model's worker, between batches; the PNGs are drawn in the CPU pool.
+"""
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from api_schemas.explain import MapData
+from api_schemas.features import (
+    ActivationsJSONRequest,
+    ActivationsParameters,
+    ActivationsResponse,
+    ChannelMap,
+    FiltersResponse,
+)
+from api_schemas.jobs import (
+    ChannelObjective,
+    ClassObjective,
+    JobStatus,
+    NeuronObjective,
+    VisualizationRequest,
+    VisualizationResult,
+)
+from model_store import LoadedModel
+from service.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
+from service.encoding import encode_base64
+from service.errors import CostExceeded, MethodNotApplicable, ServiceError
+from service.imaging import decode_image
+from service.job_runs import spawn_job
+from service.methods import GRADIENT_PASS_COST
+from service.parameters import parse_parameters, resolve_class, validate_fields
+from service.request_body import read_json_object, read_posted_image
+from service.routes.answers import StageClock, json_response
+from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.inference import image_body_doc
+from service.routes.jobs import accepted
+from service.visualization import engine, objectives
+from service.visualization.batch import VisualizationOrder
+from service.visualization.features import (
+    FeatureMaps,
+    feature_maps,
+    filter_layers,
+    filter_weights,
+    layer_activations,
+    normalize_kernels,
+)
+from service.visualization.png import encode_feature_map_grid, encode_filter_grid, encode_image_png
+
+router = APIRouter(prefix="/v1/models", tags=["features"], dependencies=API_KEY_REQUIRED)
+DEFAULT_TOP_N = 16
+VISUALIZATION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": VisualizationRequest.model_json_schema(by_alias=True)}},
+    }
+}
+
+
+def engine_objective(
+    objective: ClassObjective | ChannelObjective | NeuronObjective, model: LoadedModel
+) -> objectives.Objective:
+    if isinstance(objective, ClassObjective):
+        return objectives.ClassObjective(resolve_class(objective.class_, model))
+    if isinstance(objective, ChannelObjective):
+        return objectives.ChannelObjective(objective.layer, objective.channel)
+    return objectives.NeuronObjective(objective.layer, objective.channel, objective.x, objective.y)
+
+
+@router.post(
+    "/{model}/visualizations",
+    status_code=202,
+    response_model=JobStatus,
+    responses=ERROR_RESPONSES,
+    openapi_extra=VISUALIZATION_BODY,
+)
+async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
+    """Start a feature visualization (activation maximization, Lucid's recipe) as a job: the image that
+    maximises a class logit, a channel or a neuron, with the weights fixed. Follow it at `Location`."""
+    worker = runtime.worker(model)
+    body = validate_fields(VisualizationRequest, await read_json_object(request, runtime.settings.max_body_bytes))
+    spec = engine.validate_spec(
+        engine.VisualizationSpec(
+            objective=engine_objective(body.objective, worker.model),
+            steps=body.steps,
+            size=(body.size[0], body.size[1]) if body.size else None,
+            seed=body.seed,
+            lr=body.lr,
+            fourier=body.fourier,
+            decorrelate=body.decorrelate,
+            transforms=body.transforms,
+        ),
+        worker.model,
+    )
+    cost = spec.steps * GRADIENT_PASS_COST
+    if cost > runtime.settings.max_request_cost:
+        raise CostExceeded(
+            f"{spec.steps} steps cost {cost} forward-pass equivalents; the bound is {runtime.settings.max_request_cost}"
+        )
+    job = runtime.jobs.create("visualization", model, owner, total=spec.steps)
+    order = VisualizationOrder(spec, on_progress=job.progress_threadsafe)
+    try:
+        worker.visualize(order)
+    except ServiceError:
+        runtime.jobs.forget(job)
+        raise
+    job.stop_work = order.cancel_requested.set
+
+    async def result() -> BaseModel:
+        outcome = await asyncio.wrap_future(order.future)
+        png = await runtime.run_cpu(encode_image_png, outcome.image)
+        description = outcome.description
+        return VisualizationResult(
+            image_png=encode_base64(png), objective=description.objective, top_classes=description.top_classes
+        )
+
+    spawn_job(runtime, job, result)
+    return accepted(job)
+
+
+@router.post(
+    "/{model}/activations",
+    response_model=ActivationsResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=image_body_doc(ActivationsJSONRequest, ActivationsParameters),
+)
+async def activations(model: str, request: Request, runtime: RuntimeDep) -> Response:
+    """An image's feature maps at a layer: every channel's mean activation, and the raw maps of the `top_n`
+    channels of largest mean with a PNG grid of them."""
+    clock = StageClock()
+    settings = runtime.settings
+    worker = runtime.worker_with_room(model)
+    data, fields = await read_posted_image(request, settings.max_body_bytes)
+    params = parse_parameters(ActivationsParameters, request.query_params, fields)
+    layer = params.layer or worker.model.default_layer
+    if layer is None:
+        raise MethodNotApplicable(f"model '{model}' has no default layer; name one with 'layer'")
+    objectives.require_layer(worker.model, layer)
+    image = await runtime.run_cpu(
+        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
+    )
+    clock.lap("decode")
+    top_n = params.top_n or DEFAULT_TOP_N
+
+    def capture(loaded: LoadedModel) -> FeatureMaps:
+        output = layer_activations(loaded, image.tensor[None].to(loaded.device), layer)[0]
+        return feature_maps(output, top_n)
+
+    maps = await asyncio.wrap_future(worker.call(capture))
+    clock.lap("inference")
+    grid = await runtime.run_cpu(encode_feature_map_grid, maps.maps.numpy())
+    clock.lap("encode")
+    means = maps.means.tolist()
+    answer = ActivationsResponse(
+        model=model,
+        layer=layer,
+        shape=list(worker.model.layer_shapes[layer]),
+        means=means,
+        top_channels=[
+            ChannelMap(channel=c, mean=means[c], map=MapData(shape=list(m.shape), data=m.tolist()))
+            for c, m in zip(maps.channels.tolist(), maps.maps.numpy(), strict=True)
+        ],
+        grid_png=encode_base64(grid),
+    )
+    return json_response(answer, clock)
+
+
+@router.get("/{model}/filters", response_model=FiltersResponse, responses=ERROR_RESPONSES)
+async def filters(model: str, runtime: RuntimeDep, layer: str | None = None) -> Response:
+    """The kernels of a convolution over the three colour channels (default: the first one), each normalised on
+    its own to 0..1, as a PNG grid of RGB tiles. Another layer is refused with the usable ones named."""
+    clock = StageClock()
+    worker = runtime.worker(model)
+
+    def kernels(loaded: LoadedModel):  # type: ignore[no-untyped-def]
+        chosen = layer or next(iter(filter_layers(loaded)), "")
+        return chosen, normalize_kernels(filter_weights(loaded, chosen))
+
+    chosen, weights = await asyncio.wrap_future(worker.call(kernels))
+    clock.lap("inference")
+    grid = await runtime.run_cpu(encode_filter_grid, weights.numpy())
+    clock.lap("encode")
+    answer = FiltersResponse(model=model, layer=chosen, shape=list(weights.shape), grid_png=encode_base64(grid))
+    return json_response(answer, clock)
