@@ -28,8 +28,8 @@ from service.worker import ModelLoader
 logger = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
-CORS_ALLOW_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID")
-CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After")
+CORS_ALLOW_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Prefer")
+CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Location", "Server-Timing")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=list(CORS_ALLOW_HEADERS),
             expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,

@@ -9,13 +9,17 @@ Rule for every step generator: never yield inside a `with` block (grad mode, hoo
 while the worker does other work. Each chunk opens and closes its own blocks.
 """
 
+import time
 from collections.abc import Callable, Generator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
 from model_store.hooks import forward_hooks
+
+if TYPE_CHECKING:
+    from model_store import LoadedModel
 
 T = TypeVar("T")
 Steps = Generator[None, None, T]
@@ -91,3 +95,20 @@ class PassRunner:
             self.images_forwarded += len(chunk)
             yield
         return torch.cat(gradients)
+
+
+def chunk_size_for(model: "LoadedModel", target_ms: float, probe_batch: int = 4) -> int:
+    """Images per chunk so that a chunk of forward passes takes about `target_ms` on the model's device: measured
+    with a batch of `probe_batch` noise images (after one untimed pass). Between 1 and 256."""
+    height, width = model.preprocessing.input_size
+    probe = torch.randn(probe_batch, 3, height, width, generator=torch.Generator().manual_seed(0)).to(model.device)
+    seconds = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            model.module(probe)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        seconds = min(seconds, time.perf_counter() - started)
+    per_image_ms = seconds * 1000 / probe_batch
+    return max(1, min(256, round(target_ms / max(per_image_ms, 1e-6))))

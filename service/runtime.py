@@ -36,6 +36,7 @@ class ServiceRuntime:
                 max_batch_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
                 pass_chunk_size=settings.pass_chunk_size,
+                pass_chunk_ms=settings.pass_chunk_ms,
                 evaluation_steps=settings.evaluation_steps,
                 max_long_tasks=settings.max_long_tasks,
                 on_fatal=self._worker_died,

@@ -47,7 +47,16 @@ class Settings(BaseSettings):
         "backward pass counts 3); 400 above it. The built-in model's costliest default, score_cam or ablation_cam "
         "at its default layer, costs 1280.",
     )
-    pass_chunk_size: int = Field(default=32, ge=1, le=1024, description="Images per extra batched pass.")
+    pass_chunk_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Images per chunk of extra passes (long work runs one chunk between two batches); default: "
+        "as many as take `PASS_CHUNK_MS` on the device, measured at start-up.",
+    )
+    pass_chunk_ms: float = Field(
+        default=50.0, gt=0, le=10_000, description="Target duration of a chunk of extra passes (when no size is set)."
+    )
     max_jobs: int = Field(
         default=256, ge=1, le=100_000, description="Jobs kept in memory (finished ones are forgotten first)."
     )

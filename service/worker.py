@@ -37,6 +37,7 @@ from service.errors import DeadlineExceeded, ServiceError, ServiceUnavailable
 from service.explainer import run_batch
 from service.jobs import ExplainJob, JobResult
 from service.metrics import Metrics
+from service.passes import chunk_size_for
 from service.scheduler import DeviceCall, ExplainTask, LongWork
 from service.visualization.batch import VisualizationBatch, VisualizationOrder
 
@@ -57,7 +58,8 @@ class ModelWorker:
         max_batch_size: int,
         max_batch_delay_s: float,
         max_queue: int,
-        pass_chunk_size: int = 32,
+        pass_chunk_size: int | None = None,
+        pass_chunk_ms: float = 50.0,
         evaluation_steps: int = 16,
         max_long_tasks: int = 4,
         on_fatal: Callable[[BaseException], None] | None = None,
@@ -70,7 +72,9 @@ class ModelWorker:
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
-        self.pass_chunk_size = pass_chunk_size
+        self.pass_chunk_size = pass_chunk_size or 0
+        """Images per chunk of extra passes; measured at load (`pass_chunk_ms`) when not given."""
+        self.pass_chunk_ms = pass_chunk_ms
         self.evaluation_steps = evaluation_steps
         self.on_fatal = on_fatal
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
@@ -197,6 +201,9 @@ class ModelWorker:
     def _run(self) -> None:
         try:
             self.model = self._load()
+            if not self.pass_chunk_size:
+                self.pass_chunk_size = chunk_size_for(self.model, self.pass_chunk_ms)
+            logger.info("model %s: extra passes in chunks of %d images", self.name, self.pass_chunk_size)
             self.visualizations = VisualizationBatch(self.model, self.long_work.add)
         except BaseException as exc:
             logger.critical("model %s could not be loaded: %s", self.name, exc)

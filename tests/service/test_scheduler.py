@@ -88,3 +88,11 @@ def test_a_cancelled_or_late_task_runs_no_further_chunk(stop):
     assert task.runner.images_forwarded == before
     with pytest.raises(Cancelled if stop == "cancel" else DeadlineExceeded):
         job.future.result()
+
+
+def test_the_chunk_size_follows_the_target_duration_within_its_bounds():
+    from service.passes import chunk_size_for
+
+    model = tiny_loaded()
+    assert chunk_size_for(model, target_ms=1e9) == 256
+    assert chunk_size_for(model, target_ms=1e-9) == 1
