@@ -36,3 +36,5 @@ bench: install
 	$(PIP) --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/request_path.py
+	$(PY) bench/fairness.py
+	$(PY) bench/visualization.py
