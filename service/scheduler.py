@@ -127,6 +127,7 @@ class ExplainTask(LongTask):
             if not job.future.set_running_or_notify_cancel():
                 return True  # cancelled while waiting for its first turn
             self.steps = batch_steps(self.model, [job], self.chunk_size, self.evaluation_steps, runner=self.runner)
+            self._report_progress(final=False)
         if job.cancel_requested.is_set():
             return self._end(Cancelled("the request was cancelled; its remaining passes were not run"))
         if time.monotonic() > job.deadline:

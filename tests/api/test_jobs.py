@@ -117,3 +117,26 @@ async def test_draining_fails_unfinished_jobs(serve, noise_png):
         lifecycle.drain_noticed()
         job = client.app.state.runtime.jobs.get(accepted.json()["id"], "")
         assert job.status == "failed" and job.error.code == "shutting_down"
+
+
+@pytest.mark.slow
+def test_events_reach_a_real_client_while_the_job_runs(noise_png):
+    """Through real uvicorn the stream is not buffered: progress arrives while the job is still running."""
+    import httpx
+
+    from tests.real_server import real_server
+
+    with real_server({"pass_chunk_size": "1"}, forward_s=0.05) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            accepted = client.post("/v1/models/tiny/explain", params=LONG, files={"image": noise_png}, headers=ASYNC)
+            location = accepted.headers["location"]
+            with client.stream("GET", f"{location}/events") as stream:
+                progress = {"done": 0}
+                for line in stream.iter_lines():
+                    if line.startswith("data: "):
+                        progress = json.loads(line.removeprefix("data: "))["progress"]
+                        if progress["done"] > 0:
+                            break
+                assert client.get(location).json()["status"] == "running"
+            assert 0 < progress["done"] < progress["total"] == 64
+            client.delete(location)

@@ -68,7 +68,7 @@ def test_an_explain_task_runs_a_chunk_per_step_reports_progress_and_gives_the_ba
     while not task.step():
         steps += 1
     assert steps == 4  # chunks of 3, 3, 2 images, then the answer
-    assert progress == [(3, 8), (6, 8), (8, 8), (8, 8)]
+    assert progress == [(0, 8), (3, 8), (6, 8), (8, 8), (8, 8)]
     (alone,) = run_batch(model, [job])
     torch.testing.assert_close(job.future.result().maps[0].map, alone.maps[0].map)
 
