@@ -9,7 +9,6 @@ Rule for every step generator: never yield inside a `with` block (grad mode, hoo
 while the worker does other work. Each chunk opens and closes its own blocks.
 """
 
-import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -97,18 +96,7 @@ class PassRunner:
         return torch.cat(gradients)
 
 
-def chunk_size_for(model: "LoadedModel", target_ms: float, probe_batch: int = 4) -> int:
-    """Images per chunk so that a chunk of forward passes takes about `target_ms` on the model's device: measured
-    with a batch of `probe_batch` noise images (after one untimed pass). Between 1 and 256."""
-    height, width = model.preprocessing.input_size
-    probe = torch.randn(probe_batch, 3, height, width, generator=torch.Generator().manual_seed(0)).to(model.device)
-    seconds = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        with torch.inference_mode():
-            model.module(probe)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize(model.device)
-        seconds = min(seconds, time.perf_counter() - started)
-    per_image_ms = seconds * 1000 / probe_batch
-    return max(1, min(256, round(target_ms / max(per_image_ms, 1e-6))))
+def chunk_size_for(model: "LoadedModel", target_ms: float) -> int:
+    """Images per chunk so that a chunk of forward passes takes about `target_ms` on the model's device, from the
+    time per image measured when the model was warmed. Between 1 and 256."""
+    return max(1, min(256, round(target_ms / max(model.forward_ms_per_image, 1e-6))))
