@@ -1,13 +1,16 @@
 """The one way to look inside a model: hooks that exist only inside a `with` block.
 
 Hooks are registered on entry and always removed on exit, so the warm model carries no hook between requests.
+Layers with a `LayerGrid` (token and channels-last layers) are seen, and replaced, as (B, C, h, w) grids.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from model_store.grids import LayerGrid
 
 OutputHook = Callable[[str, torch.Tensor], torch.Tensor | None]
 InputHook = Callable[[str, torch.Tensor], None]
@@ -19,9 +22,11 @@ def forward_hooks(
     layer_names: Sequence[str],
     on_output: OutputHook,
     on_input: InputHook | None = None,
+    grids: Mapping[str, LayerGrid] | None = None,
 ) -> Iterator[None]:
     """Call `on_input(name, input)` before and `on_output(name, output)` after each named layer runs; a tensor
-    returned by `on_output` replaces the layer's output.
+    returned by `on_output` replaces the layer's output. A layer in `grids` passes its output to `on_output`
+    as its (B, C, h, w) grid, and a grid returned goes back to the layer's own layout.
 
     Raises:
         KeyError: a name is not a submodule of `model`.
@@ -33,9 +38,13 @@ def forward_hooks(
             module = modules[name]
 
             def hook(_module: nn.Module, _inputs: object, output: object, name: str = name) -> object:
-                if isinstance(output, torch.Tensor):
+                if not isinstance(output, torch.Tensor):
+                    return None
+                grid = (grids or {}).get(name)
+                if grid is None:
                     return on_output(name, output)
-                return None
+                replaced = on_output(name, grid.to_grid(output))
+                return None if replaced is None else grid.from_grid(replaced, output)
 
             handles.append(module.register_forward_hook(hook))
             if on_input is not None:

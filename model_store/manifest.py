@@ -12,6 +12,8 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     interpolation = "bilinear"           # bilinear | bicubic | nearest
     default_layer = "layer4"             # required for layer methods; TorchScript models have none
     classifier_layer = "fc"              # the final nn.Linear; CAM uses its weight rows
+    reshape = "vit"                      # token layers: vit | channels_last | none; inferred for timm's ViT/DeiT/Swin
+    prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
 """
 
 import tomllib
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_store.errors import ModelLoadError
+from model_store.grids import RESHAPES
 
 SOURCE_KINDS = ("builtin", "timm", "torchvision", "torchscript")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -38,6 +41,8 @@ class ModelManifest:
     labels: str | None = None
     classifier_layer: str | None = None
     num_classes: int | None = None
+    reshape: str | None = None
+    prefix_tokens: int | None = None
 
     @property
     def source_kind(self) -> str:
@@ -80,6 +85,14 @@ def manifest_from_dict(raw: dict, base_dir: Path, origin: str) -> ModelManifest:
         raise ModelLoadError(f"{origin}: 'default_layer' must be a non-empty string")
     if raw.get("interpolation", "bilinear") not in INTERPOLATIONS:
         raise ModelLoadError(f"{origin}: interpolation must be one of {list(INTERPOLATIONS)}")
+    if raw.get("reshape", "none") not in RESHAPES:
+        raise ModelLoadError(f"{origin}: reshape must be one of {list(RESHAPES)}")
+    if "prefix_tokens" in raw:
+        prefix = raw["prefix_tokens"]
+        if raw.get("reshape") != "vit":
+            raise ModelLoadError(f"{origin}: 'prefix_tokens' goes with reshape = \"vit\"")
+        if not isinstance(prefix, int) or isinstance(prefix, bool) or prefix < 0:
+            raise ModelLoadError(f"{origin}: 'prefix_tokens' must be a whole number >= 0")
     values = dict(raw)
     for key, length in (("input_size", 2), ("mean", 3), ("std", 3)):
         if key in values:

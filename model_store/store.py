@@ -3,6 +3,8 @@
 A store holds the built-in manifests (`model_store/manifests/`) and, optionally, those of a store directory
 (`*.toml` at its top level or `*/manifest.toml`). Loading a model freezes its parameters, puts it in eval
 mode and on its device once, discovers its usable layers, runs a warm-up pass and times a plain batch.
+A usable layer is one whose output is a (B, C, h, w) feature grid, directly or through its `LayerGrid`
+(token and channels-last layers of vision transformers, see `model_store.grids`).
 """
 
 import logging
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from model_store.errors import ModelLoadError
+from model_store.grids import LayerGrid, inferred_reshape, layer_grid
 from model_store.hooks import forward_hooks
 from model_store.labels import LabelSet, load_labels
 from model_store.loaders import load_module
@@ -42,6 +45,10 @@ class LoadedModel:
     """Milliseconds of one image's forward pass on the device, timed in a batch of four when the model was warmed."""
     cam_layer: str | None = None
     """The layer whose global average pool feeds the linear classifier, verified numerically; CAM needs it."""
+    layer_grids: dict[str, LayerGrid] = field(default_factory=dict, repr=False)
+    """The reshape of each token or channels-last layer to its (C, h, w) grid; pass it to `forward_hooks`."""
+    reshape: str = "none"
+    """How token layers become grids: "vit", "channels_last" or "none" (see `model_store.grids`)."""
 
     @property
     def layers(self) -> list[str]:
@@ -101,6 +108,8 @@ class ModelStore:
             default_layer=manifest.default_layer,
             classifier_layer=manifest.classifier_layer,
             device=device,
+            reshape=manifest.reshape,
+            prefix_tokens=manifest.prefix_tokens,
         )
 
 
@@ -115,8 +124,13 @@ def prepare_model(
     device: torch.device,
     labels_spec: str | None = None,
     base_dir: Path = Path("."),
+    reshape: str | None = None,
+    prefix_tokens: int | None = None,
 ) -> LoadedModel:
     """Freeze `module`, move it to `device`, discover its layers, verify its head and warm it up.
+
+    `reshape` and `prefix_tokens` say how token layers become grids (`model_store.grids`); when `reshape` is
+    None they are inferred for timm's ViT/DeiT/Swin families, and a given `prefix_tokens` wins.
 
     Raises:
         ModelLoadError: the default or classifier layer is unknown or unusable.
@@ -131,12 +145,23 @@ def prepare_model(
     probe = torch.randn(2, 3, height, width, generator=generator).to(device)
     scripted = isinstance(module, torch.jit.ScriptModule)
     layer_outputs: dict[str, torch.Tensor] = {}
+    layer_grids: dict[str, LayerGrid] = {}
+    inferred, inferred_prefix = inferred_reshape(module)
+    reshape = reshape or inferred
+    prefix = prefix_tokens if prefix_tokens is not None else inferred_prefix if reshape == inferred else 1
+    submodules = dict(module.named_modules())
 
     def record(layer: str, output: torch.Tensor) -> None:
-        if output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
+        grid = layer_grid(reshape, prefix, submodules[layer], output, len(probe), (height, width))
+        if grid is not None:
+            layer_grids[layer] = grid
+            output = grid.to_grid(output)
+        elif output.ndim != 4:
+            return
+        if output.shape[-1] * output.shape[-2] > 1:
             layer_outputs[layer] = output.detach().clone()
 
-    names = [] if scripted else [n for n, _ in module.named_modules() if n]
+    names = [] if scripted else [n for n in submodules if n]
     with forward_hooks(module, names, record), torch.inference_mode():
         logits = module(probe)
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
@@ -151,7 +176,8 @@ def prepare_model(
     elif default_layer is not None and default_layer not in layer_shapes:
         raise ModelLoadError(
             f"model '{name}': default_layer '{default_layer}' is not a layer with a 2-D feature map; "
-            f"last such layers: {list(layer_shapes)[-5:]}"
+            f"last such layers: {list(layer_shapes)[-5:]} (token layers need reshape = \"vit\" or "
+            '"channels_last" in the manifest)'
         )
     cam_layer = None
     if classifier_layer is not None:
@@ -181,6 +207,8 @@ def prepare_model(
         layer_shapes=layer_shapes,
         forward_ms_per_image=forward_ms_per_image,
         cam_layer=cam_layer,
+        layer_grids={layer: grid for layer, grid in layer_grids.items() if layer in layer_shapes},
+        reshape=reshape,
     )
 
 

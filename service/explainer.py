@@ -66,7 +66,7 @@ def batch_steps(
         Whatever the shared passes raise (out of memory, device errors): the caller splits or fails the batch.
     """
     busy_s = 0.0
-    steps = _plan_steps(model, jobs, runner or PassRunner(model.module, chunk_size), evaluation_steps)
+    steps = _plan_steps(model, jobs, runner or PassRunner(model.module, chunk_size, model.layer_grids), evaluation_steps)
     while True:
         started = time.perf_counter()
         try:
@@ -140,7 +140,7 @@ def _shared_forward(
         return output.clone()
 
     mode = torch.enable_grad() if needs_graph else torch.inference_mode()
-    with forward_hooks(model.module, layers, capture), mode:
+    with forward_hooks(model.module, layers, capture, grids=model.layer_grids), mode:
         logits = model.module(inputs)
     return captured, logits
 

@@ -185,7 +185,12 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
         )
     for method in methods:
         if Need.CLASSIFIER_WEIGHTS in method.needs and layer != model.cam_layer:
-            where = f"only at layer '{model.cam_layer}'" if model.cam_layer else "not to this model"
+            where = (
+                f"only at layer '{model.cam_layer}'"
+                if model.cam_layer
+                else "not to this model, whose head does not average-pool a layer into its linear classifier "
+                "(a ViT's class token, a flattened map)"
+            )
             raise MethodNotApplicable(
                 f"{method.name} needs a global-average-pool + linear head and applies {where}; "
                 "use grad_cam, which works at any layer"

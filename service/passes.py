@@ -9,12 +9,13 @@ Rule for every step generator: never yield inside a `with` block (grad mode, hoo
 while the worker does other work. Each chunk opens and closes its own blocks.
 """
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
+from model_store.grids import LayerGrid
 from model_store.hooks import forward_hooks
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ def each_step_under(context: Callable[[], object], steps: Steps[T]) -> Steps[T]:
 
 
 class PassRunner:
-    """Runs the warm model on many inputs for one method group, a chunk per step; counts the images it forwards."""
+    """Runs the warm model on many inputs for one method group, a chunk per step; counts the images it forwards.
+    `grids`: the model's token and channels-last layers (`LoadedModel.layer_grids`), replaced as grids."""
 
-    def __init__(self, module: nn.Module, chunk_size: int) -> None:
+    def __init__(self, module: nn.Module, chunk_size: int, grids: Mapping[str, LayerGrid] | None = None) -> None:
         self.module = module
         self.chunk_size = chunk_size
+        self.grids = dict(grids or {})
         self.images_forwarded = 0
 
     def logits(self, inputs: torch.Tensor) -> Steps[torch.Tensor]:
@@ -76,7 +79,7 @@ class PassRunner:
         for rows in torch.arange(count, device=image.device).split(self.chunk_size):
             with torch.inference_mode():
                 replacement = make_output(rows)
-                with forward_hooks(self.module, [layer], lambda _name, _out, r=replacement: r):
+                with forward_hooks(self.module, [layer], lambda _name, _out, r=replacement: r, grids=self.grids):
                     outputs.append(self.module(image.expand(len(rows), *image.shape)))
             self.images_forwarded += len(rows)
             yield

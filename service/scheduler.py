@@ -118,7 +118,7 @@ class ExplainTask(LongTask):
         self.job = job
         self.chunk_size = chunk_size
         self.evaluation_steps = evaluation_steps
-        self.runner = PassRunner(model.module, chunk_size)
+        self.runner = PassRunner(model.module, chunk_size, model.layer_grids)
         self.steps = None
 
     def step(self) -> bool:

@@ -40,7 +40,7 @@ def layer_activations(model: LoadedModel, inputs: torch.Tensor, layer: str) -> t
     def capture(name: str, output: torch.Tensor) -> None:
         captured[name] = output.clone()
 
-    with forward_hooks(model.module, [layer], capture), torch.inference_mode():
+    with forward_hooks(model.module, [layer], capture, grids=model.layer_grids), torch.inference_mode():
         model.module(inputs)
     return captured[layer]
 

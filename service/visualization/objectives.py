@@ -137,7 +137,7 @@ def evaluate_objectives(
         # Downstream layers get a copy, so in-place ops after the layer cannot change what was captured.
         return output.clone()
 
-    with forward_hooks(model.module, layers, capture):
+    with forward_hooks(model.module, layers, capture, grids=model.layer_grids):
         logits = model.module(inputs)
     values = [
         objective.value(logits[row], {layer: output[row] for layer, output in captured.items()})
