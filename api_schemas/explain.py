@@ -14,6 +14,10 @@ MethodName = Literal[
     "eigen_cam",
     "score_cam",
     "ablation_cam",
+    "grad_cam_elementwise",
+    "eigen_grad_cam",
+    "random_cam",
+    "kpca_cam",
     "saliency",
     "gradient_x_input",
     "guided_backprop",
@@ -86,7 +90,7 @@ class ExplainParameters(BaseModel):
     noise: float | None = Field(
         default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
     )
-    seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; default 0.")
+    seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; random_cam: weights seed; default 0.")
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
     baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
     window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")

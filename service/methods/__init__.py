@@ -8,15 +8,19 @@ from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, Multi
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
 from service.methods.eigen_cam import EigenCAM
+from service.methods.eigen_grad_cam import EigenGradCAM
 from service.methods.grad_cam import GradCAM
+from service.methods.grad_cam_elementwise import GradCAMElementWise
 from service.methods.grad_cam_pp import GradCAMPlusPlus
 from service.methods.gradient_x_input import GradientXInput
 from service.methods.guided_backprop import GuidedBackprop
 from service.methods.guided_grad_cam import GuidedGradCAM
 from service.methods.hires_cam import HiResCAM
 from service.methods.integrated_gradients import IntegratedGradients
+from service.methods.kpca_cam import KPCACAM
 from service.methods.layer_cam import LayerCAM
 from service.methods.occlusion import Occlusion
+from service.methods.random_cam import RandomCAM
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
 from service.methods.smoothgrad import SmoothGrad
@@ -34,6 +38,10 @@ METHODS: dict[str, Method] = {
         EigenCAM(),
         ScoreCAM(),
         AblationCAM(),
+        GradCAMElementWise(),
+        EigenGradCAM(),
+        RandomCAM(),
+        KPCACAM(),
         Saliency(),
         GradientXInput(),
         GuidedBackprop(),

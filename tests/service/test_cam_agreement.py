@@ -1,0 +1,79 @@
+"""pytorch-grad-cam's further methods agree with it: same model, same input tensor, Pearson on the displayed map
+(the conventions of test_reference_agreement.py, whose helpers this uses), on the built-in model and a seeded
+ResNet-18.
+
+- Eigen-Grad-CAM against the reference with the library's own sign correction (as Eigen-CAM): an SVD leaves the
+  sign of a principal component open.
+- KPCA-CAM against the reference as it is: scikit-learn's KernelPCA fixes the sign of its eigenvector (largest
+  magnitude positive), and so do we.
+- Random-CAM with the same seed: the reference draws `np.random.uniform(-1, 1, (N, C))` from numpy's global
+  state, seeded here before each one-image call; ours draws `RandomState(seed).uniform(-1, 1, C)`.
+"""
+
+import numpy as np
+import pytest
+from pytorch_grad_cam import EigenGradCAM, GradCAMElementWise, KPCA_CAM, RandomCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
+from model_store import LoadedModel
+from service.methods.random_cam import RandomCAMOptions
+from tests.service.test_reference_agreement import (
+    MODELS,
+    THRESHOLD,
+    as_displayed,
+    inputs_and_classes,
+    our_raw_maps,
+    pearson,
+    seeded_resnet18,  # noqa: F401  (fixture)
+    trainable_copy,
+)
+
+
+class SignCorrectedEigenGradCAM(EigenGradCAM):
+    def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads, eigen_smooth):
+        return get_2d_projection_with_sign_correction(grads * activations)
+
+
+REFERENCES = {
+    "grad_cam_elementwise": GradCAMElementWise,
+    "eigen_grad_cam": SignCorrectedEigenGradCAM,
+    "kpca_cam": KPCA_CAM,
+    "random_cam": RandomCAM,
+}
+
+
+def reference_maps(method: str, model: LoadedModel, x, classes: list[int], **call) -> np.ndarray:
+    module = trainable_copy(model)
+    with REFERENCES[method](model=module, target_layers=[module.get_submodule(model.default_layer)]) as cam:
+        return cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes], **call)
+
+
+def assert_agree(model_fixture: str, method: str, ours, theirs, size) -> None:
+    for i, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
+        assert reference.std() > 0, "reference map is constant; the comparison would mean nothing"
+        agreement = pearson(as_displayed(mine, size), reference)
+        print(f"{model_fixture} {method} target {i}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
+
+
+@pytest.mark.parametrize("method", ["grad_cam_elementwise", "eigen_grad_cam", "kpca_cam"])
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_single_pass_methods_agree_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    assert_agree(model_fixture, method, our_raw_maps(model, method, x, classes), reference_maps(method, model, x, classes), x.shape[-2:])
+
+
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_random_cam_agrees_with_the_same_seed_and_a_seed_matters(model_fixture, request, cat_photo):
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    theirs = []
+    for i in range(len(classes)):
+        np.random.seed(7)
+        theirs.append(reference_maps("random_cam", model, x[i : i + 1], classes[i : i + 1])[0])
+    ours = our_raw_maps(model, "random_cam", x, classes, (RandomCAMOptions(seed=7),))
+    assert_agree(model_fixture, "random_cam", ours, theirs, x.shape[-2:])
+    other = our_raw_maps(model, "random_cam", x, classes, (RandomCAMOptions(seed=8),))
+    assert pearson(as_displayed(other[0], x.shape[-2:]), theirs[0]) < THRESHOLD
