@@ -96,6 +96,12 @@ class ExplainParameters(BaseModel):
     window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
     fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
+    eigen_smooth: bool | None = Field(
+        default=None,
+        description="grad_cam, grad_cam_pp, xgrad_cam, layer_cam, hires_cam, grad_cam_elementwise, random_cam: the "
+        "first principal component of the weighted activations instead of their sum (pytorch-grad-cam's "
+        "eigen_smooth); default false.",
+    )
 
 
 class ExplainJSONRequest(ExplainParameters):

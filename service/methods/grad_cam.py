@@ -3,7 +3,8 @@ Localization")."""
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need, weighted_sum
+from service.methods.base import MethodInputs, Need, weighted_sum
+from service.methods.channel_maps import ChannelMapMethod
 
 
 def grad_cam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -11,7 +12,7 @@ def grad_cam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Te
     return torch.relu(weighted_sum(gradients.mean(dim=(2, 3)), activations))
 
 
-class GradCAM(Method):
+class GradCAM(ChannelMapMethod):
     """alpha_k^c = (1/Z) sum_ij dy^c/dA^k_ij;  L^c = ReLU(sum_k alpha_k^c A^k)  (Selvaraju et al. eq. 1-2).
 
     Works at any conv layer of any architecture. On a GAP + linear head, alpha_k^c = w_k^c / Z, so it equals
@@ -27,6 +28,6 @@ class GradCAM(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = True
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        return grad_cam_map(inputs.require("activations"), inputs.require("gradients"))
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """alpha_k A^k: (N, C, h, w) activations and gradients -> (N, C, h, w)."""
+        return inputs.require("gradients").mean(dim=(2, 3), keepdim=True) * inputs.require("activations")

@@ -4,10 +4,11 @@ evidence at another."""
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 
-class GradCAMElementWise(Method):
+class GradCAMElementWise(ChannelMapMethod):
     """L^c = sum_k ReLU(g^k ⊙ A^k), g^k = d logit_c / d A^k (pytorch-grad-cam's definition; no paper of its own)."""
 
     name = "grad_cam_elementwise"
@@ -19,6 +20,6 @@ class GradCAMElementWise(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = False
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        return torch.relu(inputs.require("gradients") * inputs.require("activations")).sum(dim=1)
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """ReLU(g^k A^k): (N, C, h, w) activations and gradients -> (N, C, h, w)."""
+        return torch.relu(inputs.require("gradients") * inputs.require("activations"))

@@ -3,12 +3,13 @@ Deep Convolutional Networks")."""
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need, weighted_sum
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 EPS = 1e-6
 
 
-class GradCAMPlusPlus(Method):
+class GradCAMPlusPlus(ChannelMapMethod):
     """w_k^c = sum_ij a_ij^kc ReLU(g_ij^k),  L^c = ReLU(sum_k w_k^c A^k)  (Chattopadhyay et al. eq. 9).
 
     With an exponential on the score, the 2nd and 3rd derivatives reduce to powers of the first (eq. 19):
@@ -24,12 +25,12 @@ class GradCAMPlusPlus(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = False
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """w_k A^k: (N, C, h, w) activations and gradients -> (N, C, h, w)."""
         activations, grads = inputs.require("activations"), inputs.require("gradients")
         grads_2 = grads.pow(2)
         sum_activations = activations.sum(dim=(2, 3), keepdim=True)
         alpha = grads_2 / (2 * grads_2 + sum_activations * grads_2 * grads + EPS)
         alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
         weights = (alpha * torch.relu(grads)).sum(dim=(2, 3))
-        return torch.relu(weighted_sum(weights, activations))
+        return weights[:, :, None, None] * activations

@@ -3,10 +3,11 @@ neural networks")."""
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 
-class HiResCAM(Method):
+class HiResCAM(ChannelMapMethod):
     """M^c = sum_k g^k ⊙ A^k: the gradient multiplied element-wise, not averaged first (eq. 3). Signed."""
 
     name = "hires_cam"
@@ -18,6 +19,10 @@ class HiResCAM(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = True
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        return (inputs.require("gradients") * inputs.require("activations")).sum(dim=1)
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """g^k A^k: (N, C, h, w) activations and gradients -> (N, C, h, w)."""
+        return inputs.require("gradients") * inputs.require("activations")
+
+    def reduce(self, weighted: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) -> (N, h, w): the signed sum over channels."""
+        return weighted.sum(dim=1)

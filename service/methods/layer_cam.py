@@ -2,10 +2,11 @@
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 
-class LayerCAM(Method):
+class LayerCAM(ChannelMapMethod):
     """M^c = ReLU(sum_k ReLU(g^k_ij) A^k_ij): each location weighted by its own positive gradient (eq. 4-5)."""
 
     name = "layer_cam"
@@ -17,6 +18,6 @@ class LayerCAM(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = False
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
-        return torch.relu((torch.relu(inputs.require("gradients")) * inputs.require("activations")).sum(dim=1))
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """ReLU(g^k) A^k: (N, C, h, w) activations and gradients -> (N, C, h, w)."""
+        return torch.relu(inputs.require("gradients")) * inputs.require("activations")

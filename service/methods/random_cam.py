@@ -6,16 +6,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.methods.base import Method, MethodInputs, Need, weighted_sum
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 
 @dataclass(frozen=True)
 class RandomCAMOptions:
     seed: int = 0
     """Seed of the weights, so that an answer is reproducible."""
+    eigen_smooth: bool = False
+    """Reduce the weighted activations with their first principal component instead of their sum."""
 
 
-class RandomCAM(Method):
+class RandomCAM(ChannelMapMethod):
     """w_k ~ U(-1, 1) i.i.d.;  L = ReLU(sum_k w_k A^k).
 
     The weights of each target are numpy's `RandomState(seed).uniform(-1, 1, C)`: the draws of pytorch-grad-cam's
@@ -32,9 +35,9 @@ class RandomCAM(Method):
     options_type = RandomCAMOptions
     sanity_check = False
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations -> (N, h, w)."""
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """w_k A^k: (N, C, h, w) activations -> (N, C, h, w)."""
         activations = inputs.require("activations")
         draws = np.random.RandomState(inputs.options.seed).uniform(-1, 1, size=activations.shape[1])
         weights = torch.as_tensor(draws, dtype=activations.dtype, device=activations.device)
-        return torch.relu(weighted_sum(weights.expand(len(activations), -1), activations))
+        return weights[None, :, None, None] * activations

@@ -2,12 +2,13 @@
 
 import torch
 
-from service.methods.base import Method, MethodInputs, Need, weighted_sum
+from service.methods.base import MethodInputs, Need
+from service.methods.channel_maps import ChannelMapMethod
 
 EPS = 1e-7
 
 
-class XGradCAM(Method):
+class XGradCAM(ChannelMapMethod):
     """w_k^c = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij;  L^c = ReLU(sum_k w_k^c A^k)  (Fu et al. eq. 9)."""
 
     name = "xgrad_cam"
@@ -19,9 +20,9 @@ class XGradCAM(Method):
     cost = "the shared forward pass + a backward pass from the logits to the layer"
     sanity_check = True
 
-    def compute(self, inputs: MethodInputs) -> torch.Tensor:
-        """(N, C, h, w) activations and gradients -> (N, h, w)."""
+    def weighted_activations(self, inputs: MethodInputs) -> torch.Tensor:
+        """w_k A^k: (N, C, h, w) activations and gradients -> (N, C, h, w)."""
         activations, grads = inputs.require("activations"), inputs.require("gradients")
         sums = activations.sum(dim=(2, 3), keepdim=True)
         weights = (grads * activations / (sums + EPS)).sum(dim=(2, 3))
-        return torch.relu(weighted_sum(weights, activations))
+        return weights[:, :, None, None] * activations

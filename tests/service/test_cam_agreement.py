@@ -6,19 +6,27 @@ ResNet-18.
   sign of a principal component open.
 - KPCA-CAM against the reference as it is: scikit-learn's KernelPCA fixes the sign of its eigenvector (largest
   magnitude positive), and so do we.
+- `eigen_smooth` against the reference's, its projection sign-corrected as ours (the library's own correction,
+  patched in where it projects).
 - Random-CAM with the same seed: the reference draws `np.random.uniform(-1, 1, (N, C))` from numpy's global
   state, seeded here before each one-image call; ours draws `RandomState(seed).uniform(-1, 1, C)`.
 """
 
 import numpy as np
 import pytest
+import pytorch_grad_cam.base_cam
+import pytorch_grad_cam.grad_cam_elementwise
+import pytorch_grad_cam.hirescam
+import pytorch_grad_cam.layer_cam
 from pytorch_grad_cam import EigenGradCAM, GradCAMElementWise, KPCA_CAM, RandomCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
 from model_store import LoadedModel
+from service.methods.channel_maps import EigenSmoothOptions
 from service.methods.random_cam import RandomCAMOptions
 from tests.service.test_reference_agreement import (
+    CAM_REFERENCES,
     MODELS,
     THRESHOLD,
     as_displayed,
@@ -35,7 +43,7 @@ class SignCorrectedEigenGradCAM(EigenGradCAM):
         return get_2d_projection_with_sign_correction(grads * activations)
 
 
-REFERENCES = {
+REFERENCES = CAM_REFERENCES | {
     "grad_cam_elementwise": GradCAMElementWise,
     "eigen_grad_cam": SignCorrectedEigenGradCAM,
     "kpca_cam": KPCA_CAM,
@@ -77,3 +85,25 @@ def test_random_cam_agrees_with_the_same_seed_and_a_seed_matters(model_fixture, 
     assert_agree(model_fixture, "random_cam", ours, theirs, x.shape[-2:])
     other = our_raw_maps(model, "random_cam", x, classes, (RandomCAMOptions(seed=8),))
     assert pearson(as_displayed(other[0], x.shape[-2:]), theirs[0]) < THRESHOLD
+
+
+EIGEN_SMOOTH = ["grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "grad_cam_elementwise"]
+
+
+@pytest.mark.parametrize("method", EIGEN_SMOOTH)
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_eigen_smooth_agrees_with_pytorch_grad_cam(method, model_fixture, request, cat_photo, monkeypatch):
+    for module in (
+        pytorch_grad_cam.base_cam,
+        pytorch_grad_cam.hirescam,
+        pytorch_grad_cam.layer_cam,
+        pytorch_grad_cam.grad_cam_elementwise,
+    ):
+        monkeypatch.setattr(module, "get_2d_projection", get_2d_projection_with_sign_correction)
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    ours = our_raw_maps(model, method, x, classes, (EigenSmoothOptions(eigen_smooth=True),))
+    plain = our_raw_maps(model, method, x, classes)
+    theirs = reference_maps(method, model, x, classes, eigen_smooth=True)
+    assert_agree(model_fixture, f"{method} eigen_smooth", ours, theirs, x.shape[-2:])
+    assert not np.allclose(as_displayed(plain[0], x.shape[-2:]), as_displayed(ours[0], x.shape[-2:]), atol=1e-3)
