@@ -37,6 +37,6 @@ class ChannelMapMethod(Method):
     def compute(self, inputs: MethodInputs) -> torch.Tensor:
         """(N, C, h, w) -> (N, h, w); with `eigen_smooth`, the signed first principal component of W ⊙ A."""
         weighted = self.weighted_activations(inputs)
-        if inputs.options.eigen_smooth:
+        if getattr(inputs.options, "eigen_smooth", False):  # NoOptions: the defaults
             return principal_projection(weighted)
         return self.reduce(weighted)
