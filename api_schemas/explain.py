@@ -18,6 +18,8 @@ MethodName = Literal[
     "eigen_grad_cam",
     "random_cam",
     "kpca_cam",
+    "ss_cam",
+    "is_cam",
     "saliency",
     "gradient_x_input",
     "guided_backprop",
@@ -86,16 +88,26 @@ class ExplainParameters(BaseModel):
         description="Add faithfulness scores to each explanation (confidence change, deletion and insertion "
         "AUC); costs extra forward passes, counted against the service's bound.",
     )
-    samples: int | None = Field(default=None, ge=1, le=1024, description="smoothgrad: noisy samples; default 25.")
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="smoothgrad: noisy samples; default 25. ss_cam: noisy masks, is_cam: path steps; default 3.",
+    )
     noise: float | None = Field(
         default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
     )
-    seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; random_cam: weights seed; default 0.")
+    seed: int | None = Field(
+        default=None, ge=0, description="smoothgrad, ss_cam: noise seed; random_cam: weights seed; default 0."
+    )
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
     baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
     window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
     fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
+    sigma: float | None = Field(
+        default=None, ge=0, le=100, description="ss_cam: noise standard deviation on the normalised masks; default 2."
+    )
     eigen_smooth: bool | None = Field(
         default=None,
         description="grad_cam, grad_cam_pp, xgrad_cam, layer_cam, hires_cam, grad_cam_elementwise, random_cam: the "

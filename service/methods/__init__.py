@@ -17,6 +17,7 @@ from service.methods.guided_backprop import GuidedBackprop
 from service.methods.guided_grad_cam import GuidedGradCAM
 from service.methods.hires_cam import HiResCAM
 from service.methods.integrated_gradients import IntegratedGradients
+from service.methods.is_cam import ISCAM
 from service.methods.kpca_cam import KPCACAM
 from service.methods.layer_cam import LayerCAM
 from service.methods.occlusion import Occlusion
@@ -24,6 +25,7 @@ from service.methods.random_cam import RandomCAM
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
 from service.methods.smoothgrad import SmoothGrad
+from service.methods.ss_cam import SSCAM
 from service.methods.xgrad_cam import XGradCAM
 
 METHODS: dict[str, Method] = {
@@ -42,6 +44,8 @@ METHODS: dict[str, Method] = {
         EigenGradCAM(),
         RandomCAM(),
         KPCACAM(),
+        SSCAM(),
+        ISCAM(),
         Saliency(),
         GradientXInput(),
         GuidedBackprop(),

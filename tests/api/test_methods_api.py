@@ -125,4 +125,5 @@ def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_withi
             settings.overlay_max_side,
         )
         costs[name] = plan.cost
-    assert max(costs.values()) == costs["score_cam"] == costs["ablation_cam"] == 1280 <= settings.max_request_cost
+    assert costs["score_cam"] == costs["ablation_cam"] == 1280
+    assert max(costs.values()) == costs["ss_cam"] == costs["is_cam"] == 3 * 1280 <= settings.max_request_cost

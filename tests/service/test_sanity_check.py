@@ -20,7 +20,9 @@ from service.explainer import run_batch
 from service.jobs import ExplainJob
 from service.methods import METHODS
 from service.methods.integrated_gradients import IntegratedGradientsOptions
+from service.methods.is_cam import ISCAMOptions
 from service.methods.smoothgrad import SmoothGradOptions
+from service.methods.ss_cam import SSCAMOptions
 
 PASS_BELOW = 0.9
 
@@ -34,7 +36,12 @@ def randomized(builtin_model: LoadedModel) -> LoadedModel:
 
 
 def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: int) -> torch.Tensor:
-    options = (SmoothGradOptions(samples=8), IntegratedGradientsOptions(steps=16))
+    options = (
+        SmoothGradOptions(samples=8),
+        IntegratedGradientsOptions(steps=16),
+        ISCAMOptions(samples=2),
+        SSCAMOptions(samples=2),
+    )
     job = ExplainJob(
         image, (METHODS[method],), (class_index,), 1, model.default_layer, float("inf"), "sanity", options=options
     )
