@@ -20,6 +20,7 @@ MethodName = Literal[
     "kpca_cam",
     "ss_cam",
     "is_cam",
+    "smooth_grad_cam_pp",
     "saliency",
     "gradient_x_input",
     "guided_backprop",
@@ -92,13 +93,16 @@ class ExplainParameters(BaseModel):
         default=None,
         ge=1,
         le=1024,
-        description="smoothgrad: noisy samples; default 25. ss_cam: noisy masks, is_cam: path steps; default 3.",
+        description="smoothgrad: noisy samples; default 25. ss_cam: noisy masks, is_cam: path steps; default 3. "
+        "smooth_grad_cam_pp: noisy inputs; default 4.",
     )
     noise: float | None = Field(
         default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
     )
     seed: int | None = Field(
-        default=None, ge=0, description="smoothgrad, ss_cam: noise seed; random_cam: weights seed; default 0."
+        default=None,
+        ge=0,
+        description="smoothgrad, ss_cam, smooth_grad_cam_pp: noise seed; random_cam: weights seed; default 0.",
     )
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
     baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
@@ -106,7 +110,8 @@ class ExplainParameters(BaseModel):
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
     fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
     sigma: float | None = Field(
-        default=None, ge=0, le=100, description="ss_cam: noise standard deviation on the normalised masks; default 2."
+        default=None, ge=0, le=100, description="ss_cam: noise standard deviation on the normalised masks; default 2. "
+        "smooth_grad_cam_pp: on the normalised input; default 0.3."
     )
     eigen_smooth: bool | None = Field(
         default=None,

@@ -85,6 +85,28 @@ class PassRunner:
             yield
         return torch.cat(outputs)
 
+    def layer_gradients(
+        self, inputs: torch.Tensor, layer: str, class_index: int
+    ) -> Steps[tuple[torch.Tensor, torch.Tensor]]:
+        """(M, 3, H, W) -> `layer`'s output (M, C, h, w) and d logit_class / d output (M, C, h, w); the backward
+        pass stops at the layer."""
+        activations, gradients = [], []
+        for chunk in inputs.split(self.chunk_size):
+            captured: dict[str, torch.Tensor] = {}
+
+            def capture(_name: str, output: torch.Tensor) -> torch.Tensor:
+                captured["leaf"] = output.detach().requires_grad_()
+                return captured["leaf"].clone()
+
+            with torch.enable_grad(), forward_hooks(self.module, [layer], capture, grids=self.grids):
+                logits = self.module(chunk)
+                (gradient,) = torch.autograd.grad(logits[:, class_index].sum(), captured["leaf"])
+            activations.append(captured["leaf"].detach())
+            gradients.append(gradient)
+            self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(activations), torch.cat(gradients)
+
     def input_gradients(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
         """d logit_class / d input for (M, 3, H, W) inputs -> (M, 3, H, W)."""
         gradients = []

@@ -24,6 +24,7 @@ from service.methods.occlusion import Occlusion
 from service.methods.random_cam import RandomCAM
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
+from service.methods.smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from service.methods.smoothgrad import SmoothGrad
 from service.methods.ss_cam import SSCAM
 from service.methods.xgrad_cam import XGradCAM
@@ -46,6 +47,7 @@ METHODS: dict[str, Method] = {
         KPCACAM(),
         SSCAM(),
         ISCAM(),
+        SmoothGradCAMPlusPlus(),
         Saliency(),
         GradientXInput(),
         GuidedBackprop(),
