@@ -21,6 +21,8 @@ MethodName = Literal[
     "ss_cam",
     "is_cam",
     "smooth_grad_cam_pp",
+    "shapley_cam",
+    "finer_cam",
     "saliency",
     "gradient_x_input",
     "guided_backprop",

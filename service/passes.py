@@ -10,10 +10,12 @@ while the worker does other work. Each chunk opens and closes its own blocks.
 """
 
 from collections.abc import Callable, Generator, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model_store.grids import LayerGrid
 from model_store.hooks import forward_hooks
@@ -86,11 +88,25 @@ class PassRunner:
         return torch.cat(outputs)
 
     def layer_gradients(
-        self, inputs: torch.Tensor, layer: str, class_index: int
+        self, inputs: torch.Tensor, layer: str, target: int | torch.Tensor
     ) -> Steps[tuple[torch.Tensor, torch.Tensor]]:
-        """(M, 3, H, W) -> `layer`'s output (M, C, h, w) and d logit_class / d output (M, C, h, w); the backward
-        pass stops at the layer."""
-        activations, gradients = [], []
+        """(M, 3, H, W) -> `layer`'s output A (M, C, h, w) and d score / d A (M, C, h, w), the score being the
+        logit of class `target`, or the logits weighted by `target` (K,); the backward pass stops at the layer."""
+        outputs = yield from self._layer_derivatives(inputs, layer, target, hessian=False)
+        return outputs[0], outputs[1]
+
+    def layer_hessian_products(
+        self, inputs: torch.Tensor, layer: str, class_index: int
+    ) -> Steps[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(M, 3, H, W) -> A, g = d logit_class / d A and the Hessian-vector product H A of the logit at A in the
+        direction A (each (M, C, h, w)): a backward pass to the layer, then a second one through it."""
+        outputs = yield from self._layer_derivatives(inputs, layer, class_index, hessian=True)
+        return outputs[0], outputs[1], outputs[2]
+
+    def _layer_derivatives(
+        self, inputs: torch.Tensor, layer: str, target: int | torch.Tensor, hessian: bool
+    ) -> Steps[list[torch.Tensor]]:
+        results: list[list[torch.Tensor]] = [[], [], []]
         for chunk in inputs.split(self.chunk_size):
             captured: dict[str, torch.Tensor] = {}
 
@@ -98,14 +114,24 @@ class PassRunner:
                 captured["leaf"] = output.detach().requires_grad_()
                 return captured["leaf"].clone()
 
-            with torch.enable_grad(), forward_hooks(self.module, [layer], capture, grids=self.grids):
+            # A second backward pass goes through attention's composite kernel: the fused ones have no double
+            # backward (a context of this pass, the model is not changed).
+            kernels = sdpa_kernel([SDPBackend.MATH]) if hessian else nullcontext()
+            with torch.enable_grad(), kernels, forward_hooks(self.module, [layer], capture, grids=self.grids):
                 logits = self.module(chunk)
-                (gradient,) = torch.autograd.grad(logits[:, class_index].sum(), captured["leaf"])
-            activations.append(captured["leaf"].detach())
-            gradients.append(gradient)
+                score = logits[:, target].sum() if isinstance(target, int) else (logits @ target).sum()
+                leaf = captured["leaf"]
+                (gradient,) = torch.autograd.grad(score, leaf, create_graph=hessian)
+                if hessian:  # a gradient that does not depend on A (a linear head after the layer): H = 0
+                    product = None
+                    if gradient.requires_grad:
+                        (product,) = torch.autograd.grad(gradient, leaf, grad_outputs=leaf, allow_unused=True)
+                    results[2].append(torch.zeros_like(leaf) if product is None else product.detach())
+            results[0].append(leaf.detach())
+            results[1].append(gradient.detach())
             self.images_forwarded += len(chunk)
             yield
-        return torch.cat(activations), torch.cat(gradients)
+        return [torch.cat(r) if r else torch.empty(0) for r in results]
 
     def input_gradients(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
         """d logit_class / d input for (M, 3, H, W) inputs -> (M, 3, H, W)."""

@@ -9,6 +9,7 @@ from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
 from service.methods.eigen_cam import EigenCAM
 from service.methods.eigen_grad_cam import EigenGradCAM
+from service.methods.finer_cam import FinerCAM
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_elementwise import GradCAMElementWise
 from service.methods.grad_cam_pp import GradCAMPlusPlus
@@ -24,6 +25,7 @@ from service.methods.occlusion import Occlusion
 from service.methods.random_cam import RandomCAM
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
+from service.methods.shapley_cam import ShapleyCAM
 from service.methods.smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from service.methods.smoothgrad import SmoothGrad
 from service.methods.ss_cam import SSCAM
@@ -48,6 +50,8 @@ METHODS: dict[str, Method] = {
         SSCAM(),
         ISCAM(),
         SmoothGradCAMPlusPlus(),
+        ShapleyCAM(),
+        FinerCAM(),
         Saliency(),
         GradientXInput(),
         GuidedBackprop(),

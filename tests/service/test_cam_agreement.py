@@ -8,6 +8,9 @@ ResNet-18.
   magnitude positive), and so do we.
 - `eigen_smooth` against the reference's, its projection sign-corrected as ours (the library's own correction,
   patched in where it projects).
+- Shapley-CAM: at these layers the head after the layer is linear, so its Hessian term is zero and it equals
+  Grad-CAM; test_token_agreement.py compares it where the term is not zero (a ViT).
+- Finer-CAM on Grad-CAM (the library's default), with the library's own choice of comparison classes.
 - Random-CAM with the same seed: the reference draws `np.random.uniform(-1, 1, (N, C))` from numpy's global
   state, seeded here before each one-image call; ours draws `RandomState(seed).uniform(-1, 1, C)`.
 """
@@ -18,7 +21,7 @@ import pytorch_grad_cam.base_cam
 import pytorch_grad_cam.grad_cam_elementwise
 import pytorch_grad_cam.hirescam
 import pytorch_grad_cam.layer_cam
-from pytorch_grad_cam import EigenGradCAM, GradCAMElementWise, KPCA_CAM, RandomCAM
+from pytorch_grad_cam import EigenGradCAM, FinerCAM, GradCAMElementWise, KPCA_CAM, RandomCAM, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
@@ -48,6 +51,7 @@ REFERENCES = CAM_REFERENCES | {
     "eigen_grad_cam": SignCorrectedEigenGradCAM,
     "kpca_cam": KPCA_CAM,
     "random_cam": RandomCAM,
+    "shapley_cam": ShapleyCAM,
 }
 
 
@@ -65,7 +69,7 @@ def assert_agree(model_fixture: str, method: str, ours, theirs, size) -> None:
         assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
 
 
-@pytest.mark.parametrize("method", ["grad_cam_elementwise", "eigen_grad_cam", "kpca_cam"])
+@pytest.mark.parametrize("method", ["grad_cam_elementwise", "eigen_grad_cam", "kpca_cam", "shapley_cam"])
 @pytest.mark.parametrize("model_fixture", MODELS)
 def test_single_pass_methods_agree_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
     model: LoadedModel = request.getfixturevalue(model_fixture)
@@ -107,3 +111,18 @@ def test_eigen_smooth_agrees_with_pytorch_grad_cam(method, model_fixture, reques
     theirs = reference_maps(method, model, x, classes, eigen_smooth=True)
     assert_agree(model_fixture, f"{method} eigen_smooth", ours, theirs, x.shape[-2:])
     assert not np.allclose(as_displayed(plain[0], x.shape[-2:]), as_displayed(ours[0], x.shape[-2:]), atol=1e-3)
+
+
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_finer_cam_agrees_with_pytorch_grad_cam(model_fixture, request, cat_photo):
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    ours = our_raw_maps(model, "finer_cam", x, classes)
+    theirs = []
+    for i, class_index in enumerate(classes):
+        module = trainable_copy(model)
+        with FinerCAM(model=module, target_layers=[module.get_submodule(model.default_layer)]) as cam:
+            theirs.append(cam(input_tensor=x[i : i + 1], target_idx=class_index)[0])
+    assert_agree(model_fixture, "finer_cam", ours, theirs, x.shape[-2:])
+    plain = our_raw_maps(model, "grad_cam", x, classes)
+    assert pearson(as_displayed(plain[0], x.shape[-2:]), theirs[0]) < 0.999  # the comparison classes matter

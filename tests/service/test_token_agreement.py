@@ -23,6 +23,7 @@ from tests.service.test_reference_agreement import (
 from tests.token_models import seeded_swin, seeded_vit  # noqa: F401  (fixtures)
 
 SINGLE_PASS = ["grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam"]
+REFERENCES = CAM_REFERENCES
 
 
 def vit_reshape(tensor: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,7 @@ def reference_maps(method: str, model: LoadedModel, x: torch.Tensor, classes: li
     module = trainable_copy(model)
     layer = module.get_submodule(model.default_layer)
     extra = {"ablation_layer": AblationLayerVit()} if method == "ablation_cam" and model_fixture == "seeded_vit" else {}
-    with CAM_REFERENCES[method](
+    with REFERENCES[method](
         model=module, target_layers=[layer], reshape_transform=RESHAPES[model_fixture], **extra
     ) as cam:
         if method == "ablation_cam":
@@ -68,6 +69,18 @@ def agree(model_fixture: str, method: str, request, cat_photo, count: int = 2) -
 @pytest.mark.parametrize("model_fixture", ["seeded_vit", "seeded_swin"])
 def test_layer_methods_on_token_models_agree_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
     agree(model_fixture, method, request, cat_photo)
+
+
+def test_shapley_cam_on_a_vit_adds_its_hessian_term(seeded_vit, cat_photo):
+    """pytorch-grad-cam 1.5.7's ShapleyCAM fails on a ViT with a reshape_transform ("Invalid activation shape"):
+    it passes the untransformed tokens on. So this tests the defining property instead: after GELU, softmax
+    attention and LayerNorm the logit is not linear in the layer, the Hessian term is not zero, and the map
+    differs from Grad-CAM's (it equals Grad-CAM's behind a linear head: test_cam_agreement.py)."""
+    x = seeded_vit.preprocessing.to_tensor(cat_photo)[None]
+    shapley = our_raw_maps(seeded_vit, "shapley_cam", x, [3])[0]
+    grad_cam = our_raw_maps(seeded_vit, "grad_cam", x, [3])[0]
+    assert shapley.std() > 0
+    assert (shapley - grad_cam).abs().max() > 0.01 * grad_cam.abs().max()
 
 
 def test_cam_on_swin_agrees_where_an_average_pool_feeds_the_head(request, cat_photo):
