@@ -23,6 +23,7 @@ MethodName = Literal[
     "smooth_grad_cam_pp",
     "shapley_cam",
     "finer_cam",
+    "fullgrad",
     "saliency",
     "gradient_x_input",
     "guided_backprop",

@@ -133,6 +133,35 @@ class PassRunner:
             yield
         return [torch.cat(r) if r else torch.empty(0) for r in results]
 
+    def output_gradients(
+        self, inputs: torch.Tensor, layers: list[str], class_index: int
+    ) -> Steps[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """(M, 3, H, W) -> d logit_class / d input (M, 3, H, W) and d logit_class / d output of each layer
+        {layer: (M, ...)}, from one forward and one backward pass per chunk."""
+        input_gradients: list[torch.Tensor] = []
+        layer_gradients: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+        for chunk in inputs.split(self.chunk_size):
+            captured: dict[str, torch.Tensor] = {}
+
+            def capture(name: str, output: torch.Tensor) -> torch.Tensor:
+                captured[name] = output
+                # Downstream layers get a copy: an in-place op after the layer must not change what was captured.
+                return output.clone()
+
+            with torch.enable_grad(), forward_hooks(self.module, layers, capture, grids=self.grids):
+                leaf = chunk.detach().requires_grad_()
+                logits = self.module(leaf)
+                names = [layer for layer in layers if layer in captured]
+                gradients = torch.autograd.grad(
+                    logits[:, class_index].sum(), [leaf, *(captured[n] for n in names)], allow_unused=True
+                )
+            input_gradients.append(gradients[0])
+            for name, gradient in zip(names, gradients[1:], strict=True):
+                layer_gradients[name].append(torch.zeros_like(captured[name]) if gradient is None else gradient)
+            self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(input_gradients), {n: torch.cat(g) for n, g in layer_gradients.items() if g}
+
     def input_gradients(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
         """d logit_class / d input for (M, 3, H, W) inputs -> (M, 3, H, W)."""
         gradients = []

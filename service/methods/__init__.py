@@ -10,6 +10,7 @@ from service.methods.deconvnet import Deconvnet
 from service.methods.eigen_cam import EigenCAM
 from service.methods.eigen_grad_cam import EigenGradCAM
 from service.methods.finer_cam import FinerCAM
+from service.methods.fullgrad import FullGrad
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_elementwise import GradCAMElementWise
 from service.methods.grad_cam_pp import GradCAMPlusPlus
@@ -52,6 +53,7 @@ METHODS: dict[str, Method] = {
         SmoothGradCAMPlusPlus(),
         ShapleyCAM(),
         FinerCAM(),
+        FullGrad(),
         Saliency(),
         GradientXInput(),
         GuidedBackprop(),

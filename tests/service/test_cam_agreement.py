@@ -10,6 +10,8 @@ ResNet-18.
   patched in where it projects).
 - Shapley-CAM: at these layers the head after the layer is linear, so its Hessian term is zero and it equals
   Grad-CAM; test_token_agreement.py compares it where the term is not zero (a ViT).
+- FullGrad at the input resolution; the library ignores the target layer and takes every Conv2d and BatchNorm2d
+  with a bias, as we do.
 - Finer-CAM on Grad-CAM (the library's default), with the library's own choice of comparison classes.
 - Random-CAM with the same seed: the reference draws `np.random.uniform(-1, 1, (N, C))` from numpy's global
   state, seeded here before each one-image call; ours draws `RandomState(seed).uniform(-1, 1, C)`.
@@ -21,7 +23,7 @@ import pytorch_grad_cam.base_cam
 import pytorch_grad_cam.grad_cam_elementwise
 import pytorch_grad_cam.hirescam
 import pytorch_grad_cam.layer_cam
-from pytorch_grad_cam import EigenGradCAM, FinerCAM, GradCAMElementWise, KPCA_CAM, RandomCAM, ShapleyCAM
+from pytorch_grad_cam import EigenGradCAM, FinerCAM, FullGrad, GradCAMElementWise, KPCA_CAM, RandomCAM, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
@@ -52,6 +54,7 @@ REFERENCES = CAM_REFERENCES | {
     "kpca_cam": KPCA_CAM,
     "random_cam": RandomCAM,
     "shapley_cam": ShapleyCAM,
+    "fullgrad": FullGrad,
 }
 
 
@@ -69,7 +72,7 @@ def assert_agree(model_fixture: str, method: str, ours, theirs, size) -> None:
         assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
 
 
-@pytest.mark.parametrize("method", ["grad_cam_elementwise", "eigen_grad_cam", "kpca_cam", "shapley_cam"])
+@pytest.mark.parametrize("method", ["grad_cam_elementwise", "eigen_grad_cam", "kpca_cam", "shapley_cam", "fullgrad"])
 @pytest.mark.parametrize("model_fixture", MODELS)
 def test_single_pass_methods_agree_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
     model: LoadedModel = request.getfixturevalue(model_fixture)
