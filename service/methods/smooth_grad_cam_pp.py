@@ -42,7 +42,7 @@ class SmoothGradCAMPlusPlus(MultiPassMethod):
     options_type = SmoothGradCAMPlusPlusOptions
     cost = "the shared forward pass + `samples` forward passes with a backward pass to the layer, per class"
     pass_cost = GRADIENT_PASS_COST
-    sanity_check = False
+    sanity_check = True
 
     def extra_passes(
         self, channels: int, input_size: tuple[int, int], options: SmoothGradCAMPlusPlusOptions, classes: int
