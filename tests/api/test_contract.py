@@ -1,0 +1,74 @@
+"""The contract tells the truth: schemathesis, driven by the live `/openapi.json`, against a real server process
+(the tiny model), with every check it has: status codes, content types, headers and bodies as documented, no
+5xx, schema-valid requests accepted and schema-invalid ones refused, optional authentication, the 405 `Allow`
+header, and the jobs followed through the 202 answers' links (stateful phase).
+
+The refusals of schema-valid requests that no schema can express (an image part must be a real image; a name
+both in the query and in the body; labels, layers and bounds that belong to the model or to the settings) and
+the documented 503 overload answer are the only failures dropped: `tests/api/contract_hooks.py` lists them.
+Examples are bounded so that the run takes about a minute on two cores.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.real_server import ROOT, real_server
+
+pytestmark = pytest.mark.slow
+MAX_EXAMPLES = 20
+SEED = 1
+
+
+def test_schemathesis_finds_no_failure_against_a_real_server(tmp_path: Path):
+    st = Path(sys.executable).with_name("st")
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.contract_hooks", "PYTHONPATH": str(ROOT)}
+    with real_server({"max_long_tasks": 4}) as server:
+        run = subprocess.run(
+            [
+                str(st),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(MAX_EXAMPLES),
+                "--seed",
+                str(SEED),
+                "--workers",
+                "2",
+                "--continue-on-failure",
+                "--max-response-time",
+                "60",
+            ],
+            cwd=tmp_path,  # schemathesis keeps a cache of crashes in its working directory: start afresh
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        served = server.log()
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report[-20000:] + "\n--- server log ---\n" + served[-3000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", report)
+    assert selected and selected[1] == selected[2], report[-3000:]  # every operation was tested
+
+
+def test_the_exported_contract_declares_what_schemathesis_relies_on():
+    spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+    explain = spec["paths"]["/v1/models/{model}/explain"]["post"]
+    form = explain["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["additionalProperties"] is False
+    assert all({"type": "null"} not in prop.get("anyOf", []) for prop in form["properties"].values())
+    image = explain["requestBody"]["content"]["application/json"]["schema"]["properties"]["image"]
+    assert image["contentEncoding"] == "base64" and image["minLength"] == 1
+    assert {} in explain["security"]  # keys are off by default
+    assert {"202", "400", "401", "404", "413", "415", "422", "500", "503", "504"} <= set(explain["responses"])
+    assert "links" in explain["responses"]["202"]
+    refs = [line for line in (ROOT / "openapi.yaml").read_text().splitlines() if "$ref" in line]
+    assert refs and all("#/components/schemas/" in line for line in refs)
