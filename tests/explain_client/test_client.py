@@ -151,7 +151,7 @@ def test_a_cancelled_job_raises_job_error(client):
 
 def test_importing_the_client_imports_no_torch():
     code = (
-        "import sys, explain_client; "
+        "import sys, explain_client, explain_client.cli; "
         "assert 'torch' not in sys.modules, 'torch'; assert 'numpy' not in sys.modules, 'numpy'"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
