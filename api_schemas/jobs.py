@@ -49,8 +49,12 @@ class NeuronObjective(BaseModel):
     kind: Literal["neuron"]
     layer: str
     channel: JsonInt = Field(ge=0)
-    x: JsonInt | None = Field(default=None, ge=0, description="Column on the layer's grid; default the centre.")
-    y: JsonInt | None = Field(default=None, ge=0, description="Row on the layer's grid; default the centre.")
+    x: Annotated[int, Field(ge=0), BeforeValidator(_json_number)] | None = Field(
+        default=None, description="Column on the layer's grid; default the centre."
+    )
+    y: Annotated[int, Field(ge=0), BeforeValidator(_json_number)] | None = Field(
+        default=None, description="Row on the layer's grid; default the centre."
+    )
 
 
 Objective = Annotated[ClassObjective | ChannelObjective | NeuronObjective, Field(discriminator="kind")]
