@@ -40,8 +40,8 @@ def test_schemathesis_finds_no_failure_against_a_real_server(tmp_path: Path):
                 str(MAX_EXAMPLES),
                 "--seed",
                 str(SEED),
-                "--workers",
-                "2",
+                "--workers",  # one: CPython 3.11 can fail compiling hypothesis' generated code in two threads
+                "1",
                 "--continue-on-failure",
                 "--max-response-time",
                 "60",
