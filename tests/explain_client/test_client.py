@@ -157,3 +157,13 @@ def test_importing_the_client_imports_no_torch():
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr
+
+
+def test_activations_and_filters(client):
+    seen = client.activations("tiny", photo(), top_n=3)
+    assert seen.layer == client.model("tiny").default_layer and len(seen.top_channels) == 3
+    assert seen.grid_image().format == "PNG"
+    kernels = client.filters("tiny")
+    assert kernels.shape[1] == 3 and kernels.grid_image().size[0] > 0
+    with pytest.raises(BadRequestError):
+        client.filters("tiny", layer="no.such.layer")
