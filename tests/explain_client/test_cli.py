@@ -117,3 +117,17 @@ def test_exit_statuses(server, keyed_server, images):
     assert unreachable.returncode == EXIT_UNREACHABLE
     usage = explain("explain")
     assert usage.returncode == 2
+
+
+def test_the_command_line_works_where_torch_cannot_be_imported(server, images):
+    blocked = (
+        "import sys; sys.modules['torch'] = sys.modules['torchvision'] = sys.modules['timm'] = None; "
+        "from explain_client.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIN_")} | {"PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", blocked, "--url", server.url, "explain", str(images[0]), "-m", "cam"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "explained cam/class_" in run.stdout
