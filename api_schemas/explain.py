@@ -114,7 +114,9 @@ class PredictParameters(BaseModel):
 
 
 class PredictJSONRequest(PredictParameters):
-    image: str = Field(min_length=1, json_schema_extra=BASE64_IMAGE, description="The image file, base64 (as for explain).")
+    image: str = Field(
+        min_length=1, json_schema_extra=BASE64_IMAGE, description="The image file, base64 (as for explain)."
+    )
 
 
 class ClassRef(BaseModel):

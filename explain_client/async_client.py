@@ -12,6 +12,7 @@ from typing import Any, Unpack
 
 import httpx
 
+from api_schemas import MethodList, ModelList
 from explain_client import _calls
 from explain_client._base import ClientBase
 from explain_client._calls import ExplainOptions, ImageInput, VisualizationOptions
@@ -26,11 +27,12 @@ from explain_client.models import (
     PredictResponse,
 )
 from explain_client.sse import aparse_events
-from api_schemas import MethodList, ModelList
 
 
 class AsyncExplainClient(ClientBase):
-    def __init__(self, base_url: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None, **options: Any):
+    def __init__(
+        self, base_url: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None, **options: Any
+    ) -> None:
         super().__init__(base_url, **options)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
 

@@ -34,7 +34,14 @@ from explain_client.errors import (
     TimeoutError,
 )
 
-EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_SERVICE, EXIT_UNREACHABLE, EXIT_JOB = 0, 2, 3, 4, 5, 6, 7, 8
+EXIT_OK = 0
+EXIT_USAGE = 2  # argparse's own
+EXIT_REFUSED = 3
+EXIT_AUTH = 4
+EXIT_NOT_FOUND = 5
+EXIT_SERVICE = 6
+EXIT_UNREACHABLE = 7
+EXIT_JOB = 8
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -117,7 +124,9 @@ def default_model(client: ExplainClient, model: str | None) -> str:
 
 def cmd_predict(client: ExplainClient, args: argparse.Namespace) -> int:
     model = default_model(client, args.model)
-    return for_each_file(args.images, args.jobs, "predict", lambda p: top_classes_line(client.predict(model, p), args.show))
+    return for_each_file(
+        args.images, args.jobs, "predict", lambda path: top_classes_line(client.predict(model, path), args.show)
+    )
 
 
 def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:

@@ -13,8 +13,8 @@ import io
 from typing import TYPE_CHECKING, Any
 
 import api_schemas
-from api_schemas import jobs as wire_jobs
 from api_schemas import features as wire_features
+from api_schemas import jobs as wire_jobs
 
 if TYPE_CHECKING:
     import numpy as np

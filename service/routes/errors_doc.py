@@ -5,12 +5,14 @@ from typing import Any
 from api_schemas import ErrorBody
 
 _INTEGER = {"schema": {"type": "integer", "minimum": 0}}
+_STRING = {"schema": {"type": "string"}}
 ERROR_HEADERS = {
-    401: {"WWW-Authenticate": {"description": 'The challenge: `Bearer realm="explain"`.', "schema": {"type": "string"}}},
+    401: {"WWW-Authenticate": {"description": 'The challenge: `Bearer realm="explain"`.', **_STRING}},
     503: {"Retry-After": {"description": "Seconds to wait before retrying.", **_INTEGER}},
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description} | ({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {})
+    status: {"model": ErrorBody, "description": description}
+    | ({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {})
     for status, description in (
         (400, "Bad parameter: unknown method, layer or class, conflicting options, method not applicable."),
         (401, "API key missing or not accepted (only when the service runs with API keys)."),

@@ -36,7 +36,8 @@ router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY
 def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
     """OpenAPI of a route that takes an image in the three body forms, with `parameters` as form fields, JSON
     fields (`json_model`) or query parameters."""
-    fields = {name: _without_null(prop) for name, prop in parameters.model_json_schema(by_alias=True)["properties"].items()}
+    properties = parameters.model_json_schema(by_alias=True)["properties"]
+    fields = {name: _without_null(prop) for name, prop in properties.items()}
     raw_image = {"type": "string", "format": "binary", "description": ", ".join(ALLOWED_FORMATS)}
     closed = parameters.model_config.get("extra") == "forbid"  # unknown fields are refused (400)
     return {
