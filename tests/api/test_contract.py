@@ -9,6 +9,7 @@ the documented 503 overload answer are the only failures dropped: `tests/api/con
 Examples are bounded so that the run takes about a minute on two cores.
 """
 
+import base64
 import os
 import re
 import subprocess
@@ -82,3 +83,27 @@ def _pydantic_keywords(node: object) -> list[str]:
     if isinstance(node, list):
         return [k for v in node for k in _pydantic_keywords(v)]
     return []
+
+
+@pytest.mark.anyio
+async def test_json_fields_have_the_json_types_the_contract_declares(serve, noise_png):
+    """Form and query values are text, converted as the schema says; a JSON value must already be of the declared
+    JSON type (an integer may be written 2.0, as JSON Schema allows)."""
+    from tests.tiny_models import tiny_loaded
+
+    image = base64.b64encode(noise_png).decode()
+    url = "/v1/models/tiny/explain"
+    async with serve({"tiny": tiny_loaded()}) as client:
+        accepted = [
+            await client.post(url, json={"image": image, **fields})
+            for fields in ({"top_k": 2}, {"top_k": 2.0}, {"alpha": 1, "bbox": True}, {"class": [1, "class_2"]})
+        ]
+        refused = [
+            await client.post(url, json={"image": image, **fields})
+            for fields in ({"top_k": True}, {"top_k": "2"}, {"bbox": 0}, {"alpha": "0.5"}, {"method": 3})
+        ]
+        as_form = await client.post(url, files={"image": noise_png}, data={"top_k": "2", "bbox": "true"})
+    assert [r.status_code for r in accepted] == [200] * 4, [r.text for r in accepted]
+    assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [(400, "invalid_parameter")] * 5
+    assert "not a JSON integer" in refused[0].json()["error"]["message"]
+    assert as_form.status_code == 200
