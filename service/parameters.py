@@ -7,8 +7,8 @@ or unbounded reaches the worker.
 """
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import torch
@@ -27,8 +27,8 @@ from service.errors import (
     UnknownLayer,
 )
 from service.evaluation import evaluation_passes
-from service.request_body import JsonFields
 from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
+from service.request_body import JsonFields
 
 DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
