@@ -18,6 +18,8 @@
     └── JobError                       a job ended `failed` or `cancelled`: job (its last status), code, message
 """
 
+import email.utils
+import time
 from typing import Any
 
 import httpx
@@ -128,13 +130,22 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
-def retry_after_s(response: httpx.Response) -> float | None:
-    """`Retry-After` in seconds (delta-seconds form; an HTTP date is read as unknown), or None."""
+def retry_after_s(response: httpx.Response, now: float | None = None) -> float | None:
+    """`Retry-After` in seconds (RFC 9110: delta-seconds or an HTTP date), or None when absent or unreadable."""
     value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
     return seconds if seconds >= 0 else None
 
 

@@ -95,3 +95,18 @@ def test_the_retry_policy():
     assert policy.delay_after_error(0, httpx.ConnectError("refused"), idempotent=False) is not None
     assert policy.delay_after_error(0, httpx.ReadError("reset"), idempotent=False) is None  # may have run
     assert policy.delay_after_error(0, httpx.ReadError("reset"), idempotent=True) is not None
+
+
+def test_retry_after_in_seconds_or_as_an_http_date():
+    import httpx
+
+    from explain_client.errors import retry_after_s
+
+    def header(value: str) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": value})
+
+    assert retry_after_s(header("2")) == 2.0
+    assert retry_after_s(header("Wed, 21 Oct 2015 07:28:10 GMT"), now=1445412480.0) == 10.0  # 07:28:00 GMT
+    assert retry_after_s(header("Wed, 21 Oct 2015 07:28:10 GMT"), now=1445412500.0) == 0.0  # already past
+    assert retry_after_s(header("soon")) is None and retry_after_s(header("-1")) is None
+    assert retry_after_s(httpx.Response(503)) is None
