@@ -107,3 +107,18 @@ async def test_json_fields_have_the_json_types_the_contract_declares(serve, nois
     assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [(400, "invalid_parameter")] * 5
     assert "not a JSON integer" in refused[0].json()["error"]["message"]
     assert as_form.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_authentication_is_optional_in_the_contract_only_while_keys_are_off(serve):
+    from tests.tiny_models import tiny_loaded
+
+    async with serve({"tiny": tiny_loaded()}) as open_service:
+        open_spec = (await open_service.get("/openapi.json")).json()
+    async with serve({"tiny": tiny_loaded()}, api_keys=["k" * 16]) as keyed_service:
+        keyed_spec = (await keyed_service.get("/openapi.json")).json()
+    for path, method in (("/v1/models", "get"), ("/v1/models/{model}/explain", "post"), ("/metrics", "get")):
+        assert {} in open_spec["paths"][path][method]["security"]
+        assert {} not in keyed_spec["paths"][path][method]["security"]
+        assert keyed_spec["paths"][path][method]["security"]  # Bearer or X-API-Key
+    assert "security" not in keyed_spec["paths"]["/healthz"]["get"]
