@@ -28,6 +28,8 @@ Include = Literal["map", "overlay", "logits"]
 MapEncoding = Literal["list", "base64"]
 OverlayFormat = Literal["png", "jpeg", "webp"]
 Fill = Literal["black", "mean"]
+BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
+"""JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 
 
 class ExplainParameters(BaseModel):
@@ -98,8 +100,10 @@ class ExplainJSONRequest(ExplainParameters):
     """The JSON form of an explain request; the multipart form takes the same fields, `image` as a file."""
 
     image: str = Field(
+        min_length=1,
+        json_schema_extra=BASE64_IMAGE,
         description="The image file (JPEG, PNG, WebP, GIF, BMP, TIFF), base64: standard or URL-safe alphabet, "
-        "padding optional, whitespace ignored, an optional `data:<type>;base64,` prefix."
+        "padding optional, whitespace ignored, an optional `data:<type>;base64,` prefix.",
     )
 
 
@@ -110,7 +114,9 @@ class PredictParameters(BaseModel):
 
 
 class PredictJSONRequest(PredictParameters):
-    image: str = Field(description="The image file, base64 (as for explain).")
+    image: str = Field(
+        min_length=1, json_schema_extra=BASE64_IMAGE, description="The image file, base64 (as for explain)."
+    )
 
 
 class ClassRef(BaseModel):

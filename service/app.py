@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import fastapi.routing
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import compile_path
 
 from api_schemas import ErrorBody, ErrorDetail
 from model_store import LoadedModel, ModelStore
@@ -20,6 +22,7 @@ from service.errors import ServiceError
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
+from service.openapi_contract import exact_openapi
 from service.routes import catalog, features, health, inference, jobs
 from service.runtime import ServiceRuntime
 from service.settings import Settings
@@ -91,6 +94,14 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app.include_router(features.router)
     app.include_router(jobs.router)
     _install_error_handlers(app)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = exact_openapi(generate_openapi(), api_keys_enabled=bool(settings.api_keys))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -118,6 +129,16 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     return app
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every HTTP method some route of `app` answers at `path` (for the `Allow` header of a 405)."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", list)  # FastAPI >= 0.16x includes routers lazily
+    methods: set[str] = set()
+    for route in flatten(app.routes):
+        if getattr(route, "methods", None) and compile_path(route.path)[0].match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def error_response(request: Request, status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or REQUEST_ID.get()
     body = ErrorBody(error=ErrorDetail(code=code, message=message, request_id=request_id))
@@ -139,7 +160,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of one route; the path may have several
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return error_response(request, exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
