@@ -17,6 +17,7 @@ from api_schemas import ErrorBody, ErrorDetail
 from model_store import LoadedModel, ModelStore
 from service.auth import ApiKeys
 from service.errors import ServiceError
+from service.instance import InstanceHeaderMiddleware
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,
         )
+    app.add_middleware(InstanceHeaderMiddleware, instance_id=settings.instance_id)  # outermost: every answer
     return app
 
 
