@@ -6,9 +6,9 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages.
-TEST_SYSTEM_PACKAGES :=
+TEST_SYSTEM_PACKAGES := nginx
 
-.PHONY: serve test openapi bench install install-test system-packages
+.PHONY: serve test openapi bench install install-test system-packages stack
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ bench: install
 	$(PY) bench/request_path.py
 	$(PY) bench/fairness.py
 	$(PY) bench/visualization.py
+
+# The deployment's topology without Docker: nginx (deploy/gateway/) on GATEWAY_PORT in front of REPLICAS replicas
+# on the next ports, in the foreground; Ctrl+C drains and stops everything.
+GATEWAY_PORT ?= 8080
+REPLICAS ?= 2
+stack: install
+	scripts/install-system-packages nginx
+	GATEWAY_PORT=$(GATEWAY_PORT) REPLICAS=$(REPLICAS) $(PY) deploy/stack.py
