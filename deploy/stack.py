@@ -35,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 from service.settings import Settings  # noqa: E402  (the replicas' own limits, from the same EXPLAIN_* variables)
 
 TEMPLATE = ROOT / "deploy/gateway/explain.conf.template"
-PLACEHOLDERS = ("GATEWAY_PORT", "GATEWAY_UPSTREAM_SERVERS", "EXPLAIN_MAX_BODY_BYTES", "GATEWAY_RATE_PER_S", "GATEWAY_BURST")
+PLACEHOLDERS = (
+    "GATEWAY_PORT", "GATEWAY_UPSTREAM_SERVERS", "EXPLAIN_MAX_BODY_BYTES", "GATEWAY_RATE_PER_S", "GATEWAY_BURST"
+)
 READY_TIMEOUT_S = 300  # the built-in model loads and warms up on a CPU in well under this
 
 MAIN_CONF = """# Written by deploy/stack.py: nginx as the current user, everything under {prefix}.

@@ -81,7 +81,8 @@ def running_stack(
     try:
         deadline = time.monotonic() + 180
         while not state.exists():
-            assert process.poll() is None, f"the stack exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+            exited = process.poll()
+            assert exited is None, f"the stack exited with {exited}:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"the stack was not ready in 180 s:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.1)
         info = json.loads(state.read_text())
