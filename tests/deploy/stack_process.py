@@ -26,6 +26,7 @@ class RunningStack:
     replicas: dict[str, dict[str, int]]
     """`replica-i` -> {"port", "pid"}."""
     access_log: Path
+    nginx_pid: int
     process: subprocess.Popen
     log_path: Path
 
@@ -86,7 +87,7 @@ def running_stack(
             assert time.monotonic() < deadline, f"the stack was not ready in 180 s:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.1)
         info = json.loads(state.read_text())
-        stack = RunningStack(info["gateway"], info["replicas"], Path(info["access_log"]), process, log_path)
+        stack = RunningStack(info["gateway"], info["replicas"], Path(info["access_log"]), info["nginx_pid"], process, log_path)
         assert httpx.get(stack.url + "/readyz", timeout=10).status_code == 200
         yield stack
     finally:

@@ -1,10 +1,12 @@
 """A replica lost under load, through the local stack: SIGTERM (the drain) loses no request; `kill -9` fails at
 most the requests that replica had in flight, and none after (the gateway retries on the other replica)."""
 
+import os
 import signal
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -99,3 +101,19 @@ def test_kill_9_of_one_replica_fails_at_most_its_in_flight_requests_and_none_aft
     assert len(failed) <= CLIENTS
     assert after and all(o.result == 200 for o in after)
     assert all(o.instance == "replica-2" for o in after)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_stopping_the_stack_drains_the_replicas_and_ends_everything_it_started(noise_png, signum):
+    with running_stack(env={"TINY_FORWARD_S": "0.5", "EXPLAIN_MAX_BATCH_SIZE": "1"}) as stack:
+        pids = [r["pid"] for r in stack.replicas.values()] + [stack.nginx_pid]
+        with ThreadPoolExecutor(4) as pool:
+            in_flight = [pool.submit(httpx.post, stack.url + EXPLAIN, params={"method": "cam"}, content=noise_png,
+                                     headers={"content-type": "image/png"}, timeout=30) for _ in range(4)]
+            time.sleep(0.3)  # admitted: each replica holds one and has one queued
+            stack.process.send_signal(signum)
+            assert [f.result().status_code for f in in_flight] == [200] * 4
+        assert stack.process.wait(timeout=60) == 0, stack.log()[-3000:]
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
