@@ -119,3 +119,5 @@ def test_the_gateway_runs_the_one_gateway_config_and_the_ingress_its_limits(mani
     body = re.fullmatch(r"(\d+)m", annotations["nginx.ingress.kubernetes.io/proxy-body-size"])
     assert int(body.group(1)) * 1024 * 1024 == settings.max_body_bytes
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > settings.request_timeout_s
+    # clients are rate-limited where their addresses are known; the gateway's limit is above the Ingress's
+    assert int(env["GATEWAY_RATE_PER_S"]) > int(annotations["nginx.ingress.kubernetes.io/limit-rps"])
