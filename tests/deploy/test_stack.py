@@ -13,7 +13,7 @@ from tests.deploy.stack_process import RunningStack, running_stack
 
 pytestmark = pytest.mark.slow
 EXPLAIN = "/v1/models/tiny/explain"
-RATE_PER_S, BURST = 20, 20
+RATE_PER_S, BURST = 2, 30  # room for the other tests' requests; a burst of 100 goes well over it
 MAX_BODY = 64 * 1024
 
 
@@ -99,10 +99,12 @@ async def burst(url: str, count: int) -> list[httpx.Response]:
 
 
 def test_a_burst_over_the_rate_gets_429_in_the_error_body_with_retry_after(stack: RunningStack):
-    answers = asyncio.run(burst(stack.url, 5 * BURST))
+    began = time.monotonic()
+    answers = asyncio.run(burst(stack.url, 100))
+    elapsed_s = time.monotonic() - began
     statuses = Counter(a.status_code for a in answers)
     assert set(statuses) == {200, 429}, statuses
-    assert BURST <= statuses[200] < 5 * BURST - BURST, statuses  # the burst and what the rate refilled meanwhile
+    assert statuses[200] <= BURST + 2 + RATE_PER_S * elapsed_s, (statuses, elapsed_s)  # burst + what refilled
     for refused in (a for a in answers if a.status_code == 429):
         assert refused.headers["retry-after"] == "1"
         error = error_of(refused)
