@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from deploy.stack import PLACEHOLDERS
 from service.settings import Settings
 from tests.tiny_models import tiny_loaded
 
@@ -51,7 +52,11 @@ def test_only_the_gateway_is_published_and_the_replicas_health_gates_it(compose:
     assert services["gateway"]["depends_on"]["explain-gpu"] == {"condition": "service_healthy", "required": False}
     template = services["gateway"]["volumes"][0].split(":")[0]
     assert (ROOT / template).resolve() == ROOT / "deploy/gateway/explain.conf.template"  # the one gateway config
-    assert "server explain:8000" in services["gateway"]["environment"]["GATEWAY_UPSTREAM_SERVERS"]
+    environment = services["gateway"]["environment"]
+    assert "server explain:8000" in environment["GATEWAY_UPSTREAM_SERVERS"]
+    # the image's entrypoint renders exactly the template's placeholders (envsubst, filtered by this pattern)
+    assert set(PLACEHOLDERS) <= set(environment)
+    assert all(re.match(environment["NGINX_ENVSUBST_FILTER"], name) for name in PLACEHOLDERS)
 
 
 def test_replicas_drain_before_they_are_killed_and_restart_after_a_crash(compose: dict):
