@@ -63,6 +63,16 @@ class Load:
         return sum(o.instance == name for o in self.outcomes if o.started >= after)
 
 
+def queued(stack: RunningStack) -> float:
+    """Requests waiting in the replicas' queues, from each one's /metrics."""
+    total = 0.0
+    for replica in stack.replicas.values():
+        text = httpx.get(f"http://127.0.0.1:{replica['port']}/metrics", timeout=5).text
+        total += sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+                     if line.startswith("explain_queue_depth{"))
+    return total
+
+
 def wait_for(condition, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -105,12 +115,12 @@ def test_kill_9_of_one_replica_fails_at_most_its_in_flight_requests_and_none_aft
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
 def test_stopping_the_stack_drains_the_replicas_and_ends_everything_it_started(noise_png, signum):
-    with running_stack(env={"TINY_FORWARD_S": "0.5", "EXPLAIN_MAX_BATCH_SIZE": "1"}) as stack:
+    with running_stack(env={"TINY_FORWARD_S": "2", "EXPLAIN_MAX_BATCH_SIZE": "1"}) as stack:
         pids = [r["pid"] for r in stack.replicas.values()] + [stack.nginx_pid]
         with ThreadPoolExecutor(4) as pool:
             in_flight = [pool.submit(httpx.post, stack.url + EXPLAIN, params={"method": "cam"}, content=noise_png,
                                      headers={"content-type": "image/png"}, timeout=30) for _ in range(4)]
-            time.sleep(0.3)  # admitted: each replica holds one and has one queued
+            wait_for(lambda: queued(stack) == 2, 30, "each replica running one request and holding one queued")
             stack.process.send_signal(signum)
             assert [f.result().status_code for f in in_flight] == [200] * 4
         assert stack.process.wait(timeout=60) == 0, stack.log()[-3000:]
