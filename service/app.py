@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -19,6 +20,7 @@ from api_schemas import ErrorBody, ErrorDetail
 from model_store import LoadedModel, ModelStore
 from service.auth import ApiKeys
 from service.errors import ServiceError
+from service.instance import InstanceHeaderMiddleware
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
         request_id = request_id_from(request.headers.get("x-request-id"))
         token = REQUEST_ID.set(request_id)
         request.state.request_id = request_id
@@ -114,7 +117,9 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             REQUEST_ID.reset(token)
         response.headers["X-Request-ID"] = request_id
         route = request.scope.get("route")
-        metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=str(response.status_code)).inc()
+        route_path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(route=route_path, status=str(response.status_code)).inc()
+        metrics.request_seconds.labels(route=route_path).observe(time.perf_counter() - started)
         return response
 
     if settings.cors_origins:  # added last, so outermost: error answers (401, 503) carry the CORS headers too
@@ -126,6 +131,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,
         )
+    app.add_middleware(InstanceHeaderMiddleware, instance_id=settings.instance_id)  # outermost: every answer
     return app
 
 
