@@ -6,7 +6,7 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages.
-TEST_SYSTEM_PACKAGES :=
+TEST_SYSTEM_PACKAGES := chromium
 
 .PHONY: serve test openapi bench install install-test system-packages
 
