@@ -144,6 +144,7 @@ async function loadCatalogue() {
   const select = $("model");
   select.replaceChildren(...state.models.map((m) => new Option(`${m.name} (${m.num_classes} classes)`, m.name)));
   renderMethods();
+  $("vis-model").textContent = select.value;
   await loadLabels();
 }
 
@@ -348,6 +349,9 @@ async function explain(event) {
     const answer = await (await request(`/v1/models/${model}/explain`, { method: "POST", body: form })).json();
     $("status").textContent = `Done: ${answer.explanations.length} overlays.`;
     renderAnswer(answer);
+    if ($("results").getBoundingClientRect().top > window.innerHeight) {
+      $("results").scrollIntoView({ behavior: "smooth" }); // on a phone the results are below the form
+    }
   } catch (err) {
     $("status").textContent = "";
     showError(err);
@@ -703,6 +707,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("model").addEventListener("change", async () => {
     renderMethods();
+    $("vis-model").textContent = $("model").value;
     await loadLabels().catch(showError);
   });
   $("opacity").addEventListener("input", () => {

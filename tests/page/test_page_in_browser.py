@@ -5,6 +5,7 @@ No request may leave 127.0.0.1: every other host is blocked and recorded, and ea
 tried. Screenshots are kept in `$PAGE_ARTIFACTS_DIR` when it is set (else in the test's tmp_path), to be looked at.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -157,6 +158,29 @@ def test_a_file_that_is_not_an_image_gets_a_message_in_words(server, offline):
     expect(page.get_by_test_id("overlay")).to_have_count(0)
 
 
+DROP_OR_PASTE = """([kind, b64]) => {
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], kind + '.jpg', {type: 'image/jpeg'}));
+    if (kind === 'dropped') {
+        document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+    } else {
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+    }
+}"""
+
+
+def test_an_image_can_be_dropped_or_pasted(server, offline, cat_jpeg):
+    page = offline.page()
+    page.goto(server.url + "/")
+    encoded = base64.b64encode(cat_jpeg).decode()
+    page.evaluate(DROP_OR_PASTE, ["dropped", encoded])
+    expect(page.locator("#drop-hint")).to_contain_text("dropped.jpg")
+    expect(page.locator("#preview")).to_be_visible()
+    page.evaluate(DROP_OR_PASTE, ["pasted", encoded])
+    expect(page.locator("#drop-hint")).to_contain_text("pasted image")
+
+
 def test_a_sample_photo_and_the_keyboard_alone_give_top_classes(server, offline):
     page = offline.page()
     page.goto(server.url + "/")
@@ -173,6 +197,9 @@ def test_a_feature_visualization_shows_live_progress_and_its_image(server, offli
     page = offline.page()
     page.goto(server.url + "/")
     page.get_by_role("tab", name="Feature visualization").click()
+    expect(page.get_by_test_id("explain-button")).to_be_hidden()  # one panel at a time
+    expect(page.get_by_role("tab", name="Feature visualization")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#vis-model")).to_have_text("efficientnet_lite0")
     page.get_by_label("Class", exact=True).fill("flamingo")
     page.get_by_label("Steps").fill("6")
     page.get_by_test_id("visualize-button").click()
