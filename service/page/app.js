@@ -1,11 +1,11 @@
-// The page's script: no framework, no build step. It talks to the service's own API (same origin) and draws
-// every overlay in the browser from the raw map the answer carries, so the opacity and the colormap change
-// without another request (the blend is the service's: the map ReLU'd and min-max normalised, upsampled
-// bilinearly, looked up in the same 256-entry colormap, and mixed as image * (1 - a) + colour * a).
-"use strict";
+// The page's script (an ES module; no framework, no build step): the form, the catalogue, the answer's bars
+// and grid of overlays, tabs and the API key. It talks to the service's own API on the same origin.
 
-const KEY_STORAGE = "explain.apiKey";
-const OVERLAY_MAX_SIDE = 512; // the service's default overlay size: the overlays match its own
+import { getJSON, KEY_STORAGE, request } from "./api.js";
+import { clearMessage, showError } from "./messages.js";
+import { decodeMap, displayImage, draw, upsampleNormalised } from "./overlay.js";
+import { cancelVisualization, startVisualization } from "./visualize.js";
+
 const GROUPS = [
   ["cam", "CAM family", "maps on a layer's grid, from its feature maps"],
   ["gradients", "Gradients", "maps at the input resolution, from gradients to the image"],
@@ -27,106 +27,6 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
-
-// ---------- talking to the service ----------
-
-class ApiError extends Error {
-  constructor(status, code, message, retryAfter, requestId) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.retryAfter = retryAfter;
-    this.requestId = requestId;
-  }
-}
-
-function authHeaders() {
-  const key = sessionStorage.getItem(KEY_STORAGE);
-  return key ? { Authorization: `Bearer ${key}` } : {};
-}
-
-async function request(url, options = {}) {
-  let response;
-  try {
-    response = await fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
-  } catch (err) {
-    throw new ApiError(0, "network", "The service cannot be reached. Is it running?", null, null);
-  }
-  if (!response.ok) {
-    throw await apiError(response);
-  }
-  return response;
-}
-
-async function apiError(response) {
-  let code = "http_error";
-  let message = `${response.status} ${response.statusText}`;
-  let requestId = response.headers.get("X-Request-ID");
-  try {
-    const body = await response.json();
-    if (body && body.error) {
-      code = body.error.code;
-      message = body.error.message;
-      requestId = body.error.request_id || requestId;
-    }
-  } catch (err) {
-    // not the service's error body (a proxy's page): keep the status line
-  }
-  return new ApiError(response.status, code, message, response.headers.get("Retry-After"), requestId);
-}
-
-async function getJSON(url) {
-  return (await request(url)).json();
-}
-
-// ---------- messages a person understands ----------
-
-function describe(err) {
-  if (!(err instanceof ApiError)) {
-    return `Something went wrong in the page: ${err.message}`;
-  }
-  const retry = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : " Try again in a moment.";
-  switch (err.status) {
-    case 0:
-      return err.message;
-    case 401:
-      return err.code === "invalid_api_key"
-        ? "The service did not accept this API key. Enter a valid key above."
-        : "The service needs an API key. Enter it above; it is kept for this tab only.";
-    case 413:
-      return `The image is too large for the service: ${err.message}. Send a smaller file or fewer pixels.`;
-    case 415:
-      return err.code === "unsupported_image"
-        ? "This file is not an image the service can read (JPEG, PNG, WebP, GIF, BMP or TIFF)."
-        : `The service refused the request's format: ${err.message}`;
-    case 422:
-      return `The image could not be decoded (empty, truncated or corrupt): ${err.message}`;
-    case 429:
-      return `Too many requests right now.${retry}`;
-    case 503:
-      return `The service is busy or not ready (${err.code}).${retry}`;
-    case 504:
-      return `The service took too long (${err.message}). Choose cheaper methods or fewer classes.`;
-    default:
-      return `${err.message} (${err.code}${err.requestId ? `, request ${err.requestId}` : ""})`;
-  }
-}
-
-function showError(err) {
-  const box = $("message");
-  box.textContent = describe(err);
-  box.hidden = false;
-  if (err instanceof ApiError && err.status === 401) {
-    $("key-box").hidden = false;
-    $("api-key").focus();
-  }
-}
-
-function clearMessage() {
-  $("message").hidden = true;
-  $("message").textContent = "";
-}
-
 // ---------- the catalogue ----------
 
 async function loadCatalogue() {
@@ -409,7 +309,7 @@ function renderGrid(answer) {
   }
   const rows = [head];
   state.cells = [];
-  const display = displayImage();
+  const display = displayImage(state.bitmap);
   for (const cls of classes) {
     const row = document.createElement("tr");
     const th = document.createElement("th");
@@ -426,27 +326,6 @@ function renderGrid(answer) {
   }
   $("grid").replaceChildren(...rows);
   redrawAll();
-}
-
-function displayImage() {
-  // The picture the overlays are drawn on: the image as sent, its long side at most OVERLAY_MAX_SIDE.
-  const bitmap = state.bitmap;
-  const scale = Math.min(1, OVERLAY_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const width = Math.max(1, Math.round(bitmap.width * scale));
-  const height = Math.max(1, Math.round(bitmap.height * scale));
-  const canvas = document.createElement("canvas");
-  canvas.width = width;
-  canvas.height = height;
-  const context = canvas.getContext("2d");
-  context.drawImage(bitmap, 0, 0, width, height);
-  return { width, height, pixels: context.getImageData(0, 0, width, height).data, scale };
-}
-
-function decodeMap(map) {
-  const [h, w] = map.shape;
-  if (map.data) return { h, w, values: Float32Array.from(map.data.flat()) };
-  const bytes = Uint8Array.from(atob(map.data_base64), (c) => c.charCodeAt(0));
-  return { h, w, values: new Float32Array(bytes.buffer) }; // little-endian float32, as every browser is
 }
 
 function overlayFigure(explanation, display, methodTitle, timings) {
@@ -485,67 +364,11 @@ function overlayFigure(explanation, display, methodTitle, timings) {
   return figure;
 }
 
-function upsampleNormalised(map, width, height) {
-  // ReLU then min-max (a constant map is zeros), then bilinear with pixel centres aligned, as Pillow resizes.
-  const { h, w, values } = map;
-  let low = Infinity;
-  let high = -Infinity;
-  const clean = new Float32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = Number.isFinite(values[i]) ? Math.max(0, values[i]) : 0;
-    clean[i] = v;
-    low = Math.min(low, v);
-    high = Math.max(high, v);
-  }
-  const span = high - low;
-  for (let i = 0; i < clean.length; i++) clean[i] = span > 1e-12 ? (clean[i] - low) / span : 0;
-  const heat = new Float32Array(width * height);
-  const sy = h / height;
-  const sx = w / width;
-  for (let y = 0; y < height; y++) {
-    const fy = Math.min(h - 1, Math.max(0, (y + 0.5) * sy - 0.5));
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(h - 1, y0 + 1);
-    const dy = fy - y0;
-    for (let x = 0; x < width; x++) {
-      const fx = Math.min(w - 1, Math.max(0, (x + 0.5) * sx - 0.5));
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(w - 1, x0 + 1);
-      const dx = fx - x0;
-      const top = clean[y0 * w + x0] * (1 - dx) + clean[y0 * w + x1] * dx;
-      const bottom = clean[y1 * w + x0] * (1 - dx) + clean[y1 * w + x1] * dx;
-      heat[y * width + x] = top * (1 - dy) + bottom * dy;
-    }
-  }
-  return heat;
-}
 
 function redrawAll() {
   const alpha = Number($("opacity").value);
   const table = state.colormaps[$("colormap").value] || Object.values(state.colormaps)[0];
   for (const cell of state.cells) draw(cell, alpha, table);
-}
-
-function draw(cell, alpha, table) {
-  const { canvas, display, heat, explanation } = cell;
-  const context = canvas.getContext("2d");
-  const out = context.createImageData(display.width, display.height);
-  const src = display.pixels;
-  for (let i = 0, p = 0; i < heat.length; i++, p += 4) {
-    const level = Math.round(heat[i] * 255) * 3;
-    out.data[p] = src[p] * (1 - alpha) + table[level] * alpha;
-    out.data[p + 1] = src[p + 1] * (1 - alpha) + table[level + 1] * alpha;
-    out.data[p + 2] = src[p + 2] * (1 - alpha) + table[level + 2] * alpha;
-    out.data[p + 3] = 255;
-  }
-  context.putImageData(out, 0, 0);
-  const box = explanation.bbox;
-  if (box) {
-    const s = display.scale;
-    context.strokeStyle = "#00ff66";
-    context.lineWidth = Math.max(3, Math.round(display.width / 120));
-    context.strokeRect(box.x0 * s, box.y0 * s, (box.x1 - box.x0) * s, (box.y1 - box.y0) * s);
-  }
 }
 
 function showValue(cell, event) {
@@ -562,93 +385,6 @@ function showValue(cell, event) {
   $("hover").textContent =
     `${cell.explanation.method}, ${cell.explanation.class.label}: raw map [${row}, ${col}] = ${value.toPrecision(4)}` +
     ` (normalised ${normal.toFixed(2)})`;
-}
-
-// ---------- feature visualization (a job with a live event stream) ----------
-
-async function startVisualization(event) {
-  event.preventDefault();
-  clearMessage();
-  const value = $("vis-class").value.trim();
-  const objective = { kind: "class", class: /^\d+$/.test(value) ? Number(value) : value };
-  const body = JSON.stringify({ objective, steps: Number($("vis-steps").value) || 128 });
-  $("vis-result").hidden = true;
-  $("vis-progress").value = 0;
-  $("vis-progress-text").textContent = "";
-  try {
-    const model = encodeURIComponent($("model").value);
-    const response = await request(`/v1/models/${model}/visualizations`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body,
-    });
-    const job = await response.json();
-    const controller = new AbortController();
-    state.job = { id: job.id, controller };
-    $("vis-start").disabled = true;
-    $("vis-cancel").disabled = false;
-    $("vis-status").textContent = `Job ${job.id} ${job.status}.`;
-    await followJob(job.id, controller.signal);
-  } catch (err) {
-    if (err.name !== "AbortError") showError(err);
-  } finally {
-    state.job = null;
-    $("vis-start").disabled = false;
-    $("vis-cancel").disabled = true;
-  }
-}
-
-async function followJob(id, signal) {
-  // Server-Sent Events read with fetch (EventSource cannot send the API key header).
-  const response = await request(`/v1/jobs/${id}/events`, { signal, headers: { Accept: "text/event-stream" } });
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
-      }
-      if (data.length && jobEvent(name, JSON.parse(data.join("\n")))) return;
-    }
-  }
-}
-
-function jobEvent(name, job) {
-  const { done, total } = job.progress;
-  $("vis-progress").max = Math.max(1, total);
-  $("vis-progress").value = done;
-  $("vis-progress-text").textContent = `${done} / ${total}`;
-  $("vis-status").textContent = `Job ${job.id} ${job.status}.`;
-  if (name === "succeeded") {
-    const result = job.result;
-    $("vis-image").src = `data:image/png;base64,${result.image_png}`;
-    $("vis-image").alt = `Feature visualization of ${$("vis-class").value}`;
-    const top = result.top_classes.slice(0, 3).map((c) => `${c.label} ${(100 * c.probability).toFixed(1)} %`);
-    $("vis-caption").textContent = `Objective ${result.objective.toFixed(2)}. The model sees: ${top.join(", ")}.`;
-    $("vis-result").hidden = false;
-  } else if (name === "failed" || name === "cancelled") {
-    $("vis-status").textContent = `Job ${job.id} ${job.status}: ${job.error ? job.error.message : ""}`;
-  }
-  return name !== "progress";
-}
-
-async function cancelVisualization() {
-  const job = state.job;
-  if (!job) return;
-  try {
-    await request(`/v1/jobs/${job.id}`, { method: "DELETE" });
-  } catch (err) {
-    showError(err);
-  }
 }
 
 // ---------- tabs, key, start ----------
@@ -676,7 +412,8 @@ function wireTabs() {
 function wireKey() {
   $("api-key").value = sessionStorage.getItem(KEY_STORAGE) || "";
   if ($("api-key").value) $("key-box").hidden = false;
-  $("api-key-save").addEventListener("click", async () => {
+  $("key-box").addEventListener("submit", async (event) => {
+    event.preventDefault();
     sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
     clearMessage();
     await start();

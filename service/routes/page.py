@@ -18,8 +18,9 @@ from service.errors import AssetNotFound
 from service.routes.errors_doc import ERROR_RESPONSES
 
 PAGE_DIR = Path(__file__).parents[1] / "page"
+SCRIPTS = ("app.js", "api.js", "messages.js", "overlay.js", "visualize.js")  # ES modules, imported by app.js
 ASSETS = {
-    "app.js": (PAGE_DIR / "app.js", "text/javascript"),
+    **{name: (PAGE_DIR / name, "text/javascript") for name in SCRIPTS},
     "style.css": (PAGE_DIR / "style.css", "text/css"),
     "colormaps.json": (COLORMAP_FILE, "application/json"),
 }

@@ -29,10 +29,20 @@ async def test_the_page_is_served_at_the_root_with_its_script_and_style(serve, m
         for testid in ("image-input", "explain-button"):
             assert f'data-testid="{testid}"' in page.text
         assert not EXTERNAL.search(page.text)  # nothing from a CDN
-        for src in re.findall(r'(?:src|href)="(/page/[^"]+)"', page.text):
+        pending = re.findall(r'(?:src|href)="(/page/[^"]+)"', page.text)
+        served = set()
+        while pending:  # the page's files, and the modules its scripts import
+            src = pending.pop()
             asset = await client.get(src)
             assert asset.status_code == 200, src
             assert asset.content
+            served.add(src)
+            if src.endswith(".js"):
+                assert asset.headers["content-type"].startswith("text/javascript")
+                assert not EXTERNAL.search(asset.text) and "http://" not in asset.text and "https://" not in asset.text
+                imports = re.findall(r'from "\./([\w.]+)"', asset.text)
+                pending += [f"/page/{name}" for name in imports if f"/page/{name}" not in served]
+        assert {"/page/app.js", "/page/overlay.js", "/page/visualize.js", "/page/style.css"} <= served
 
 
 async def test_the_page_gets_the_services_own_colormaps(serve, models):

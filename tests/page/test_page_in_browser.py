@@ -64,6 +64,7 @@ class Offline:
         self.context.set_default_timeout(UI_TIMEOUT_MS)
         self.blocked: list[str] = []
         self.requests: list[str] = []
+        self.errors: list[str] = []  # uncaught exceptions of the page's scripts
         self.context.route("**/*", self._route)
 
     def _route(self, route: Route) -> None:
@@ -76,7 +77,9 @@ class Offline:
             route.abort()
 
     def page(self) -> Page:
-        return self.context.new_page()
+        page = self.context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        return page
 
 
 @pytest.fixture
@@ -85,6 +88,7 @@ def offline(browser: Browser) -> Iterator[Offline]:
     yield context
     context.context.close()
     assert context.blocked == [], f"requests left 127.0.0.1: {context.blocked}"
+    assert context.errors == [], f"the page's scripts failed: {context.errors}"
 
 
 def overlay_pixels(page: Page, index: int = 0) -> list[int]:
@@ -257,8 +261,8 @@ def test_the_page_is_readable_on_a_375_px_phone(server, browser, cat_jpeg, artif
     assert phone.blocked == []
 
 
-def test_an_api_key_field_appears_on_401_and_the_key_is_kept_for_the_session(browser):
-    with real_server({"api_keys": KEY}) as keyed:
+def test_an_api_key_field_appears_on_401_and_the_key_is_kept_for_the_session(browser, cat_jpeg):
+    with real_server({"api_keys": KEY, "max_body_bytes": "4096"}) as keyed:  # the tiny model
         context = Offline(browser)
         page = context.page()
         page.goto(keyed.url + "/")
@@ -273,5 +277,11 @@ def test_an_api_key_field_appears_on_401_and_the_key_is_kept_for_the_session(bro
         assert page.evaluate("localStorage.length") == 0
         page.reload()
         expect(page.locator("#model option")).to_have_count(1)  # the same tab keeps it
+        page.get_by_test_id("image-input").set_input_files(
+            {"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_jpeg}
+        )
+        page.get_by_test_id("explain-button").click()
+        expect(page.get_by_role("alert")).to_contain_text("too large")
+        expect(page.get_by_role("alert")).to_contain_text("4096 bytes")  # the limit, in the service's words
         context.context.close()
         assert context.blocked == []
