@@ -3,16 +3,10 @@
 
 import { getJSON, KEY_STORAGE, request } from "./api.js";
 import { clearMessage, showError } from "./messages.js";
+import { methodGroups, selectedMethods } from "./methods.js";
 import { decodeMap, displayImage, draw, upsampleNormalised } from "./overlay.js";
 import { cancelVisualization, startVisualization } from "./visualize.js";
 
-const GROUPS = [
-  ["cam", "CAM family", "maps on a layer's grid, from its feature maps"],
-  ["gradients", "Gradients", "maps at the input resolution, from gradients to the image"],
-  ["perturbation", "Perturbation", "maps from how the score drops when parts of the image are hidden"],
-];
-const PERTURBATION = new Set(["occlusion"]);
-const DEFAULT_METHODS = new Set(["cam", "grad_cam"]);
 
 const state = {
   colormaps: {},      // name -> Uint8Array(256 * 3)
@@ -48,62 +42,9 @@ async function loadCatalogue() {
   await loadLabels();
 }
 
-function methodGroup(method) {
-  if (PERTURBATION.has(method.name)) return "perturbation";
-  return method.input_resolution ? "gradients" : "cam";
-}
-
 function renderMethods() {
   const model = state.models.find((m) => m.name === $("model").value);
-  const applicable = new Set(model ? model.methods : []);
-  const checked = new Set(selectedMethods());
-  const groups = GROUPS.map(([key, title, blurb]) => {
-    const box = document.createElement("fieldset");
-    box.className = "method-group";
-    const legend = document.createElement("legend");
-    legend.textContent = title;
-    const note = document.createElement("p");
-    note.className = "hint";
-    note.textContent = blurb;
-    box.append(legend, note);
-    for (const method of state.methods.filter((m) => methodGroup(m) === key)) {
-      const id = `method-${method.name}`;
-      const row = document.createElement("div");
-      row.className = "method";
-      const input = document.createElement("input");
-      Object.assign(input, { type: "checkbox", id, name: "method", value: method.name });
-      input.checked = checked.size ? checked.has(method.name) : DEFAULT_METHODS.has(method.name);
-      input.disabled = !applicable.has(method.name);
-      const label = document.createElement("label");
-      label.htmlFor = id;
-      const name = document.createElement("strong");
-      name.textContent = method.title;
-      const line = document.createElement("span");
-      line.className = "hint";
-      line.id = `${id}-about`;
-      line.textContent = ` ${method.paper.split(",")[0]} · ${costInWords(method)}`;
-      label.title = `${method.paper}\nRaw map: ${method.raw_map}\nCost: ${method.cost}`;
-      label.append(name, line);
-      input.setAttribute("aria-describedby", line.id);
-      row.append(input, label);
-      box.append(row);
-    }
-    return box;
-  });
-  $("method-groups").replaceChildren(...groups);
-}
-
-function costInWords(method) {
-  // One line a person can weigh; the full cost and the map's definition are in the label's tooltip.
-  const needs = new Set(method.needs);
-  if (needs.has("extra_passes")) return "many extra passes: slow on a CPU";
-  if (method.input_resolution) return "a backward pass to the image";
-  if (needs.has("layer_gradients")) return "a backward pass to the layer";
-  return "the shared forward pass only";
-}
-
-function selectedMethods() {
-  return [...document.querySelectorAll('input[name="method"]:checked')].map((i) => i.value);
+  $("method-groups").replaceChildren(...methodGroups(state.methods, new Set(model ? model.methods : [])));
 }
 
 async function loadLabels() {

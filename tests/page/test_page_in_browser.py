@@ -6,6 +6,7 @@ tried. Screenshots are kept in `$PAGE_ARTIFACTS_DIR` when it is set (else in the
 """
 
 import base64
+import io
 import os
 import re
 import shutil
@@ -13,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.real_server import RealServer, real_server
@@ -91,6 +95,15 @@ def offline(browser: Browser) -> Iterator[Offline]:
     assert context.errors == [], f"the page's scripts failed: {context.errors}"
 
 
+def png_array(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def canvas_png(page: Page, index: int) -> np.ndarray:
+    url = page.get_by_test_id("overlay").nth(index).evaluate("canvas => canvas.toDataURL('image/png')")
+    return png_array(base64.b64decode(url.split(",", 1)[1]))
+
+
 def overlay_pixels(page: Page, index: int = 0) -> list[int]:
     return page.evaluate(
         """i => {
@@ -116,7 +129,6 @@ def test_a_photo_is_explained_into_a_grid_of_overlays_that_reblend_in_the_browse
     for label in ("tabby", "Egyptian cat"):
         page.get_by_label("Class label or index").fill(label)
         page.get_by_role("button", name="Add", exact=True).click()
-    page.get_by_label("Draw the localization box").check()
     page.get_by_test_id("explain-button").click()
 
     overlays = page.get_by_test_id("overlay")
@@ -128,8 +140,20 @@ def test_a_photo_is_explained_into_a_grid_of_overlays_that_reblend_in_the_browse
     expect(page.locator("#timings")).to_contain_text("inference")
     page.screenshot(path=str(artifacts / "page-explained.png"), full_page=True)
 
+    # The browser's blend is the service's: the same overlay as the service draws (the photo is under 512 px,
+    # so neither side resizes it; only the two JPEG decoders may differ by a level here and there).
+    drawn = canvas_png(page, 0)
+    served = httpx.post(
+        f"{server.url}/v1/models/efficientnet_lite0/explain",
+        files={"image": cat_jpeg},
+        data={"method": "cam", "class": "tabby", "include": "overlay"},
+        timeout=60,
+    ).json()["explanations"][0]["overlay_png"]
+    difference = np.abs(drawn.astype(int) - png_array(base64.b64decode(served)).astype(int))
+    assert drawn.shape == (300, 451, 3) and difference.mean() < 1.5, difference.mean()
+
     explains = [r for r in offline.requests if r.endswith("/explain")]
-    assert explains == ["POST /v1/models/efficientnet_lite0/explain"]
+    assert explains == ["POST /v1/models/efficientnet_lite0/explain"]  # the page's own
     before = overlay_pixels(page)
     page.get_by_label("Opacity").fill("0.9")
     expect(page.locator("#opacity-value")).to_have_text("0.90")
@@ -188,13 +212,20 @@ def test_an_image_can_be_dropped_or_pasted(server, offline, cat_jpeg):
 def test_a_sample_photo_and_the_keyboard_alone_give_top_classes(server, offline):
     page = offline.page()
     page.goto(server.url + "/")
-    page.get_by_role("button", name="coffee").click()
+    page.get_by_role("button", name="coffee").focus()
+    page.keyboard.press("Enter")
     expect(page.locator("#preview")).to_be_visible()
+    page.get_by_label("Draw the localization box").focus()
+    page.keyboard.press("Space")
+    expect(page.get_by_label("Draw the localization box")).to_be_checked()
     page.get_by_test_id("explain-button").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("top-class")).to_have_count(5)
     expect(page.get_by_test_id("top-class").first).to_contain_text("%")
     expect(page.get_by_test_id("overlay")).to_have_count(6)  # CAM and Grad-CAM for the top 3 classes
+    drawn = canvas_png(page, 0)
+    box_colour = np.all(drawn == (0, 255, 102), axis=-1)  # the box's stroke, a colour no colormap has
+    assert box_colour.sum() > 4 * min(drawn.shape[:2]), "the localization box was not drawn"
 
 
 def test_a_feature_visualization_shows_live_progress_and_its_image(server, offline, artifacts):
