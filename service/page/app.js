@@ -284,6 +284,7 @@ function overlayFigure(explanation, display, methodTitle, timings) {
   state.cells.push(cell);
   canvas.addEventListener("mousemove", (event) => showValue(cell, event));
   canvas.addEventListener("mouseleave", () => ($("hover").textContent = ""));
+  canvas.addEventListener("focus", () => showPeak(cell)); // the keyboard's way to a value
   const caption = document.createElement("figcaption");
   const what = document.createElement("span");
   what.textContent = `${methodTitle} · ${explanation.class.label} (${explanation.class.index})`;
@@ -310,6 +311,15 @@ function redrawAll() {
   const alpha = Number($("opacity").value);
   const table = state.colormaps[$("colormap").value] || Object.values(state.colormaps)[0];
   for (const cell of state.cells) draw(cell, alpha, table);
+}
+
+function showPeak(cell) {
+  const { w, values } = cell.map;
+  let peak = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[peak]) peak = i;
+  $("hover").textContent =
+    `${cell.explanation.method}, ${cell.explanation.class.label}: peak of the raw map` +
+    ` [${Math.floor(peak / w)}, ${peak % w}] = ${values[peak].toPrecision(4)}`;
 }
 
 function showValue(cell, event) {

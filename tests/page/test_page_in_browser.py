@@ -223,6 +223,8 @@ def test_a_sample_photo_and_the_keyboard_alone_give_top_classes(server, offline)
     expect(page.get_by_test_id("top-class")).to_have_count(5)
     expect(page.get_by_test_id("top-class").first).to_contain_text("%")
     expect(page.get_by_test_id("overlay")).to_have_count(6)  # CAM and Grad-CAM for the top 3 classes
+    page.get_by_test_id("overlay").first.focus()
+    expect(page.locator("#hover")).to_contain_text("peak of the raw map")
     drawn = canvas_png(page, 0)
     box_colour = np.all(drawn == (0, 255, 102), axis=-1)  # the box's stroke, a colour no colormap has
     assert box_colour.sum() > 4 * min(drawn.shape[:2]), "the localization box was not drawn"
