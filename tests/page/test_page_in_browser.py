@@ -10,7 +10,9 @@ import io
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -318,3 +320,33 @@ def test_an_api_key_field_appears_on_401_and_the_key_is_kept_for_the_session(bro
         expect(page.get_by_role("alert")).to_contain_text("4096 bytes")  # the limit, in the service's words
         context.context.close()
         assert context.blocked == []
+
+
+def test_a_busy_service_says_when_to_retry(browser, noise_png):
+    settings = {"max_queue": "1", "max_batch_size": "1"}
+    with real_server(settings, forward_s=8.0) as busy, ThreadPoolExecutor(2) as pool:  # the tiny model
+        context = Offline(browser)
+        page = context.page()
+        page.goto(busy.url + "/")
+        expect(page.locator("#model option")).to_have_count(1)
+
+        def hold() -> Future:
+            return pool.submit(httpx.post, f"{busy.url}/v1/models/tiny/explain", files={"image": noise_png}, timeout=60)
+
+        holders = [hold()]  # one in the worker (8 s), then one in the queue: the queue is full until it ends
+        deadline = time.monotonic() + 30
+        while busy.metrics().get('explain_queue_depth{model="tiny"}', 0) < 1:
+            assert time.monotonic() < deadline, "the queue did not fill"
+            if len(holders) == 1 or holders[-1].done():  # refused while the first was still queued: again
+                time.sleep(0.2)
+                holders.append(hold())
+            time.sleep(0.05)
+        page.get_by_test_id("image-input").set_input_files(
+            {"name": "noise.png", "mimeType": "image/png", "buffer": noise_png}
+        )
+        page.get_by_test_id("explain-button").click()
+        expect(page.get_by_role("alert")).to_contain_text("busy")
+        expect(page.get_by_role("alert")).to_contain_text("Try again in 1 s")  # the service's Retry-After
+        assert holders[0].result().status_code == 200 and holders[-1].result().status_code == 200
+        context.context.close()
+        assert context.blocked == [] and context.errors == []
