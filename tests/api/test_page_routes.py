@@ -42,7 +42,8 @@ async def test_the_page_is_served_at_the_root_with_its_script_and_style(serve, m
                 assert not EXTERNAL.search(asset.text) and "http://" not in asset.text and "https://" not in asset.text
                 imports = re.findall(r'from "\./([\w.]+)"', asset.text)
                 pending += [f"/page/{name}" for name in imports if f"/page/{name}" not in served]
-        assert {"/page/app.js", "/page/methods.js", "/page/overlay.js", "/page/visualize.js", "/page/style.css"} <= served
+        modules = {f"/page/{name}" for name in ("app.js", "methods.js", "overlay.js", "visualize.js", "style.css")}
+        assert modules <= served
 
 
 async def test_the_page_gets_the_services_own_colormaps(serve, models):
