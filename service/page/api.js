@@ -49,3 +49,28 @@ async function apiError(response) {
 export async function getJSON(url) {
   return (await request(url)).json();
 }
+
+export async function followJob(id, signal, onEvent) {
+  // A job's Server-Sent Events, read with fetch (EventSource cannot send the API key header): `onEvent(name, job)`
+  // for each, until it returns true (the job has ended) or the stream closes.
+  const response = await request(`/v1/jobs/${id}/events`, { signal, headers: { Accept: "text/event-stream" } });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length && onEvent(name, JSON.parse(data.join("\n")))) return;
+    }
+  }
+}

@@ -1,7 +1,7 @@
 // The page's script (an ES module; no framework, no build step): the form, the catalogue, the answer's bars
 // and grid of overlays, tabs and the API key. It talks to the service's own API on the same origin.
 
-import { getJSON, KEY_STORAGE, request } from "./api.js";
+import { ApiError, followJob, getJSON, KEY_STORAGE, request } from "./api.js";
 import { clearMessage, showError } from "./messages.js";
 import { methodGroups, selectedMethods } from "./methods.js";
 import { decodeMap, displayImage, draw, upsampleNormalised } from "./overlay.js";
@@ -187,7 +187,11 @@ async function explain(event) {
   $("status").textContent = "Explaining…";
   try {
     const model = encodeURIComponent($("model").value);
-    const answer = await (await request(`/v1/models/${model}/explain`, { method: "POST", body: form })).json();
+    // Methods of many extra passes can outlast the request's deadline on a CPU: those run as a job, followed live.
+    const slow = methods.some((name) => state.methods.find((m) => m.name === name)?.needs.includes("extra_passes"));
+    const headers = slow ? { Prefer: "respond-async" } : {};
+    const response = await request(`/v1/models/${model}/explain`, { method: "POST", body: form, headers });
+    const answer = response.status === 202 ? await explainJob(await response.json()) : await response.json();
     $("status").textContent = `Done: ${answer.explanations.length} overlays.`;
     renderAnswer(answer);
     if ($("results").getBoundingClientRect().top > window.innerHeight) {
@@ -199,6 +203,30 @@ async function explain(event) {
   } finally {
     button.disabled = false;
   }
+}
+
+async function explainJob(job) {
+  // The explain answer of a job, with its progress on the way; an ApiError if it fails or is cancelled.
+  const progress = $("explain-progress");
+  progress.hidden = false;
+  progress.value = 0;
+  let ended = job;
+  try {
+    await followJob(job.id, undefined, (name, update) => {
+      progress.max = Math.max(1, update.progress.total);
+      progress.value = update.progress.done;
+      $("status").textContent = `Job ${update.status}: ${update.progress.done} / ${update.progress.total} passes.`;
+      ended = update;
+      return name !== "progress";
+    });
+  } finally {
+    progress.hidden = true;
+  }
+  if (ended.status !== "succeeded") {
+    const error = ended.error || { code: ended.status, message: `the job ended ${ended.status}` };
+    throw new ApiError(-1, error.code, `The explanation job ended ${ended.status}: ${error.message}`, null, null);
+  }
+  return ended.result;
 }
 
 function renderAnswer(answer) {

@@ -1,5 +1,5 @@
 // Feature visualization as a job: start it, follow its Server-Sent Events with a progress bar, cancel it.
-import { request } from "./api.js";
+import { followJob, request } from "./api.js";
 import { clearMessage, showError } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,37 +27,13 @@ export async function startVisualization(event) {
     $("vis-start").disabled = true;
     $("vis-cancel").disabled = false;
     $("vis-status").textContent = `Job ${job.id} ${job.status}.`;
-    await followJob(job.id, controller.signal);
+    await followJob(job.id, controller.signal, jobEvent);
   } catch (err) {
     if (err.name !== "AbortError") showError(err);
   } finally {
     running = null;
     $("vis-start").disabled = false;
     $("vis-cancel").disabled = true;
-  }
-}
-
-async function followJob(id, signal) {
-  // Server-Sent Events read with fetch (EventSource cannot send the API key header).
-  const response = await request(`/v1/jobs/${id}/events`, { signal, headers: { Accept: "text/event-stream" } });
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
-      }
-      if (data.length && jobEvent(name, JSON.parse(data.join("\n")))) return;
-    }
   }
 }
 

@@ -350,3 +350,23 @@ def test_a_busy_service_says_when_to_retry(browser, noise_png):
         assert holders[0].result().status_code == 200 and holders[-1].result().status_code == 200
         context.context.close()
         assert context.blocked == [] and context.errors == []
+
+
+def test_slow_methods_run_as_a_job_with_live_progress(browser, noise_png):
+    with real_server({}) as tiny:  # the tiny model: occlusion is fast, but it is still many passes
+        context = Offline(browser)
+        page = context.page()
+        page.goto(tiny.url + "/")
+        page.locator("#method-cam").uncheck()  # the defaults
+        page.locator("#method-grad_cam").uncheck()
+        page.get_by_label("Occlusion").check()
+        page.get_by_test_id("image-input").set_input_files(
+            {"name": "noise.png", "mimeType": "image/png", "buffer": noise_png}
+        )
+        page.get_by_test_id("explain-button").click()
+        expect(page.get_by_test_id("overlay")).to_have_count(3)  # occlusion for the top 3 classes
+        expect(page.locator("#status")).to_contain_text("Done")
+        explains = [r for r in context.requests if "/explain" in r or "/v1/jobs/" in r]
+        assert explains[0] == "POST /v1/models/tiny/explain" and explains[1].endswith("/events"), explains
+        context.context.close()
+        assert context.blocked == [] and context.errors == []
