@@ -19,7 +19,7 @@ from service.routes.errors_doc import ERROR_RESPONSES
 
 PAGE_DIR = Path(__file__).parents[1] / "page"
 # ES modules: index.html loads app.js, which imports the others.
-SCRIPTS = ("app.js", "api.js", "messages.js", "methods.js", "overlay.js", "visualize.js")
+SCRIPTS = ("app.js", "answer.js", "api.js", "messages.js", "methods.js", "overlay.js", "visualize.js")
 ASSETS = {
     **{name: (PAGE_DIR / name, "text/javascript") for name in SCRIPTS},
     "style.css": (PAGE_DIR / "style.css", "text/css"),

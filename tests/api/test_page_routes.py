@@ -42,7 +42,7 @@ async def test_the_page_is_served_at_the_root_with_its_script_and_style(serve, m
                 assert not EXTERNAL.search(asset.text) and "http://" not in asset.text and "https://" not in asset.text
                 imports = re.findall(r'from "\./([\w.]+)"', asset.text)
                 pending += [f"/page/{name}" for name in imports if f"/page/{name}" not in served]
-        modules = {f"/page/{name}" for name in ("app.js", "methods.js", "overlay.js", "visualize.js", "style.css")}
+        modules = {f"/page/{name}" for name in ("app.js", "answer.js", "methods.js", "overlay.js", "style.css")}
         assert modules <= served
 
 
