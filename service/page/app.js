@@ -41,6 +41,7 @@ async function loadCatalogue() {
   renderMethods();
   $("vis-model").textContent = select.value;
   await loadLabels();
+  $("explain-button").disabled = false; // not before the methods are there to choose from
 }
 
 function renderMethods() {

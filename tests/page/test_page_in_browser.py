@@ -220,6 +220,7 @@ def test_a_sample_photo_and_the_keyboard_alone_give_top_classes(server, offline)
     page.get_by_label("Draw the localization box").focus()
     page.keyboard.press("Space")
     expect(page.get_by_label("Draw the localization box")).to_be_checked()
+    expect(page.get_by_test_id("explain-button")).to_be_enabled()  # once the catalogue is loaded
     page.get_by_test_id("explain-button").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("top-class")).to_have_count(5)
