@@ -6,8 +6,8 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages
-# (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s).
-TEST_SYSTEM_PACKAGES := nginx kubectl
+# (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page).
+TEST_SYSTEM_PACKAGES := nginx kubectl chromium
 
 .PHONY: serve test openapi bench install install-test system-packages stack loadtest
 

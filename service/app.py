@@ -25,7 +25,7 @@ from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
 from service.openapi_contract import exact_openapi
-from service.routes import catalog, features, health, inference, jobs
+from service.routes import catalog, docs, features, health, inference, jobs, page
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.worker import ModelLoader
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         version="1.0.0",
         description="Explanations of image classifiers (CAM, Grad-CAM, Grad-CAM++) from warm, batched models.",
         lifespan=lifespan,
+        docs_url=None,  # served by service.routes.docs, with their assets from the service, not a CDN
+        redoc_url=None,
     )
     app.state.metrics = metrics
     app.state.runtime = None
@@ -95,6 +97,9 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app.include_router(inference.router)
     app.include_router(features.router)
     app.include_router(jobs.router)
+    app.include_router(docs.router)
+    app.include_router(page.router)
+    app.include_router(page.labels_router)
     _install_error_handlers(app)
     generate_openapi = app.openapi
 
