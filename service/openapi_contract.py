@@ -69,14 +69,11 @@ def _hoist_defs(node: Any, components: dict[str, Any]) -> Any:
     if isinstance(node, dict):
         for name, definition in node.pop("$defs", {}).items():
             components.setdefault(name, _hoist_defs(definition, components))
-        return {
-            key: (COMPONENTS_REF + value[len(DEFS_REF) :])
-            if key == "$ref" and isinstance(value, str) and value.startswith(DEFS_REF)
-            else _hoist_defs(value, components)
-            for key, value in node.items()
-        }
+        return {key: _hoist_defs(value, components) for key, value in node.items()}
     if isinstance(node, list):
         return [_hoist_defs(item, components) for item in node]
+    if isinstance(node, str) and node.startswith(DEFS_REF):  # a `$ref` or a discriminator's mapping
+        return COMPONENTS_REF + node[len(DEFS_REF) :]
     return node
 
 
