@@ -28,6 +28,7 @@ Include = Literal["map", "overlay", "logits"]
 MapEncoding = Literal["list", "base64"]
 OverlayFormat = Literal["png", "jpeg", "webp"]
 Fill = Literal["black", "mean"]
+NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 
 
 class ExplainParameters(BaseModel):
@@ -87,6 +88,11 @@ class ExplainParameters(BaseModel):
         default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
     )
     seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; default 0.")
+    nt_type: NoiseTunnelType | None = Field(
+        default=None,
+        description="smoothgrad: how the noisy samples are pooled, as captum's NoiseTunnel: `smoothgrad` (mean, "
+        "the default), `smoothgrad_sq` (mean of squares) or `vargrad` (variance).",
+    )
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
     baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
     window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")

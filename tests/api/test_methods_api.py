@@ -28,6 +28,7 @@ async def test_every_method_is_reachable_with_its_parameters(serve, models, nois
         "stride": 8,
         "fill": "black",
         "baseline": "mean",
+        "nt_type": "vargrad",
     }
     async with serve(models) as client:
         response = await client.post(URL, params=params, files={"image": noise_png})
@@ -96,6 +97,7 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
         {"steps": 2000},
         {"fill": "red"},
         {"baseline": "noise"},
+        {"nt_type": "mean"},
         {"map_encoding": "npy"},
         {"bbox_threshold": 2},
     ],

@@ -134,7 +134,7 @@ def captum_map(
                 [
                     NoiseTunnel(Saliency(module)).attribute(
                         x[i : i + 1],
-                        nt_type="smoothgrad",
+                        nt_type=options.nt_type,
                         nt_samples=options.samples,
                         stdevs=sigmas[i],
                         target=classes[i],
@@ -262,3 +262,30 @@ def test_smoothgrad_agrees_with_captum_noise_tunnel_with_the_same_seed(model_fix
     print(f"{model_fixture} smoothgrad: pearson {agreement:.5f} (seed 1: {pearson(other_seed, theirs):.5f})")
     assert agreement >= THRESHOLD
     assert pearson(other_seed, theirs) < agreement
+
+
+@pytest.mark.parametrize("nt_type", ["smoothgrad_sq", "vargrad"])
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_smoothgrad_noise_tunnel_types_agree_with_captum_with_the_same_seed(nt_type, model_fixture, request, cat_photo):
+    """`nt_type` pools the noisy samples as captum's NoiseTunnel does (mean of squares, variance); same seed as
+    above, so the same draws. Each differs from the plain mean (the option changes the map)."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 1)
+    options = SmoothGradOptions(samples=8, nt_type=nt_type)
+    torch.manual_seed(0)
+    theirs = captum_map("smoothgrad", model, x, classes, options)[0]
+    ours = our_raw_maps(model, "smoothgrad", x, classes, (options,))[0].numpy()
+    plain = our_raw_maps(model, "smoothgrad", x, classes, (SmoothGradOptions(samples=8),))[0].numpy()
+    agreement = pearson(ours, theirs)
+    print(f"{model_fixture} smoothgrad {nt_type}: pearson {agreement:.5f} (plain mean: {pearson(plain, theirs):.5f})")
+    assert agreement >= THRESHOLD
+    assert not np.allclose(ours, plain)
+
+
+def test_input_x_gradient_is_captum_s_name_for_gradient_x_input():
+    """captum's InputXGradient is `input * gradient`, which `gradient_x_input` computes (agreement above): the
+    captum name is an alias of the same method, not a second one."""
+    from service.methods import resolve_method
+
+    for spelling in ("input_x_gradient", "InputXGradient", "input-x-gradient"):
+        assert resolve_method(spelling) is METHODS["gradient_x_input"]
