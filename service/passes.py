@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from model_store.hooks import forward_hooks
+from service.rescale import rescale_rule
 
 if TYPE_CHECKING:
     from model_store import LoadedModel
@@ -92,6 +93,23 @@ class PassRunner:
                 (gradient,) = torch.autograd.grad(logits[:, class_index].sum(), leaf)
             gradients.append(gradient)
             self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(gradients)
+
+    def rescale_gradients(
+        self, inputs: torch.Tensor, references: torch.Tensor, class_index: int
+    ) -> Steps[torch.Tensor]:
+        """DeepLIFT multipliers of logit_class for (M, 3, H, W) inputs against their (M, 3, H, W) references
+        -> (M, 3, H, W): each chunk runs its inputs and references in one batch under the Rescale rule."""
+        gradients = []
+        pairs = max(1, self.chunk_size // 2)
+        for chunk, reference in zip(inputs.split(pairs), references.split(pairs), strict=True):
+            with torch.enable_grad(), rescale_rule(self.module):
+                leaf = torch.cat([chunk, reference]).detach().requires_grad_()
+                logits = self.module(leaf)
+                (gradient,) = torch.autograd.grad(logits[: len(chunk), class_index].sum(), leaf)
+            gradients.append(gradient[: len(chunk)])
+            self.images_forwarded += 2 * len(chunk)
             yield
         return torch.cat(gradients)
 

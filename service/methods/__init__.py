@@ -7,9 +7,12 @@ from service.methods.ablation_cam import AblationCAM
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
+from service.methods.deeplift import DeepLift
+from service.methods.deeplift_shap import DeepLiftShap
 from service.methods.eigen_cam import EigenCAM
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_pp import GradCAMPlusPlus
+from service.methods.gradient_shap import GradientShap
 from service.methods.gradient_x_input import GradientXInput
 from service.methods.guided_backprop import GuidedBackprop
 from service.methods.guided_grad_cam import GuidedGradCAM
@@ -42,6 +45,9 @@ METHODS: dict[str, Method] = {
         SmoothGrad(),
         IntegratedGradients(),
         Occlusion(),
+        DeepLift(),
+        DeepLiftShap(),
+        GradientShap(),
     )
 }
 

@@ -19,6 +19,8 @@ from model_store import LoadedModel
 from service.explainer import run_batch
 from service.jobs import ExplainJob
 from service.methods import METHODS
+from service.methods.deeplift_shap import DeepLiftShapOptions
+from service.methods.gradient_shap import GradientShapOptions
 from service.methods.integrated_gradients import IntegratedGradientsOptions
 from service.methods.smoothgrad import SmoothGradOptions
 
@@ -34,7 +36,12 @@ def randomized(builtin_model: LoadedModel) -> LoadedModel:
 
 
 def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: int) -> torch.Tensor:
-    options = (SmoothGradOptions(samples=8), IntegratedGradientsOptions(steps=16))
+    options = (
+        SmoothGradOptions(samples=8),
+        IntegratedGradientsOptions(steps=16),
+        DeepLiftShapOptions(samples=4),
+        GradientShapOptions(samples=8),
+    )
     job = ExplainJob(
         image, (METHODS[method],), (class_index,), 1, model.default_layer, float("inf"), "sanity", options=options
     )
