@@ -24,7 +24,8 @@ from tests.tiny_models import tiny_loaded
 
 
 def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: int, options: object) -> torch.Tensor:
-    job = ExplainJob(image, (METHODS[method],), (class_index,), 1, None, time.monotonic() + 600, "t", options=(options,))
+    deadline = time.monotonic() + 600
+    job = ExplainJob(image, (METHODS[method],), (class_index,), 1, None, deadline, "t", options=(options,))
     return run_batch(model, [job], chunk_size=16)[0].maps[0].map
 
 
@@ -79,4 +80,5 @@ def test_gradient_shap_is_complete_in_expectation_and_reproducible():
     assert float(attribution.sum()) == pytest.approx(expected, rel=0.02)
     assert torch.equal(attribution, explain(model, image, "gradient_shap", 3, options))
     one, other = (GradientShapOptions(samples=8, seed=seed) for seed in (1, 2))
-    assert not torch.equal(explain(model, image, "gradient_shap", 3, one), explain(model, image, "gradient_shap", 3, other))
+    different = explain(model, image, "gradient_shap", 3, other)
+    assert not torch.equal(explain(model, image, "gradient_shap", 3, one), different)
