@@ -25,6 +25,9 @@ MethodName = Literal[
     "deeplift",
     "deeplift_shap",
     "gradient_shap",
+    "feature_ablation",
+    "lime",
+    "kernel_shap",
 ]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
@@ -91,7 +94,7 @@ class ExplainParameters(BaseModel):
         ge=1,
         le=1024,
         description="smoothgrad: noisy samples, default 25; gradient_shap: random samples, default 25; "
-        "deeplift_shap: baselines, default 16.",
+        "deeplift_shap: baselines, default 16; lime, kernel_shap: perturbed images, default 256.",
     )
     noise: float | None = Field(
         default=None,
@@ -101,7 +104,9 @@ class ExplainParameters(BaseModel):
         "same, default 0.",
     )
     seed: int | None = Field(
-        default=None, ge=0, description="smoothgrad, gradient_shap, deeplift_shap: seed of the random draws; default 0."
+        default=None,
+        ge=0,
+        description="smoothgrad, gradient_shap, deeplift_shap, lime, kernel_shap: seed of the random draws; default 0.",
     )
     nt_type: NoiseTunnelType | None = Field(
         default=None,
@@ -112,9 +117,17 @@ class ExplainParameters(BaseModel):
     baseline: Fill | None = Field(
         default=None, description="integrated_gradients: path start; deeplift: reference input; default `black`."
     )
-    window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="occlusion: patch side in pixels; feature_ablation, lime, kernel_shap: side of the grid's patches "
+        "(the features); default 32.",
+    )
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
-    fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
+    fill: Fill | None = Field(
+        default=None, description="occlusion, feature_ablation, lime, kernel_shap: patch fill; default `mean`."
+    )
 
 
 class ExplainJSONRequest(ExplainParameters):

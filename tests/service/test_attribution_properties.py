@@ -3,6 +3,7 @@
 - DeepLIFT's summation-to-delta (Shrikumar et al. eq. 1): the map sums to S_c(x) - S_c(x') on a model whose
   nonlinearities are modules (the built-in EfficientNet-Lite0: ReLU6, BatchNorm, depthwise convolutions, no max
   pooling); DeepLIFT SHAP to S_c(x) minus the mean over its baselines.
+- KernelSHAP's efficiency: the Shapley values of the patches sum to the drop from the image to the fill.
 - GradientSHAP's completeness holds in expectation only: with many samples the map's sum approaches
   S_c(x) - E_b S_c(b) (noise 0); its seed makes the estimate reproducible and a new seed changes it.
 """
@@ -20,6 +21,7 @@ from service.methods import METHODS
 from service.methods.deeplift import DeepLiftOptions
 from service.methods.deeplift_shap import DeepLiftShapOptions, baseline_distribution
 from service.methods.gradient_shap import GradientShapOptions, sample_paths
+from service.methods.kernel_shap import KernelShapOptions
 from tests.tiny_models import tiny_loaded
 
 
@@ -82,3 +84,18 @@ def test_gradient_shap_is_complete_in_expectation_and_reproducible():
     one, other = (GradientShapOptions(samples=8, seed=seed) for seed in (1, 2))
     different = explain(model, image, "gradient_shap", 3, other)
     assert not torch.equal(explain(model, image, "gradient_shap", 3, one), different)
+
+
+def test_kernel_shap_values_add_up_to_the_drop_from_the_image_to_the_fill():
+    """Efficiency (Lundberg & Lee eq. 8 with the all-kept and none-kept coalitions weighted 1e6, as captum): the
+    Shapley values of the patches sum to S_c(x) - S_c(every patch filled). 16 patches of 8 x 8 pixels."""
+    model = tiny_loaded()
+    image = 6 * torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(5))
+    options = KernelShapOptions(samples=64, window=8, fill="black")
+    attribution = explain(model, image, "kernel_shap", 3, options)
+    black = (-torch.tensor(model.preprocessing.mean) / torch.tensor(model.preprocessing.std)).view(3, 1, 1)
+    values = logit(model, torch.stack([image, black.expand_as(image)]), 3)
+    per_patch = attribution[::8, ::8]
+    assert torch.equal(attribution, per_patch.repeat_interleave(8, 0).repeat_interleave(8, 1))
+    assert float(per_patch.sum()) == pytest.approx(float(values[0] - values[1]), rel=1e-4, abs=1e-5)
+    assert abs(float(values[0] - values[1])) > 0.05
