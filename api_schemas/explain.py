@@ -28,6 +28,7 @@ MethodName = Literal[
     "feature_ablation",
     "lime",
     "kernel_shap",
+    "lrp",
 ]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]

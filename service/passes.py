@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from model_store.hooks import forward_hooks
+from service.lrp_rules import epsilon_rule
 from service.rescale import rescale_rule
 
 if TYPE_CHECKING:
@@ -112,6 +113,20 @@ class PassRunner:
             self.images_forwarded += 2 * len(chunk)
             yield
         return torch.cat(gradients)
+
+    def relevances(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
+        """Epsilon-rule relevances of logit_class at the input, (M, 3, H, W) -> (M, 3, H, W): the relevance
+        started at the logit goes back to the input layer by layer (`service.lrp_rules`)."""
+        relevances = []
+        for chunk in inputs.split(self.chunk_size):
+            with torch.enable_grad(), epsilon_rule(self.module):
+                leaf = chunk.detach().requires_grad_()
+                scores = self.module(leaf + 0)[:, class_index]  # + 0: the first layer's input is not the leaf
+                (normalized,) = torch.autograd.grad(scores.sum(), leaf)
+            relevances.append(normalized * scores.detach()[:, None, None, None])
+            self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(relevances)
 
 
 def chunk_size_for(model: "LoadedModel", target_ms: float) -> int:

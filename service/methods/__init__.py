@@ -22,6 +22,7 @@ from service.methods.integrated_gradients import IntegratedGradients
 from service.methods.kernel_shap import KernelShap
 from service.methods.layer_cam import LayerCAM
 from service.methods.lime import Lime
+from service.methods.lrp import LRP
 from service.methods.occlusion import Occlusion
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
@@ -54,6 +55,7 @@ METHODS: dict[str, Method] = {
         FeatureAblation(),
         Lime(),
         KernelShap(),
+        LRP(),
     )
 }
 

@@ -26,6 +26,7 @@ from captum.attr import (
     GradientShap,
     KernelShap,
     Lime,
+    LRP,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
@@ -443,3 +444,65 @@ def test_patch_perturbation_methods_agree_with_captum(method, model_fixture, req
         agreement = pearson(ours[i].numpy(), theirs[i])
         print(f"{model_fixture} {method} target {i}: pearson {agreement:.5f}")
         assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
+
+
+class PlainCNN(nn.Module):
+    """A VGG-like chain (conv, batch norm, ReLU, max pooling; average pooling and a linear head): the kind of
+    model LRP's rules cover."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for inputs, outputs in ((3, 16), (16, 32), (32, 64), (64, 128)):
+            layers += [nn.Conv2d(inputs, outputs, 3, padding=1), nn.BatchNorm2d(outputs), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(128, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def seeded_plain_cnn() -> LoadedModel:
+    torch.manual_seed(0)
+    module = PlainCNN()
+    for batch_norm in module.modules():
+        if isinstance(batch_norm, nn.BatchNorm2d):  # statistics as if trained, so that the layer is not identity
+            batch_norm.running_mean.uniform_(-0.5, 0.5)
+            batch_norm.running_var.uniform_(0.5, 2.0)
+    return prepare_model(
+        name="plain_cnn",
+        source="test:PlainCNN",
+        module=module.eval(),
+        preprocessing=Preprocessing((224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        labels_spec="imagenet",
+        default_layer="features",
+        classifier_layer="fc",
+        device=torch.device("cpu"),
+    )
+
+
+def test_lrp_agrees_with_captum_on_a_plain_cnn(cat_photo):
+    """captum's LRP with its default rules (epsilon 1e-9 on every layer); ReLUs not in place (captum's backward
+    hooks refuse in-place outputs)."""
+    model = seeded_plain_cnn()
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    ours = our_raw_maps(model, "lrp", x, classes)
+    module = trainable_copy(model)
+    theirs = LRP(module).attribute(x, target=torch.tensor(classes)).sum(dim=1).detach().numpy()
+    for i in range(len(classes)):
+        assert theirs[i].std() > 0
+        agreement = pearson(ours[i].numpy(), theirs[i])
+        print(f"plain_cnn lrp target {i}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD, (i, agreement)
+
+
+@pytest.mark.parametrize(
+    ("model_fixture", "reason"), [("builtin_model", "Conv2dSame"), ("seeded_resnet18", "calls 'add'")]
+)
+def test_lrp_refuses_models_its_rules_do_not_cover(model_fixture, reason, request):
+    """The built-in model's Conv2dSame and ReLU6 have no rule (captum refuses them too); ResNet-18's additions none
+    (captum runs, passing them as gradient, and its relevances sum to about 1e10 for a logit of 2.5)."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    found = METHODS["lrp"].not_applicable_to(model.module)
+    assert found is not None and reason in found, found
