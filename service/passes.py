@@ -65,6 +65,17 @@ class PassRunner:
             yield
         return torch.cat(outputs)
 
+    def logits_of(self, count: int, make_inputs: Callable[[torch.Tensor], torch.Tensor]) -> Steps[torch.Tensor]:
+        """Logits (count, K) of `count` inputs made a chunk at a time: `make_inputs(rows)` gives the
+        (len(rows), 3, H, W) inputs of the rows of a chunk, so that only one chunk of them is ever in memory."""
+        outputs = []
+        for rows in torch.arange(count).split(self.chunk_size):
+            with torch.inference_mode():
+                outputs.append(self.module(make_inputs(rows)))
+            self.images_forwarded += len(rows)
+            yield
+        return torch.cat(outputs)
+
     def logits_with_layer_output(
         self,
         image: torch.Tensor,

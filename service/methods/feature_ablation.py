@@ -50,8 +50,15 @@ class FeatureAblation(MultiPassMethod):
         fill = inputs.black if options.fill == "black" else torch.zeros_like(inputs.black)
         maps = torch.zeros(len(inputs.classes), height, width, device=device)
         for rows in inputs.rows_by_image():
-            ablated = with_patches_kept(inputs.images[rows[0]], mask, 1 - torch.eye(count, device=device), fill)
-            logits = yield from runner.logits(ablated)  # (M, K)
+            image = inputs.images[rows[0]]
+
+            def ablated(patches: torch.Tensor, image: torch.Tensor = image) -> torch.Tensor:
+                """The image with patch p filled, for each p of `patches`."""
+                kept = torch.ones(len(patches), count, device=device)
+                kept[torch.arange(len(patches)), patches.to(device)] = 0
+                return with_patches_kept(image, mask, kept, fill)
+
+            logits = yield from runner.logits_of(count, ablated)  # (M, K)
             classes = inputs.classes[rows]
             drops = inputs.logits[rows[0], classes][None] - logits[:, classes]  # (M, r)
             maps[rows] = drops.T[:, mask]

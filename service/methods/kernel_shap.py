@@ -78,8 +78,11 @@ class KernelShap(MultiPassMethod):
         weights[:2] = ENDPOINT_WEIGHT
         maps = torch.zeros(len(inputs.classes), height, width, device=device)
         for rows in inputs.rows_by_image():
-            image = inputs.images[rows[0]]
-            logits = yield from runner.logits(with_patches_kept(image, mask, coalitions.to(device), fill))
+            image, on_device = inputs.images[rows[0]], coalitions.to(device)
+            logits = yield from runner.logits_of(
+                len(coalitions),
+                lambda k, image=image, z=on_device: with_patches_kept(image, mask, z[k.to(device)], fill),
+            )
             coefficients = fit_linear(coalitions, logits[:, inputs.classes[rows]], weights, ridge=0.0)
             maps[rows] = coefficients.to(device, maps.dtype)[:, mask]
         return maps

@@ -70,7 +70,10 @@ class Lime(MultiPassMethod):
         for rows in inputs.rows_by_image():
             generator = torch.Generator(device="cpu").manual_seed(options.seed)
             kept = torch.bernoulli(torch.full((options.samples, count), 0.5), generator=generator)
-            logits = yield from runner.logits(with_patches_kept(inputs.images[rows[0]], mask, kept.to(device), fill))
+            image, on_device = inputs.images[rows[0]], kept.to(device)
+            logits = yield from runner.logits_of(
+                len(kept), lambda k, image=image, z=on_device: with_patches_kept(image, mask, z[k.to(device)], fill)
+            )
             coefficients = fit_linear(kept, logits[:, inputs.classes[rows]], lime_kernel(kept), RIDGE)  # (r, M)
             maps[rows] = coefficients.to(device, maps.dtype)[:, mask]
         return maps

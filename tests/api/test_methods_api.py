@@ -79,6 +79,11 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
             ({"method": "occlusion", "window": 4, "stride": 4}, 64),
             ({"method": "score_cam", "layer": "features"}, 8),
             ({"method": "grad_cam", "evaluate": "true", "top_k": 2}, 2 * 11),
+            ({"method": "deeplift", "top_k": 3}, 2 * 3 * 3),  # input and reference: 2 images per class
+            ({"method": "deeplift_shap", "samples": 4}, 2 * 4 * 3),
+            ({"method": "kernel_shap", "samples": 30, "top_k": 3}, 30),  # forward only, shared by the classes
+            ({"method": "feature_ablation", "window": 8}, 16),
+            ({"method": "lrp", "top_k": 3}, 3 * 3),
         ):
             response = await client.post(URL, params=params, files={"image": noise_png})
             if cost <= 20:
