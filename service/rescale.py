@@ -8,8 +8,10 @@ eval mode, pooling by averages, additions) keep their gradients, which are their
 gradient of the first half, times (x - x'), sums to S(x) - S(x') (summation-to-delta).
 
 Max pooling keeps its gradient: the rule of DeepLIFT's own implementation (`MaxPoolDeepLiftMode.gradient`),
-where captum uses a rule of its own. Nonlinearities called as functions (`F.relu` in a `forward`) are not
-modules, cannot be hooked, and keep their gradient too.
+so the sum is then not exact. captum has a rule of its own for max pooling that keeps the sum on a plain
+chain of modules, where the two disagree; on torchvision's ResNet-18 (in-place ReLU before its max pooling)
+captum's rule does not take effect and its maps equal ours. Nonlinearities called as functions (`F.relu` in
+a `forward`) are not modules, cannot be hooked, and keep their gradient too.
 """
 
 from collections.abc import Iterator
