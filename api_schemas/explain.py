@@ -22,6 +22,13 @@ MethodName = Literal[
     "smoothgrad",
     "integrated_gradients",
     "occlusion",
+    "deeplift",
+    "deeplift_shap",
+    "gradient_shap",
+    "feature_ablation",
+    "lime",
+    "kernel_shap",
+    "lrp",
 ]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
@@ -30,6 +37,7 @@ OverlayFormat = Literal["png", "jpeg", "webp"]
 Fill = Literal["black", "mean"]
 BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
+NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 
 
 class ExplainParameters(BaseModel):
@@ -84,16 +92,45 @@ class ExplainParameters(BaseModel):
         description="Add faithfulness scores to each explanation (confidence change, deletion and insertion "
         "AUC); costs extra forward passes, counted against the service's bound.",
     )
-    samples: int | None = Field(default=None, ge=1, le=1024, description="smoothgrad: noisy samples; default 25.")
-    noise: float | None = Field(
-        default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
+    samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="smoothgrad: noisy samples, default 25; gradient_shap: random samples, default 25; "
+        "deeplift_shap: baselines, default 16; lime, kernel_shap: perturbed images, default 256.",
     )
-    seed: int | None = Field(default=None, ge=0, description="smoothgrad: noise seed; default 0.")
+    noise: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="smoothgrad: noise level as a fraction of the input range, default 0.15; gradient_shap: the "
+        "same, default 0.",
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="smoothgrad, gradient_shap, deeplift_shap, lime, kernel_shap: seed of the random draws; default 0.",
+    )
+    nt_type: NoiseTunnelType | None = Field(
+        default=None,
+        description="smoothgrad: how the noisy samples are pooled, as captum's NoiseTunnel: `smoothgrad` (mean, "
+        "the default), `smoothgrad_sq` (mean of squares) or `vargrad` (variance).",
+    )
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
-    baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
-    window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
+    baseline: Fill | None = Field(
+        default=None, description="integrated_gradients: path start; deeplift: reference input; default `black`."
+    )
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="occlusion: patch side in pixels; feature_ablation, lime, kernel_shap: side of the grid's patches "
+        "(the features); default 32.",
+    )
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
-    fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
+    fill: Fill | None = Field(
+        default=None, description="occlusion, feature_ablation, lime, kernel_shap: patch fill; default `mean`."
+    )
 
 
 class ExplainJSONRequest(ExplainParameters):

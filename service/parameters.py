@@ -225,6 +225,10 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
                 f"{method.name} needs hooks into the model's layers, which model '{model.name}' (TorchScript) does "
                 "not allow; input-gradient and perturbation methods still apply"
             )
+    for method in methods:
+        reason = method.not_applicable_to(model.module)
+        if reason is not None:
+            raise MethodNotApplicable(f"{method.name} does not apply to model '{model.name}': {reason}")
     if not any(method.uses_layer for method in methods):
         return None
     layer = requested or model.default_layer

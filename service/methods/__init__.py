@@ -7,15 +7,22 @@ from service.methods.ablation_cam import AblationCAM
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
+from service.methods.deeplift import DeepLift
+from service.methods.deeplift_shap import DeepLiftShap
 from service.methods.eigen_cam import EigenCAM
+from service.methods.feature_ablation import FeatureAblation
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_pp import GradCAMPlusPlus
+from service.methods.gradient_shap import GradientShap
 from service.methods.gradient_x_input import GradientXInput
 from service.methods.guided_backprop import GuidedBackprop
 from service.methods.guided_grad_cam import GuidedGradCAM
 from service.methods.hires_cam import HiResCAM
 from service.methods.integrated_gradients import IntegratedGradients
+from service.methods.kernel_shap import KernelShap
 from service.methods.layer_cam import LayerCAM
+from service.methods.lime import Lime
+from service.methods.lrp import LRP
 from service.methods.occlusion import Occlusion
 from service.methods.saliency import Saliency
 from service.methods.score_cam import ScoreCAM
@@ -42,6 +49,13 @@ METHODS: dict[str, Method] = {
         SmoothGrad(),
         IntegratedGradients(),
         Occlusion(),
+        DeepLift(),
+        DeepLiftShap(),
+        GradientShap(),
+        FeatureAblation(),
+        Lime(),
+        KernelShap(),
+        LRP(),
     )
 }
 

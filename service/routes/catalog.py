@@ -38,6 +38,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         if not (scripted and method.needs & hook_needs)
         and not (method.uses_layer and model.default_layer is None)
         and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
+        and method.not_applicable_to(model.module) is None
     ]
     return ModelInfo(
         name=model.name,
