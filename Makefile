@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages.
-TEST_SYSTEM_PACKAGES :=
+# Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages
+# (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page).
+TEST_SYSTEM_PACKAGES := nginx kubectl chromium
 
-.PHONY: serve test openapi bench install install-test system-packages
+.PHONY: serve test openapi bench install install-test system-packages stack loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +39,24 @@ bench: install
 	$(PY) bench/request_path.py
 	$(PY) bench/fairness.py
 	$(PY) bench/visualization.py
+
+# The deployment's topology without Docker: nginx (deploy/gateway/) on GATEWAY_PORT in front of REPLICAS replicas
+# on the next ports, in the foreground; Ctrl+C drains and stops everything.
+GATEWAY_PORT ?= 8080
+REPLICAS ?= 2
+stack: install
+	scripts/install-system-packages nginx
+	GATEWAY_PORT=$(GATEWAY_PORT) REPLICAS=$(REPLICAS) $(PY) deploy/stack.py
+
+# Locust, headless, against URL (default: the local stack of `make stack`, started separately) for DURATION;
+# the HTML report, CSVs, plots and a summary table land in loadtest/out/.
+URL ?= http://127.0.0.1:$(GATEWAY_PORT)
+DURATION ?= 60s
+USERS ?= 16
+loadtest: install
+	$(PIP) --quiet -e '.[loadtest]'
+	mkdir -p loadtest/out
+	$(PY) -m locust -f loadtest/locustfile.py --headless --host $(URL) --users $(USERS) --spawn-rate $(USERS) \
+		--run-time $(DURATION) --csv loadtest/out/run --csv-full-history --html loadtest/out/report.html \
+		--only-summary --exit-code-on-error 0
+	$(PY) loadtest/plots.py loadtest/out

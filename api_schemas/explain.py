@@ -32,12 +32,22 @@ MethodName = Literal[
     "smoothgrad",
     "integrated_gradients",
     "occlusion",
+    "deeplift",
+    "deeplift_shap",
+    "gradient_shap",
+    "feature_ablation",
+    "lime",
+    "kernel_shap",
+    "lrp",
 ]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
 MapEncoding = Literal["list", "base64"]
 OverlayFormat = Literal["png", "jpeg", "webp"]
 Fill = Literal["black", "mean"]
+BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
+"""JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
+NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 
 
 class ExplainParameters(BaseModel):
@@ -96,22 +106,43 @@ class ExplainParameters(BaseModel):
         default=None,
         ge=1,
         le=1024,
-        description="smoothgrad: noisy samples; default 25. ss_cam: noisy masks, is_cam: path steps; default 3. "
-        "smooth_grad_cam_pp: noisy inputs; default 4.",
+        description="smoothgrad: noisy samples, default 25; gradient_shap: random samples, default 25; "
+        "deeplift_shap: baselines, default 16; lime, kernel_shap: perturbed images, default 256; ss_cam: noisy "
+        "masks, is_cam: path steps, default 3; smooth_grad_cam_pp: noisy inputs, default 4.",
     )
     noise: float | None = Field(
-        default=None, ge=0, le=1, description="smoothgrad: noise level as a fraction of the input range; default 0.15."
+        default=None,
+        ge=0,
+        le=1,
+        description="smoothgrad: noise level as a fraction of the input range, default 0.15; gradient_shap: the "
+        "same, default 0.",
     )
     seed: int | None = Field(
         default=None,
         ge=0,
-        description="smoothgrad, ss_cam, smooth_grad_cam_pp: noise seed; random_cam: weights seed; default 0.",
+        description="smoothgrad, gradient_shap, deeplift_shap, lime, kernel_shap, ss_cam, smooth_grad_cam_pp: seed "
+        "of the random draws; random_cam: of its weights; default 0.",
+    )
+    nt_type: NoiseTunnelType | None = Field(
+        default=None,
+        description="smoothgrad: how the noisy samples are pooled, as captum's NoiseTunnel: `smoothgrad` (mean, "
+        "the default), `smoothgrad_sq` (mean of squares) or `vargrad` (variance).",
     )
     steps: int | None = Field(default=None, ge=1, le=1024, description="integrated_gradients: steps; default 32.")
-    baseline: Fill | None = Field(default=None, description="integrated_gradients: path start; default `black`.")
-    window: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch side in pixels; default 32.")
+    baseline: Fill | None = Field(
+        default=None, description="integrated_gradients: path start; deeplift: reference input; default `black`."
+    )
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="occlusion: patch side in pixels; feature_ablation, lime, kernel_shap: side of the grid's patches "
+        "(the features); default 32.",
+    )
     stride: int | None = Field(default=None, ge=1, le=4096, description="occlusion: patch step in pixels; default 16.")
-    fill: Fill | None = Field(default=None, description="occlusion: patch fill; default `mean`.")
+    fill: Fill | None = Field(
+        default=None, description="occlusion, feature_ablation, lime, kernel_shap: patch fill; default `mean`."
+    )
     sigma: float | None = Field(
         default=None, ge=0, le=100, description="ss_cam: noise standard deviation on the normalised masks; default 2. "
         "smooth_grad_cam_pp: on the normalised input; default 0.3."
@@ -128,8 +159,10 @@ class ExplainJSONRequest(ExplainParameters):
     """The JSON form of an explain request; the multipart form takes the same fields, `image` as a file."""
 
     image: str = Field(
+        min_length=1,
+        json_schema_extra=BASE64_IMAGE,
         description="The image file (JPEG, PNG, WebP, GIF, BMP, TIFF), base64: standard or URL-safe alphabet, "
-        "padding optional, whitespace ignored, an optional `data:<type>;base64,` prefix."
+        "padding optional, whitespace ignored, an optional `data:<type>;base64,` prefix.",
     )
 
 
@@ -140,7 +173,9 @@ class PredictParameters(BaseModel):
 
 
 class PredictJSONRequest(PredictParameters):
-    image: str = Field(description="The image file, base64 (as for explain).")
+    image: str = Field(
+        min_length=1, json_schema_extra=BASE64_IMAGE, description="The image file, base64 (as for explain)."
+    )
 
 
 class ClassRef(BaseModel):

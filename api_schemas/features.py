@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_schemas.explain import MapData
+from api_schemas.explain import BASE64_IMAGE, MapData
 
 
 class ActivationsParameters(BaseModel):
@@ -15,7 +15,9 @@ class ActivationsParameters(BaseModel):
 
 
 class ActivationsJSONRequest(ActivationsParameters):
-    image: str = Field(description="The image file, base64 (as for explain).")
+    image: str = Field(
+        min_length=1, json_schema_extra=BASE64_IMAGE, description="The image file, base64 (as for explain)."
+    )
 
 
 class ChannelMap(BaseModel):

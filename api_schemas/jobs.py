@@ -4,10 +4,22 @@ and the job resource `/v1/jobs/{id}` with its progress events."""
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 from api_schemas.errors import ErrorDetail
 from api_schemas.explain import ExplainResponse, TopClass
+
+
+def _json_number(value: object) -> object:
+    """Refuse what pydantic's lax mode would turn into a number (`true`, `"5"`): these bodies are JSON only."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+"""An integer of a JSON body: `3` or `3.0` (JSON Schema's integer), not `true` or `"3"`."""
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 
 
 class ClassObjective(BaseModel):
@@ -26,7 +38,7 @@ class ChannelObjective(BaseModel):
 
     kind: Literal["channel"]
     layer: str = Field(description="A layer with a 2-D feature map (see `GET /v1/models/{model}`).")
-    channel: int = Field(ge=0)
+    channel: JsonInt = Field(ge=0)
 
 
 class NeuronObjective(BaseModel):
@@ -36,9 +48,13 @@ class NeuronObjective(BaseModel):
 
     kind: Literal["neuron"]
     layer: str
-    channel: int = Field(ge=0)
-    x: int | None = Field(default=None, ge=0, description="Column on the layer's grid; default the centre.")
-    y: int | None = Field(default=None, ge=0, description="Row on the layer's grid; default the centre.")
+    channel: JsonInt = Field(ge=0)
+    x: Annotated[int, Field(ge=0), BeforeValidator(_json_number)] | None = Field(
+        default=None, description="Column on the layer's grid; default the centre."
+    )
+    y: Annotated[int, Field(ge=0), BeforeValidator(_json_number)] | None = Field(
+        default=None, description="Row on the layer's grid; default the centre."
+    )
 
 
 Objective = Annotated[ClassObjective | ChannelObjective | NeuronObjective, Field(discriminator="kind")]
@@ -50,15 +66,15 @@ class VisualizationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     objective: Objective
-    steps: int = Field(default=256, ge=1, le=4096, description="Optimisation steps (Adam).")
-    size: list[Annotated[int, Field(ge=16, le=1024)]] | None = Field(
+    steps: JsonInt = Field(default=256, ge=1, le=4096, description="Optimisation steps (Adam).")
+    size: list[Annotated[int, Field(ge=16, le=1024), BeforeValidator(_json_number)]] | None = Field(
         default=None, min_length=2, max_length=2, description="`[height, width]`; default the model's input size."
     )
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seeds the initial image and every transform.")
-    lr: float = Field(default=0.05, gt=0, le=10, allow_inf_nan=False, description="Adam's learning rate.")
-    fourier: bool = Field(default=True, description="Parameterize the image by its Fourier spectrum.")
-    decorrelate: bool = Field(default=True, description="Parameterize colour in decorrelated colour space.")
-    transforms: bool = Field(default=True, description="Random pad, jitter, scale and rotation at each step.")
+    seed: JsonInt = Field(default=0, ge=0, le=2**63 - 1, description="Seeds the initial image and every transform.")
+    lr: JsonFloat = Field(default=0.05, gt=0, le=10, allow_inf_nan=False, description="Adam's learning rate.")
+    fourier: StrictBool = Field(default=True, description="Parameterize the image by its Fourier spectrum.")
+    decorrelate: StrictBool = Field(default=True, description="Parameterize colour in decorrelated colour space.")
+    transforms: StrictBool = Field(default=True, description="Random pad, jitter, scale and rotation at each step.")
 
 
 class VisualizationResult(BaseModel):

@@ -2,25 +2,30 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import fastapi.routing
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import compile_path
 
 from api_schemas import ErrorBody, ErrorDetail
 from model_store import LoadedModel, ModelStore
 from service.auth import ApiKeys
 from service.errors import ServiceError
+from service.instance import InstanceHeaderMiddleware
 from service.lifecycle import Lifecycle
 from service.logs import REQUEST_ID, request_id_from
 from service.metrics import Metrics
-from service.routes import catalog, features, health, inference, jobs
+from service.openapi_contract import exact_openapi
+from service.routes import catalog, docs, features, health, inference, jobs, page
 from service.runtime import ServiceRuntime
 from service.settings import Settings
 from service.worker import ModelLoader
@@ -80,6 +85,8 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         version="1.0.0",
         description="Explanations of image classifiers (CAM, Grad-CAM, Grad-CAM++) from warm, batched models.",
         lifespan=lifespan,
+        docs_url=None,  # served by service.routes.docs, with their assets from the service, not a CDN
+        redoc_url=None,
     )
     app.state.metrics = metrics
     app.state.runtime = None
@@ -90,10 +97,22 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app.include_router(inference.router)
     app.include_router(features.router)
     app.include_router(jobs.router)
+    app.include_router(docs.router)
+    app.include_router(page.router)
+    app.include_router(page.labels_router)
     _install_error_handlers(app)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = exact_openapi(generate_openapi(), api_keys_enabled=bool(settings.api_keys))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
         request_id = request_id_from(request.headers.get("x-request-id"))
         token = REQUEST_ID.set(request_id)
         request.state.request_id = request_id
@@ -103,7 +122,9 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             REQUEST_ID.reset(token)
         response.headers["X-Request-ID"] = request_id
         route = request.scope.get("route")
-        metrics.requests.labels(route=getattr(route, "path", "unmatched"), status=str(response.status_code)).inc()
+        route_path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(route=route_path, status=str(response.status_code)).inc()
+        metrics.request_seconds.labels(route=route_path).observe(time.perf_counter() - started)
         return response
 
     if settings.cors_origins:  # added last, so outermost: error answers (401, 503) carry the CORS headers too
@@ -115,7 +136,18 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,
         )
+    app.add_middleware(InstanceHeaderMiddleware, instance_id=settings.instance_id)  # outermost: every answer
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every HTTP method some route of `app` answers at `path` (for the `Allow` header of a 405)."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", list)  # FastAPI >= 0.16x includes routers lazily
+    methods: set[str] = set()
+    for route in flatten(app.routes):
+        if getattr(route, "methods", None) and compile_path(route.path)[0].match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 def error_response(request: Request, status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -139,7 +171,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of one route; the path may have several
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return error_response(request, exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@
     ├── Unauthorized (401)            missing_api_key, invalid_api_key  (with WWW-Authenticate: Bearer)
     ├── ModelNotFound (404)           model_not_found
     ├── JobNotFound (404)             job_not_found
+    ├── AssetNotFound (404)           not_found  (a page or documentation file by a name not served)
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
@@ -95,6 +96,11 @@ class ModelNotFound(ServiceError):
 class JobNotFound(ServiceError):
     status = 404
     code = "job_not_found"
+
+
+class AssetNotFound(ServiceError):
+    status = 404
+    code = "not_found"
 
 
 class PayloadTooLarge(ServiceError):

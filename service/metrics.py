@@ -9,6 +9,13 @@ class Metrics:
         self.requests = Counter(
             "explain_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry
         )
+        self.request_seconds = Histogram(
+            "explain_http_request_duration_seconds",
+            "Time from a request's arrival to its answer's headers, by route (streamed bodies not included).",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry
         )

@@ -8,6 +8,7 @@ or unbounded reaches the worker.
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import torch
@@ -27,6 +28,7 @@ from service.errors import (
 )
 from service.evaluation import evaluation_passes
 from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
+from service.request_body import JsonFields
 
 DEFAULT_METHOD = "grad_cam"
 DEFAULT_COLORMAP = "jet"
@@ -67,6 +69,8 @@ def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, 
         ConflictingParameters: a name given both in the query and in the body.
         InvalidParameter: an unknown name or a value of the wrong type or range.
     """
+    if isinstance(body_fields, JsonFields):
+        check_json_types(model, body_fields)
     merged: dict[str, Any] = dict(body_fields)
     for key in query.keys():
         if key in body_fields:
@@ -74,6 +78,54 @@ def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, 
         values = query.getlist(key)
         merged[key] = values[0] if len(values) == 1 else values
     return validate_fields(model, merged)
+
+
+def check_json_types(model: type[BaseModel], fields: dict[str, Any]) -> None:
+    """Refuse a JSON value whose JSON type the schema of its field does not allow (`true` for an integer, `"3"`
+    for a number), which pydantic's lax mode, needed for form text, would otherwise convert. Unknown names are
+    left to the model.
+
+    Raises:
+        InvalidParameter: the fields of the wrong JSON type, all of them in the message.
+    """
+    properties = _json_properties(model)
+    wrong = [name for name, value in fields.items() if name in properties and not _json_fits(value, properties[name])]
+    if wrong:
+        raise InvalidParameter(
+            "invalid parameters: " + "; ".join(f"{name}: not a JSON {_json_kinds(properties[name])}" for name in wrong)
+        )
+
+
+@lru_cache(maxsize=32)
+def _json_properties(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True).get("properties", {})
+
+
+def _json_fits(value: Any, schema: dict[str, Any]) -> bool:
+    for branch in schema.get("anyOf", [schema]):
+        kind = branch.get("type")
+        if kind is None or (_json_is(value, kind) and (
+            kind != "array" or all(_json_fits(item, branch.get("items", {})) for item in value)
+        )):
+            return True
+    return False
+
+
+def _json_is(value: Any, kind: str) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return {
+        "boolean": isinstance(value, bool),
+        "integer": number and float(value).is_integer(),
+        "number": number,
+        "string": isinstance(value, str),
+        "array": isinstance(value, list),
+        "object": isinstance(value, dict),
+        "null": value is None,
+    }.get(kind, True)
+
+
+def _json_kinds(schema: dict[str, Any]) -> str:
+    return " or ".join(dict.fromkeys(str(b.get("type", "value")) for b in schema.get("anyOf", [schema])))
 
 
 def validate_fields(model: type[P], fields: dict[str, Any]) -> P:
@@ -173,6 +225,10 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
                 f"{method.name} needs hooks into the model's layers, which model '{model.name}' (TorchScript) does "
                 "not allow; input-gradient and perturbation methods still apply"
             )
+    for method in methods:
+        reason = method.not_applicable_to(model.module)
+        if reason is not None:
+            raise MethodNotApplicable(f"{method.name} does not apply to model '{model.name}': {reason}")
     if not any(method.uses_layer for method in methods):
         return None
     layer = requested or model.default_layer

@@ -19,6 +19,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model_store.grids import LayerGrid
 from model_store.hooks import forward_hooks
+from service.lrp_rules import epsilon_rule
+from service.rescale import rescale_rule
 
 if TYPE_CHECKING:
     from model_store import LoadedModel
@@ -65,6 +67,17 @@ class PassRunner:
             with torch.inference_mode():
                 outputs.append(self.module(chunk))
             self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(outputs)
+
+    def logits_of(self, count: int, make_inputs: Callable[[torch.Tensor], torch.Tensor]) -> Steps[torch.Tensor]:
+        """Logits (count, K) of `count` inputs made a chunk at a time: `make_inputs(rows)` gives the
+        (len(rows), 3, H, W) inputs of the rows of a chunk, so that only one chunk of them is ever in memory."""
+        outputs = []
+        for rows in torch.arange(count).split(self.chunk_size):
+            with torch.inference_mode():
+                outputs.append(self.module(make_inputs(rows)))
+            self.images_forwarded += len(rows)
             yield
         return torch.cat(outputs)
 
@@ -174,6 +187,37 @@ class PassRunner:
             self.images_forwarded += len(chunk)
             yield
         return torch.cat(gradients)
+
+    def rescale_gradients(
+        self, inputs: torch.Tensor, references: torch.Tensor, class_index: int
+    ) -> Steps[torch.Tensor]:
+        """DeepLIFT multipliers of logit_class for (M, 3, H, W) inputs against their (M, 3, H, W) references
+        -> (M, 3, H, W): each chunk runs its inputs and references in one batch under the Rescale rule."""
+        gradients = []
+        pairs = max(1, self.chunk_size // 2)
+        for chunk, reference in zip(inputs.split(pairs), references.split(pairs), strict=True):
+            with torch.enable_grad(), rescale_rule(self.module):
+                leaf = torch.cat([chunk, reference]).detach().requires_grad_()
+                logits = self.module(leaf)
+                (gradient,) = torch.autograd.grad(logits[: len(chunk), class_index].sum(), leaf)
+            gradients.append(gradient[: len(chunk)])
+            self.images_forwarded += 2 * len(chunk)
+            yield
+        return torch.cat(gradients)
+
+    def relevances(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
+        """Epsilon-rule relevances of logit_class at the input, (M, 3, H, W) -> (M, 3, H, W): the relevance
+        started at the logit goes back to the input layer by layer (`service.lrp_rules`)."""
+        relevances = []
+        for chunk in inputs.split(self.chunk_size):
+            with torch.enable_grad(), epsilon_rule(self.module):
+                leaf = chunk.detach().requires_grad_()
+                scores = self.module(leaf + 0)[:, class_index]  # + 0: the first layer's input is not the leaf
+                (normalized,) = torch.autograd.grad(scores.sum(), leaf)
+            relevances.append(normalized * scores.detach()[:, None, None, None])
+            self.images_forwarded += len(chunk)
+            yield
+        return torch.cat(relevances)
 
 
 def chunk_size_for(model: "LoadedModel", target_ms: float) -> int:

@@ -18,6 +18,12 @@ from service.encoding import decode_base64_image
 from service.errors import BadRequest, InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 
 RAW_IMAGE_TYPES = ("application/octet-stream",)
+
+
+class JsonFields(dict[str, Any]):
+    """Body fields that came as JSON values (typed), not as form text: their JSON types are checked against the
+    schema (`service.parameters.check_json_types`)."""
+
 MAX_FORM_FIELDS = 64
 
 
@@ -92,7 +98,7 @@ def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
         data = decode_base64_image(image)
     except ValueError as exc:
         raise InvalidImage(f"'image' is not valid base64: {exc}", code="invalid_base64") from exc
-    return data, document
+    return data, JsonFields(document)
 
 
 async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """All settings of the service, read from `EXPLAIN_*` environment variables; the only place that reads them."""
 
 import re
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _API_KEY = re.compile(r"^[\x21-\x7e]{16,256}$")
+_INSTANCE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 def _split_commas(value: object) -> object:
@@ -81,6 +83,10 @@ class Settings(BaseSettings):
         default=[],
         description="Browser origins allowed by CORS, e.g. `https://dash.example.com` (comma-separated); empty: none.",
     )
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Name of this replica, sent in the `X-Instance` header of every answer (default the host name).",
+    )
     shutdown_grace_s: float = Field(
         default=25.0,
         gt=0,
@@ -105,6 +111,13 @@ class Settings(BaseSettings):
     def _known_device(cls, value: str) -> str:
         if value != "auto" and not (value == "cpu" or value == "cuda" or value.startswith("cuda:")):
             raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _header_safe_instance(cls, value: str) -> str:
+        if not _INSTANCE_ID.match(value):
+            raise ValueError("instance id must be 1 to 128 printable ASCII characters without spaces (a header value)")
         return value
 
     @field_validator("api_keys")

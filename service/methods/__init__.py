@@ -7,21 +7,28 @@ from service.methods.ablation_cam import AblationCAM
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
+from service.methods.deeplift import DeepLift
+from service.methods.deeplift_shap import DeepLiftShap
 from service.methods.eigen_cam import EigenCAM
 from service.methods.eigen_grad_cam import EigenGradCAM
+from service.methods.feature_ablation import FeatureAblation
 from service.methods.finer_cam import FinerCAM
 from service.methods.fullgrad import FullGrad
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_elementwise import GradCAMElementWise
 from service.methods.grad_cam_pp import GradCAMPlusPlus
+from service.methods.gradient_shap import GradientShap
 from service.methods.gradient_x_input import GradientXInput
 from service.methods.guided_backprop import GuidedBackprop
 from service.methods.guided_grad_cam import GuidedGradCAM
 from service.methods.hires_cam import HiResCAM
 from service.methods.integrated_gradients import IntegratedGradients
 from service.methods.is_cam import ISCAM
+from service.methods.kernel_shap import KernelShap
 from service.methods.kpca_cam import KPCACAM
 from service.methods.layer_cam import LayerCAM
+from service.methods.lime import Lime
+from service.methods.lrp import LRP
 from service.methods.occlusion import Occlusion
 from service.methods.random_cam import RandomCAM
 from service.methods.saliency import Saliency
@@ -62,6 +69,13 @@ METHODS: dict[str, Method] = {
         SmoothGrad(),
         IntegratedGradients(),
         Occlusion(),
+        DeepLift(),
+        DeepLiftShap(),
+        GradientShap(),
+        FeatureAblation(),
+        Lime(),
+        KernelShap(),
+        LRP(),
     )
 }
 

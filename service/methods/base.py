@@ -139,6 +139,10 @@ class Method(ABC):
         """Whether the `layer` parameter applies (the method reads a layer's activations)."""
         return Need.ACTIVATIONS in self.needs
 
+    def not_applicable_to(self, module: torch.nn.Module) -> str | None:
+        """Why the method cannot explain `module` (a sentence for the client), or None when it can."""
+        return None
+
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: Any, classes: int) -> int:
         """Forward passes beyond the shared ones, per image, for the cost bound (`options`: its `options_type`)."""
         return 0

@@ -7,9 +7,9 @@ from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
 from model_store import LoadedModel
 from service.deps import API_KEY_REQUIRED, RuntimeDep
 from service.methods import METHODS, Need
-from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.errors_doc import error_responses
 
-router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses={401: ERROR_RESPONSES[401]})
+router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses=error_responses(401))
 
 
 def method_info(name: str) -> MethodInfo:
@@ -38,6 +38,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         if not (scripted and method.needs & hook_needs)
         and not (method.uses_layer and model.default_layer is None)
         and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
+        and method.not_applicable_to(model.module) is None
     ]
     return ModelInfo(
         name=model.name,
@@ -58,13 +59,13 @@ async def list_methods() -> MethodList:
     return MethodList(methods=[method_info(name) for name in METHODS])
 
 
-@router.get("/models", response_model=ModelList)
+@router.get("/models", response_model=ModelList, responses=error_responses(503))
 async def list_models(runtime: RuntimeDep) -> ModelList:
     """The warm models."""
     return ModelList(models=[model_info(worker.model) for worker in runtime.workers.values()])
 
 
-@router.get("/models/{model}", response_model=ModelInfo, responses={404: ERROR_RESPONSES[404]})
+@router.get("/models/{model}", response_model=ModelInfo, responses=error_responses(404, 503))
 async def get_model(model: str, runtime: RuntimeDep) -> ModelInfo:
     """One warm model: input size, class count, default and usable layers, applicable methods."""
     return model_info(runtime.worker(model).model)

@@ -38,9 +38,9 @@ from service.methods import GRADIENT_PASS_COST
 from service.parameters import parse_parameters, resolve_class, validate_fields
 from service.request_body import read_json_object, read_posted_image
 from service.routes.answers import StageClock, json_response
-from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.errors_doc import ERROR_RESPONSES, error_responses
 from service.routes.inference import image_body_doc
-from service.routes.jobs import accepted
+from service.routes.jobs import ACCEPTED_DOC, accepted
 from service.visualization import engine, objectives
 from service.visualization.batch import VisualizationOrder
 from service.visualization.features import (
@@ -77,7 +77,7 @@ def engine_objective(
     "/{model}/visualizations",
     status_code=202,
     response_model=JobStatus,
-    responses=ERROR_RESPONSES,
+    responses={**ACCEPTED_DOC, **error_responses(400, 401, 404, 413, 415, 503)},
     openapi_extra=VISUALIZATION_BODY,
 )
 async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
@@ -171,7 +171,7 @@ async def activations(model: str, request: Request, runtime: RuntimeDep) -> Resp
     return json_response(answer, clock)
 
 
-@router.get("/{model}/filters", response_model=FiltersResponse, responses=ERROR_RESPONSES)
+@router.get("/{model}/filters", response_model=FiltersResponse, responses=error_responses(400, 401, 404, 503))
 async def filters(model: str, runtime: RuntimeDep, layer: str | None = None) -> Response:
     """The kernels of a convolution over the three colour channels (default: the first one), each normalised on
     its own to 0..1, as a PNG grid of RGB tiles. Another layer is refused with the usable ones named."""

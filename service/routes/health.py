@@ -9,7 +9,7 @@ from api_schemas import HealthStatus
 from service.deps import API_KEY_REQUIRED
 from service.errors import ServiceUnavailable
 from service.lifecycle import SHUTDOWN_RETRY_AFTER_S
-from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.errors_doc import error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +20,7 @@ async def healthz() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/readyz", response_model=HealthStatus, responses={503: {"description": "Not ready, or draining."}})
+@router.get("/readyz", response_model=HealthStatus, responses=error_responses(503))
 async def readyz(request: Request) -> HealthStatus:
     """Every model is warm and its worker alive, and the service is not draining for shutdown."""
     if request.app.state.lifecycle.draining:
@@ -41,7 +41,7 @@ async def readyz(request: Request) -> HealthStatus:
     "/metrics",
     response_class=Response,
     dependencies=API_KEY_REQUIRED,
-    responses={200: {"content": {"text/plain": {}}}, 401: ERROR_RESPONSES[401]},
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(401)},
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (with an API key when keys are on; keep it off the public gateway anyway)."""

@@ -26,7 +26,7 @@ from service.request_body import read_posted_image
 from service.responses import build_explain, build_predict
 from service.routes.answers import StageClock, json_response
 from service.routes.errors_doc import ERROR_RESPONSES
-from service.routes.jobs import accepted
+from service.routes.jobs import ACCEPTED_DOC, accepted, with_prefer_header
 from service.runtime import ServiceRuntime
 from service.worker import ModelWorker
 
@@ -36,8 +36,10 @@ router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY
 def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
     """OpenAPI of a route that takes an image in the three body forms, with `parameters` as form fields, JSON
     fields (`json_model`) or query parameters."""
-    fields = parameters.model_json_schema(by_alias=True)["properties"]
+    properties = parameters.model_json_schema(by_alias=True)["properties"]
+    fields = {name: _without_null(prop) for name, prop in properties.items()}
     raw_image = {"type": "string", "format": "binary", "description": ", ".join(ALLOWED_FORMATS)}
+    closed = parameters.model_config.get("extra") == "forbid"  # unknown fields are refused (400)
     return {
         "requestBody": {
             "required": True,
@@ -46,8 +48,12 @@ def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> 
                     "schema": {
                         "type": "object",
                         "required": ["image"],
-                        "properties": {"image": {"type": "string", "format": "binary"}, **fields},
+                        "properties": {
+                            "image": {"type": "string", "format": "binary", "contentMediaType": "image/*"},
+                            **fields,
+                        },
                     }
+                    | ({"additionalProperties": False} if closed else {})
                 },
                 "application/json": {"schema": json_model.model_json_schema(by_alias=True)},
                 "image/*": {"schema": raw_image},
@@ -58,6 +64,15 @@ def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> 
             for name, prop in fields.items()
         ],
     }
+
+
+def _without_null(prop: dict) -> dict:
+    """A field's schema as a form field or query parameter: text, where leaving the name out is how to say null."""
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if not branches:
+        return prop
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
 
 
 async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int) -> DecodedImage:
@@ -119,8 +134,8 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
 @router.post(
     "/{model}/explain",
     response_model=ExplainResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra=image_body_doc(ExplainJSONRequest, ExplainParameters),
+    responses={**ACCEPTED_DOC, **ERROR_RESPONSES},
+    openapi_extra=with_prefer_header(image_body_doc(ExplainJSONRequest, ExplainParameters)),
 )
 async def explain(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """Maps of one image for one or several methods and classes, from the model's shared batched pass.

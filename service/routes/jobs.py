@@ -13,14 +13,54 @@ from api_schemas.jobs import JobStatus
 from service.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.job_store import Job
 from service.logs import REQUEST_ID
-from service.routes.errors_doc import ERROR_RESPONSES
+from service.routes.errors_doc import error_responses
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=API_KEY_REQUIRED)
 KEEP_ALIVE_S = 15.0
-JOB_RESPONSES = {status: ERROR_RESPONSES[status] for status in (401, 404, 503)}
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+JOB_RESPONSES = error_responses(401, 404, 503)
+ACCEPTED_DOC = {
+    202: {
+        "model": JobStatus,
+        "description": "Accepted as a job: follow it at `Location` (its status, events, or DELETE to cancel).",
+        "headers": {
+            "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
+            "Retry-After": {"description": "Seconds before polling.", "schema": {"type": "integer", "minimum": 0}},
+        },
+    }
+}
+
+
+def with_prefer_header(doc: dict) -> dict:
+    """`doc` (an operation's `openapi_extra`) with the `Prefer` header that turns the request into a job."""
+    prefer = {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`respond-async` (RFC 7240): answer 202 at once with a job instead of waiting for the result.",
+    }
+    return {**doc, "parameters": [*doc.get("parameters", []), prefer]}
 EVENTS_DOC = {
     200: {
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "description": "One event.",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"enum": ["progress", *FINAL_STATES]},
+                        "id": {"type": "string"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": "#/components/schemas/JobStatus"},
+                        },
+                    },
+                }
+            }
+        },
         "description": "`event: progress` with the job's status (JSON, without the result) at each change, then "
         "one last event named after the final status (`succeeded`, `failed`, `cancelled`) with the whole job, "
         "result included; a comment line every 15 s keeps idle connections open.",

@@ -36,7 +36,7 @@ async def test_models_and_methods_are_listed(serve, models):
     assert set(by_name) == set(METHODS)
     assert by_name["cam"]["cost"] == "the shared forward pass" and by_name["cam"]["parameters"] == ["layer"]
     assert (
-        by_name["smoothgrad"]["parameters"] == ["samples", "noise", "seed"]
+        by_name["smoothgrad"]["parameters"] == ["samples", "noise", "seed", "nt_type"]
         and by_name["smoothgrad"]["input_resolution"]
     )
     assert by_name["eigen_cam"]["sanity_check"] is False and by_name["grad_cam"]["sanity_check"] is True

@@ -4,9 +4,10 @@ import base64
 
 import numpy as np
 import pytest
+from torch import nn
 
 from service.methods import METHODS
-from tests.tiny_models import tiny_loaded
+from tests.tiny_models import TinyGapNet, tiny_loaded
 
 pytestmark = pytest.mark.anyio
 URL = "/v1/models/tiny/explain"
@@ -28,6 +29,7 @@ async def test_every_method_is_reachable_with_its_parameters(serve, models, nois
         "stride": 8,
         "fill": "black",
         "baseline": "mean",
+        "nt_type": "vargrad",
     }
     async with serve(models) as client:
         response = await client.post(URL, params=params, files={"image": noise_png})
@@ -77,6 +79,11 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
             ({"method": "occlusion", "window": 4, "stride": 4}, 64),
             ({"method": "score_cam", "layer": "features"}, 8),
             ({"method": "grad_cam", "evaluate": "true", "top_k": 2}, 2 * 11),
+            ({"method": "deeplift", "top_k": 3}, 2 * 3 * 3),  # input and reference: 2 images per class
+            ({"method": "deeplift_shap", "samples": 4}, 2 * 4 * 3),
+            ({"method": "kernel_shap", "samples": 30, "top_k": 3}, 30),  # forward only, shared by the classes
+            ({"method": "feature_ablation", "window": 8}, 16),
+            ({"method": "lrp", "top_k": 3}, 3 * 3),
         ):
             response = await client.post(URL, params=params, files={"image": noise_png})
             if cost <= 20:
@@ -96,6 +103,7 @@ async def test_the_cost_bound_refuses_with_the_bound_and_the_cost(serve, models,
         {"steps": 2000},
         {"fill": "red"},
         {"baseline": "noise"},
+        {"nt_type": "mean"},
         {"map_encoding": "npy"},
         {"bbox_threshold": 2},
     ],
@@ -116,6 +124,8 @@ def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_withi
     settings = Settings()
     costs = {}
     for name in METHODS:
+        if METHODS[name].not_applicable_to(builtin_model.module) is not None:
+            continue  # lrp: refused before any cost is counted
         plan = plan_explanation(
             ExplainParameters(method=name),
             builtin_model,
@@ -127,3 +137,24 @@ def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_withi
         costs[name] = plan.cost
     assert costs["score_cam"] == costs["ablation_cam"] == 1280
     assert max(costs.values()) == costs["ss_cam"] == costs["is_cam"] == 3 * 1280 <= settings.max_request_cost
+
+
+class TinyReLU6Net(TinyGapNet):
+    """The tiny network with ReLU6 rectifiers, as in MobileNets and the built-in EfficientNet-Lite0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem[1] = nn.ReLU6()
+        self.features[1] = nn.ReLU6()
+
+
+async def test_lrp_is_refused_where_its_rules_do_not_apply_and_not_listed_for_that_model(serve, noise_png):
+    models = {"tiny": tiny_loaded(), "relu6": tiny_loaded("relu6", TinyReLU6Net)}
+    async with serve(models) as client:
+        refused = await client.post("/v1/models/relu6/explain", params={"method": "lrp"}, files={"image": noise_png})
+        served = await client.post(URL, params={"method": "LRP"}, files={"image": noise_png})
+        listed = {name: (await client.get(f"/v1/models/{name}")).json()["methods"] for name in models}
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
+    assert "ReLU6" in refused.json()["error"]["message"]
+    assert served.status_code == 200 and served.json()["explanations"][0]["method"] == "lrp"
+    assert "lrp" in listed["tiny"] and "lrp" not in listed["relu6"]

@@ -33,6 +33,14 @@ DOCUMENTED = {
     ("GET", "/v1/jobs/{job_id}/events"),
 }
 FASTAPI_DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+# The page and the documentation's own assets (service/routes/page.py, docs.py): fixed names, not in the contract.
+PAGE = {
+    ("GET", "/"),
+    ("GET", "/page/{name}"),
+    ("GET", "/page/samples/{name}"),
+    ("GET", "/page/models/{model}/labels"),
+    ("GET", "/docs/assets/{name}"),
+}
 
 
 def served_routes(app: fastapi.FastAPI) -> list:
@@ -46,7 +54,7 @@ def test_the_routes_are_exactly_the_documented_ones():
     routes = served_routes(app)
     assert [r.path for r in routes if not getattr(r, "methods", None)] == []  # no mounts, no websockets
     served = {(method, r.path) for r in routes for method in r.methods - {"HEAD"}}
-    assert served == DOCUMENTED | FASTAPI_DOCS  # nothing that registers, loads, reloads or deletes a model
+    assert served == DOCUMENTED | FASTAPI_DOCS | PAGE  # nothing that registers, loads, reloads or deletes a model
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
     assert {(m.upper(), path) for path, item in spec["paths"].items() for m in item} == DOCUMENTED
 

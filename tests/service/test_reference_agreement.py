@@ -11,6 +11,7 @@ register hooks), so the warm model is never touched. Agreement is the Pearson co
 """
 
 import copy
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,7 +19,14 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
     Deconvolution,
+    FeatureAblation,
+    GradientShap,
+    KernelShap,
+    Lime,
+    LRP,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
@@ -27,6 +35,8 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
 from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
@@ -47,6 +57,12 @@ from service.encoding import normalize_map
 from service.explainer import run_batch
 from service.jobs import ExplainJob
 from service.methods import METHODS
+from service.methods.deeplift_shap import DeepLiftShapOptions, baseline_distribution
+from service.methods.feature_ablation import FeatureAblationOptions
+from service.methods.gradient_shap import GradientShapOptions
+from service.methods.kernel_shap import KernelShapOptions
+from service.methods.lime import RIDGE, LimeOptions, lime_kernel
+from service.methods.patches import patch_mask
 from service.methods.smoothgrad import SmoothGradOptions
 
 THRESHOLD = 0.99
@@ -83,6 +99,28 @@ class CaptumReLU6(nn.ReLU):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu6(x)
+
+
+class UnsharedReLU(nn.Module):
+    """A ResNet block's one ReLU module, called twice per forward pass, as two modules: captum's DeepLift keeps
+    a nonlinearity's input and output on the module and refuses (or mixes up) a module used twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second, self.calls = nn.ReLU(), nn.ReLU(), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return (self.first if self.calls % 2 else self.second)(x)
+
+
+def deeplift_copy(model: LoadedModel) -> nn.Module:
+    """A trainable copy for captum's DeepLift: each ReLU module used once per pass."""
+    module = trainable_copy(model)
+    for block in module.modules():
+        if isinstance(block, torchvision.models.resnet.BasicBlock):
+            block.relu = UnsharedReLU()
+    return module
 
 
 def trainable_copy(model: LoadedModel) -> nn.Module:
@@ -134,7 +172,7 @@ def captum_map(
                 [
                     NoiseTunnel(Saliency(module)).attribute(
                         x[i : i + 1],
-                        nt_type="smoothgrad",
+                        nt_type=options.nt_type,
                         nt_samples=options.samples,
                         stdevs=sigmas[i],
                         target=classes[i],
@@ -145,9 +183,78 @@ def captum_map(
             .abs()
             .amax(dim=1)
         )
+    elif method in ("feature_ablation", "lime", "kernel_shap"):
+        maps = captum_patch_map(method, model, x, classes, options)
+    elif method in ("deeplift", "deeplift_shap", "gradient_shap"):
+        maps = captum_shap_map(method, model, x, classes, options)
     else:
         raise KeyError(method)
     return maps.detach().numpy()
+
+
+def captum_patch_map(method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options) -> torch.Tensor:
+    """captum's perturbation methods on our grid of patches (the feature mask), the fill as their baseline; one
+    colour channel (all three carry the same value). Lime with the surrogate we fit (ridge, alpha 1, and the
+    LIME authors' kernel, not captum's defaults); Lime and KernelShap draw from the global generator seeded
+    with our seed, in the order ours draws."""
+    module = trainable_copy(model)
+    mask, _count = patch_mask(x.shape[-2], x.shape[-1], options.window, x.device)
+    black = (-torch.tensor(model.preprocessing.mean) / torch.tensor(model.preprocessing.std)).view(1, 3, 1, 1)
+    baselines = (black if options.fill == "black" else torch.zeros_like(black)).expand_as(x)
+    target = torch.tensor(classes)
+    arguments = {
+        "baselines": baselines,
+        "target": target,
+        "feature_mask": mask[None, None],
+        "perturbations_per_eval": 16,
+    }
+    if method == "feature_ablation":
+        return FeatureAblation(module).attribute(x, **arguments)[:, 0]
+    maps = []
+    for i in range(len(x)):
+        one = {**arguments, "baselines": baselines[i : i + 1], "target": classes[i]}
+        torch.manual_seed(options.seed)
+        if method == "lime":
+            lime = Lime(
+                module,
+                interpretable_model=SkLearnRidge(alpha=RIDGE),
+                similarity_func=lambda _x, _p, sample, **_: float(lime_kernel(sample.float())[0]),
+            )
+            maps.append(lime.attribute(x[i : i + 1], n_samples=options.samples, **one)[0, 0])
+        else:
+            maps.append(KernelShap(module).attribute(x[i : i + 1], n_samples=options.samples, **one)[0, 0])
+    return torch.stack(maps)
+
+
+def captum_shap_map(method: str, model: LoadedModel, x: torch.Tensor, classes: list[int], options) -> torch.Tensor:
+    """captum's DeepLift family, summed over colour channels. captum has no DeepLIFT rule for ReLU6 (the built-in
+    model's activation) and back-propagates its gradient; it is given its own Rescale rule for elementwise
+    nonlinearities (`nonlinear`) on the ReLU6 stand-in, as the paper prescribes for every nonlinearity and as ours
+    does. The random draws of gradient_shap are shared: our generator draws the baselines then the noise, captum
+    draws the noise from the global generator after the same baselines; both draw the baseline choices, then the
+    path points from numpy's legacy generator with the same seed."""
+    target = torch.tensor(classes)
+    black = (-torch.tensor(model.preprocessing.mean) / torch.tensor(model.preprocessing.std)).view(1, 3, 1, 1)
+    if method == "gradient_shap":
+        generator = torch.Generator().manual_seed(options.seed)
+        baselines = baseline_distribution(options.samples, x.shape[1:], generator, x.device)
+        torch.manual_seed(options.seed)
+        torch.randn(baselines.shape)  # the draws of the baselines
+        np.random.seed(options.seed)
+        sigma = options.noise * float(x.max() - x.min())
+        return (
+            GradientShap(trainable_copy(model))
+            .attribute(x, baselines=baselines, n_samples=options.samples, stdevs=sigma, target=target)
+            .sum(dim=1)
+        )
+    with mock.patch.dict(SUPPORTED_NON_LINEAR, {CaptumReLU6: nonlinear}):
+        module = deeplift_copy(model)
+        if method == "deeplift":
+            baselines = (black if options.baseline == "black" else torch.zeros_like(black)).expand_as(x)
+            return DeepLift(module).attribute(x, baselines=baselines, target=target).sum(dim=1)
+        generator = torch.Generator().manual_seed(options.seed)
+        baselines = baseline_distribution(options.samples, x.shape[1:], generator, x.device)
+        return DeepLiftShap(module).attribute(x, baselines=baselines, target=target).sum(dim=1)
 
 
 def grad_cam_library_map(method: str, model: LoadedModel, x: torch.Tensor, classes: list[int]) -> np.ndarray:
@@ -262,3 +369,140 @@ def test_smoothgrad_agrees_with_captum_noise_tunnel_with_the_same_seed(model_fix
     print(f"{model_fixture} smoothgrad: pearson {agreement:.5f} (seed 1: {pearson(other_seed, theirs):.5f})")
     assert agreement >= THRESHOLD
     assert pearson(other_seed, theirs) < agreement
+
+
+@pytest.mark.parametrize("nt_type", ["smoothgrad_sq", "vargrad"])
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_smoothgrad_noise_tunnel_types_agree_with_captum_with_the_same_seed(nt_type, model_fixture, request, cat_photo):
+    """`nt_type` pools the noisy samples as captum's NoiseTunnel does (mean of squares, variance); same seed as
+    above, so the same draws. Each differs from the plain mean (the option changes the map)."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 1)
+    options = SmoothGradOptions(samples=8, nt_type=nt_type)
+    torch.manual_seed(0)
+    theirs = captum_map("smoothgrad", model, x, classes, options)[0]
+    ours = our_raw_maps(model, "smoothgrad", x, classes, (options,))[0].numpy()
+    plain = our_raw_maps(model, "smoothgrad", x, classes, (SmoothGradOptions(samples=8),))[0].numpy()
+    agreement = pearson(ours, theirs)
+    print(f"{model_fixture} smoothgrad {nt_type}: pearson {agreement:.5f} (plain mean: {pearson(plain, theirs):.5f})")
+    assert agreement >= THRESHOLD
+    assert not np.allclose(ours, plain)
+
+
+def test_input_x_gradient_is_captum_s_name_for_gradient_x_input():
+    """captum's InputXGradient is `input * gradient`, which `gradient_x_input` computes (agreement above): the
+    captum name is an alias of the same method, not a second one."""
+    from service.methods import resolve_method
+
+    for spelling in ("input_x_gradient", "InputXGradient", "input-x-gradient"):
+        assert resolve_method(spelling) is METHODS["gradient_x_input"]
+
+
+SHAP_OPTIONS = {
+    "deeplift": None,
+    "deeplift_shap": DeepLiftShapOptions(samples=4),
+    "gradient_shap": GradientShapOptions(samples=8, noise=0.1),
+}
+
+
+@pytest.mark.parametrize("method", list(SHAP_OPTIONS))
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_deeplift_and_shap_methods_agree_with_captum(method, model_fixture, request, cat_photo):
+    """DeepLift is deterministic; deeplift_shap too, given the baselines (ours, from the seed, handed to captum);
+    gradient_shap with the same seeded draws (see `captum_shap_map`)."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2 if method == "deeplift" else 1)
+    options = SHAP_OPTIONS[method] or METHODS[method].options_type()
+    ours = our_raw_maps(model, method, x, classes, (options,))
+    theirs = captum_map(method, model, x, classes, options)
+    for i in range(len(classes)):
+        assert theirs[i].std() > 0
+        agreement = pearson(ours[i].numpy(), theirs[i])
+        print(f"{model_fixture} {method} target {i}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
+
+
+PATCH_OPTIONS = {
+    "feature_ablation": FeatureAblationOptions(window=56),
+    "lime": LimeOptions(samples=32, window=56),
+    "kernel_shap": KernelShapOptions(samples=32, window=56),
+}
+
+
+@pytest.mark.parametrize("method", list(PATCH_OPTIONS))
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_patch_perturbation_methods_agree_with_captum(method, model_fixture, request, cat_photo):
+    """On a 4 x 4 grid of 56-pixel patches (16 features): feature ablation is deterministic; LIME and KernelSHAP
+    draw the same samples as captum (same seed, same order of draws) and fit the same surrogate."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2 if method == "feature_ablation" else 1)
+    options = PATCH_OPTIONS[method]
+    ours = our_raw_maps(model, method, x, classes, (options,))
+    theirs = captum_map(method, model, x, classes, options)
+    for i in range(len(classes)):
+        assert theirs[i].std() > 0
+        agreement = pearson(ours[i].numpy(), theirs[i])
+        print(f"{model_fixture} {method} target {i}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD, (method, model_fixture, i, agreement)
+
+
+class PlainCNN(nn.Module):
+    """A VGG-like chain (conv, batch norm, ReLU, max pooling; average pooling and a linear head): the kind of
+    model LRP's rules cover."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for inputs, outputs in ((3, 16), (16, 32), (32, 64), (64, 128)):
+            layers += [nn.Conv2d(inputs, outputs, 3, padding=1), nn.BatchNorm2d(outputs), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(128, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def seeded_plain_cnn() -> LoadedModel:
+    torch.manual_seed(0)
+    module = PlainCNN()
+    for batch_norm in module.modules():
+        if isinstance(batch_norm, nn.BatchNorm2d):  # statistics as if trained, so that the layer is not identity
+            batch_norm.running_mean.uniform_(-0.5, 0.5)
+            batch_norm.running_var.uniform_(0.5, 2.0)
+    return prepare_model(
+        name="plain_cnn",
+        source="test:PlainCNN",
+        module=module.eval(),
+        preprocessing=Preprocessing((224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        labels_spec="imagenet",
+        default_layer="features",
+        classifier_layer="fc",
+        device=torch.device("cpu"),
+    )
+
+
+def test_lrp_agrees_with_captum_on_a_plain_cnn(cat_photo):
+    """captum's LRP with its default rules (epsilon 1e-9 on every layer); ReLUs not in place (captum's backward
+    hooks refuse in-place outputs)."""
+    model = seeded_plain_cnn()
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    ours = our_raw_maps(model, "lrp", x, classes)
+    module = trainable_copy(model)
+    theirs = LRP(module).attribute(x, target=torch.tensor(classes)).sum(dim=1).detach().numpy()
+    for i in range(len(classes)):
+        assert theirs[i].std() > 0
+        agreement = pearson(ours[i].numpy(), theirs[i])
+        print(f"plain_cnn lrp target {i}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD, (i, agreement)
+
+
+@pytest.mark.parametrize(
+    ("model_fixture", "reason"), [("builtin_model", "Conv2dSame"), ("seeded_resnet18", "calls 'add'")]
+)
+def test_lrp_refuses_models_its_rules_do_not_cover(model_fixture, reason, request):
+    """The built-in model's Conv2dSame and ReLU6 have no rule (captum refuses them too); ResNet-18's additions none
+    (captum runs, passing them as gradient, and its relevances sum to about 1e10 for a logit of 2.5)."""
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    found = METHODS["lrp"].not_applicable_to(model.module)
+    assert found is not None and reason in found, found

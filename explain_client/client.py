@@ -1,0 +1,205 @@
+"""The synchronous client: `ExplainClient`. `AsyncExplainClient` (async_client.py) has the same methods.
+
+    with ExplainClient("http://127.0.0.1:8000") as client:
+        answer = client.explain("efficientnet_lite0", "cat.jpg", method=["grad_cam", "cam"], top_k=3)
+        answer.explanations[0].overlay_image().save("overlay.png")
+"""
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Unpack
+
+import httpx
+
+from api_schemas import MethodList, ModelList
+from explain_client import _calls
+from explain_client._base import ClientBase
+from explain_client._calls import ExplainOptions, ImageInput, VisualizationOptions
+from explain_client.errors import JobError, TimeoutError, api_error
+from explain_client.models import (
+    ActivationsResponse,
+    ExplainResponse,
+    FiltersResponse,
+    JobStatus,
+    MethodInfo,
+    ModelInfo,
+    PredictResponse,
+)
+from explain_client.sse import parse_events
+
+
+class ExplainClient(ClientBase):
+    def __init__(
+        self, base_url: str | None = None, *, transport: httpx.BaseTransport | None = None, **options: Any
+    ) -> None:
+        super().__init__(base_url, **options)
+        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def __enter__(self) -> "ExplainClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: _calls.Call) -> httpx.Response:
+        """Send `call`, retrying as the policy says; the 2xx answer, or the error of the last attempt."""
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, **self._request_options(call))
+            except httpx.TransportError as exc:
+                delay = self.retry.delay_after_error(attempt, exc, call.idempotent)
+                if delay is None:
+                    raise self._transport_error(exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                error = api_error(response)
+                delay = self.retry.delay_after_response(attempt, response, error.retry_after)
+                if delay is None:
+                    raise error
+            time.sleep(delay)
+            attempt += 1
+
+    # Catalogue
+
+    def methods(self) -> list[MethodInfo]:
+        """Every explanation method: paper, raw-map definition, needs, cost, parameters."""
+        return self._parse(MethodList, self._send(_calls.get("/v1/methods"))).methods
+
+    def models(self) -> list[ModelInfo]:
+        """The warm models."""
+        return self._parse(ModelList, self._send(_calls.get("/v1/models"))).models
+
+    def model(self, name: str) -> ModelInfo:
+        """One model: input size, classes, default and usable layers, applicable methods."""
+        return self._parse(ModelInfo, self._send(_calls.get(_calls.model_path(name))))
+
+    # Inference
+
+    def predict(self, model: str, image: ImageInput) -> PredictResponse:
+        """Logits and top classes of one image."""
+        return self._parse(PredictResponse, self._send(_calls.predict(model, image)))
+
+    def explain(
+        self,
+        model: str,
+        image: ImageInput,
+        *,
+        method: str | Sequence[str] | None = None,
+        classes: int | str | Sequence[int | str] | None = None,
+        **options: Unpack[ExplainOptions],
+    ) -> ExplainResponse:
+        """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes."""
+        parameters = _calls.explain_parameters(method, classes, **options)
+        return self._parse(ExplainResponse, self._send(_calls.explain(model, image, parameters)))
+
+    def activations(
+        self, model: str, image: ImageInput, *, layer: str | None = None, top_n: int | None = None
+    ) -> ActivationsResponse:
+        """An image's feature maps at a layer (default the model's)."""
+        return self._parse(ActivationsResponse, self._send(_calls.activations(model, image, layer, top_n)))
+
+    def filters(self, model: str, *, layer: str | None = None) -> FiltersResponse:
+        """The kernels of a convolution over the colour channels (default the first)."""
+        return self._parse(FiltersResponse, self._send(_calls.filters(model, layer)))
+
+    # Jobs
+
+    def submit_explain(
+        self,
+        model: str,
+        image: ImageInput,
+        *,
+        method: str | Sequence[str] | None = None,
+        classes: int | str | Sequence[int | str] | None = None,
+        **options: Unpack[ExplainOptions],
+    ) -> JobStatus:
+        """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result."""
+        parameters = _calls.explain_parameters(method, classes, **options)
+        return self._parse(JobStatus, self._send(_calls.explain(model, image, parameters, as_job=True)))
+
+    def visualize(
+        self,
+        model: str,
+        *,
+        class_: int | str | None = None,
+        layer: str | None = None,
+        channel: int | None = None,
+        x: int | None = None,
+        y: int | None = None,
+        **options: Unpack[VisualizationOptions],
+    ) -> JobStatus:
+        """Start a feature visualization of a class, a channel of a layer, or a neuron (with x/y); a job."""
+        objective = _calls.objective(class_, layer, channel, x, y)
+        return self._parse(JobStatus, self._send(_calls.visualize(model, objective, dict(options))))
+
+    def job(self, job_id: str | JobStatus) -> JobStatus:
+        """A job's status (and its result once it has succeeded)."""
+        return self._parse(JobStatus, self._send(_calls.get(_calls.job_path(_job_id(job_id)))))
+
+    def cancel(self, job_id: str | JobStatus) -> JobStatus:
+        """Cancel a job (harmless when it has ended)."""
+        return self._parse(JobStatus, self._send(_calls.delete(_calls.job_path(_job_id(job_id)))))
+
+    def events(self, job_id: str | JobStatus) -> Iterator[JobStatus]:
+        """The job's status at each change, from its Server-Sent Events, until it ends (the last one has the
+        result)."""
+        path = _calls.job_path(_job_id(job_id), "events")
+        try:
+            with self._http.stream("GET", path, timeout=self._events_timeout()) as response:
+                if not response.is_success:
+                    response.read()
+                    raise api_error(response)
+                for event in parse_events(response.iter_lines()):
+                    yield self._job_of(event)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+
+    def wait(
+        self,
+        job_id: str | JobStatus,
+        *,
+        on_progress: Callable[[JobStatus], None] | None = None,
+        timeout: float | None = None,
+    ) -> JobStatus:
+        """Follow a job until it ends; `on_progress` gets every status. Returns the succeeded job (with its
+        `result`).
+
+        Raises:
+            JobError: it failed or was cancelled.
+            TimeoutError: still running after `timeout` seconds (the job goes on; `cancel` it if need be).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status = self.job(job_id)
+        _report(on_progress, status)
+        while not status.finished:
+            with contextlib.closing(self.events(status)) as events:
+                for status in events:
+                    _report(on_progress, status)
+                    if status.finished or _past(deadline):
+                        break
+            if not status.finished:
+                if _past(deadline):
+                    raise TimeoutError(f"job {status.id} is still {status.status} after {timeout} s")
+                status = self.job(status)  # the stream ended early: read the state, and follow it again
+        if status.status != "succeeded":
+            raise JobError(status)
+        return status
+
+
+def _report(on_progress: Callable[[JobStatus], None] | None, status: JobStatus) -> None:
+    if on_progress is not None:
+        on_progress(status)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _job_id(job: str | JobStatus) -> str:
+    return job if isinstance(job, str) else job.id

@@ -1,0 +1,140 @@
+// The answer on the page: the top classes as bars, and the overlays in a grid (one row per class, one column per
+// method) with their timings, the map's value under the pointer (or its peak, for the keyboard) and a download.
+import { decodeMap, displayImage, upsampleNormalised } from "./overlay.js";
+
+const $ = (id) => document.getElementById(id);
+
+export function renderAnswer(answer, methods, bitmap) {
+  // The bars of the top classes and the grid of overlays; returns the overlays to draw.
+  $("results").hidden = false;
+  $("top-classes").replaceChildren(
+    ...answer.top_classes.map((c) => {
+      const row = document.createElement("li");
+      row.dataset.testid = "top-class";
+      const percent = (100 * c.probability).toFixed(1);
+      const label = document.createElement("span");
+      label.className = "bar-label";
+      label.textContent = `${c.label} (${c.index})`;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.setAttribute("role", "meter");
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", "100");
+      bar.setAttribute("aria-valuenow", percent);
+      bar.setAttribute("aria-label", `${c.label}: ${percent} %`);
+      const fill = document.createElement("span");
+      fill.style.width = `${Math.max(0.5, 100 * c.probability)}%`;
+      bar.append(fill);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      value.textContent = `${percent} %`;
+      row.append(label, bar, value);
+      return row;
+    }),
+  );
+  const t = answer.timings_ms;
+  $("timings").textContent = "Timings (ms): " + Object.entries(t).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ");
+  return renderGrid(answer, methods, bitmap);
+}
+
+function renderGrid(answer, methodInfos, bitmap) {
+  const methods = [...new Set(answer.explanations.map((e) => e.method))];
+  const classes = [];
+  for (const e of answer.explanations) {
+    if (!classes.some((c) => c.index === e.class.index)) classes.push(e.class);
+  }
+  const titles = Object.fromEntries(methodInfos.map((m) => [m.name, m.title]));
+  const head = document.createElement("tr");
+  head.append(document.createElement("td"));
+  for (const method of methods) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = titles[method] || method;
+    head.append(th);
+  }
+  const rows = [head];
+  const cells = [];
+  const display = displayImage(bitmap);
+  for (const cls of classes) {
+    const row = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = cls.label;
+    row.append(th);
+    for (const method of methods) {
+      const td = document.createElement("td");
+      const e = answer.explanations.find((x) => x.method === method && x.class.index === cls.index);
+      if (e) td.append(overlayFigure(e, display, titles[method] || method, answer.timings_ms, cells));
+      row.append(td);
+    }
+    rows.push(row);
+  }
+  $("grid").replaceChildren(...rows);
+  return cells;
+}
+
+function overlayFigure(explanation, display, methodTitle, timings, cells) {
+  const figure = document.createElement("figure");
+  figure.className = "overlay";
+  const canvas = document.createElement("canvas");
+  canvas.width = display.width;
+  canvas.height = display.height;
+  canvas.dataset.testid = "overlay";
+  canvas.tabIndex = 0;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `${methodTitle} for ${explanation.class.label}`);
+  const map = decodeMap(explanation.map);
+  const cell = { canvas, explanation, map, display, heat: upsampleNormalised(map, display.width, display.height) };
+  cells.push(cell);
+  canvas.addEventListener("mousemove", (event) => showValue(cell, event));
+  canvas.addEventListener("mouseleave", () => ($("hover").textContent = ""));
+  canvas.addEventListener("focus", () => showPeak(cell)); // the keyboard's way to a value
+  const caption = document.createElement("figcaption");
+  const what = document.createElement("span");
+  what.textContent = `${methodTitle} · ${explanation.class.label} (${explanation.class.index})`;
+  const when = document.createElement("span");
+  when.className = "hint";
+  when.textContent = ` inference ${timings.inference?.toFixed(0) ?? "?"} ms of ${timings.total?.toFixed(0) ?? "?"} ms`;
+  const download = document.createElement("button");
+  download.type = "button";
+  download.textContent = "Download PNG";
+  download.setAttribute("aria-label", `Download the ${methodTitle} overlay for ${explanation.class.label}`);
+  download.addEventListener("click", () => {
+    const link = document.createElement("a");
+    link.href = canvas.toDataURL("image/png");
+    link.download = `${explanation.method}-${explanation.class.label.replace(/[^\w-]+/g, "_")}.png`;
+    link.click();
+  });
+  caption.append(what, when, document.createElement("br"), download);
+  figure.append(canvas, caption);
+  return figure;
+}
+
+
+function showPeak(cell) {
+  const { w, values } = cell.map;
+  let peak = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[peak]) peak = i;
+  $("hover").textContent =
+    `${cell.explanation.method}, ${cell.explanation.class.label}: peak of the raw map` +
+    ` [${Math.floor(peak / w)}, ${peak % w}] = ${values[peak].toPrecision(4)}`;
+}
+
+function showValue(cell, event) {
+  const rect = cell.canvas.getBoundingClientRect();
+  const u = (event.clientX - rect.left) / rect.width;
+  const v = (event.clientY - rect.top) / rect.height;
+  const { h, w, values } = cell.map;
+  const row = Math.min(h - 1, Math.max(0, Math.floor(v * h)));
+  const col = Math.min(w - 1, Math.max(0, Math.floor(u * w)));
+  const value = values[row * w + col];
+  const x = Math.floor(u * cell.display.width);
+  const y = Math.floor(v * cell.display.height);
+  const normal = cell.heat[y * cell.display.width + x];
+  $("hover").textContent =
+    `${cell.explanation.method}, ${cell.explanation.class.label}: raw map [${row}, ${col}] = ${value.toPrecision(4)}` +
+    ` (normalised ${normal.toFixed(2)})`;
+}
+
+// ---------- tabs, key, start ----------
+

@@ -1,0 +1,102 @@
+"""docker-compose.yml: valid against the Compose specification's schema (check-jsonschema's vendored copy), and
+the deployment's rules: only the gateway published, health checks gating it, a stop grace above the drain,
+the gpu and monitoring profiles, and a dashboard that asks for metrics the service really exports."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.stack import PLACEHOLDERS
+from service.settings import Settings
+from tests.tiny_models import tiny_loaded
+
+ROOT = Path(__file__).parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+DASHBOARD = ROOT / "deploy/monitoring/grafana/dashboards/explain.json"
+
+
+def validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def seconds(duration: str) -> float:
+    return float(re.fullmatch(r"(\d+)s", duration).group(1))
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification(tmp_path: Path):
+    checked = validate(COMPOSE)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    broken = tmp_path / "docker-compose.yml"  # the validator is real: a wrong file fails
+    broken.write_text(COMPOSE.read_text().replace("stop_grace_period: 35s", "stop_grace_period: [35]", 1))
+    assert validate(broken).returncode != 0
+
+
+def test_only_the_gateway_is_published_and_the_replicas_health_gates_it(compose: dict):
+    services = compose["services"]
+    published = {name for name, s in services.items() if s.get("ports") and not s.get("profiles")}
+    assert published == {"gateway"}
+    assert all(p.startswith("127.0.0.1:") for p in services["grafana"]["ports"])  # monitoring: local only
+    assert services["gateway"]["depends_on"]["explain"]["condition"] == "service_healthy"
+    assert services["gateway"]["depends_on"]["explain-gpu"] == {"condition": "service_healthy", "required": False}
+    template = services["gateway"]["volumes"][0].split(":")[0]
+    assert (ROOT / template).resolve() == ROOT / "deploy/gateway/explain.conf.template"  # the one gateway config
+    environment = services["gateway"]["environment"]
+    assert "server explain:8000" in environment["GATEWAY_UPSTREAM_SERVERS"]
+    # the image's entrypoint renders exactly the template's placeholders (envsubst, filtered by this pattern)
+    assert set(PLACEHOLDERS) <= set(environment)
+    assert all(re.match(environment["NGINX_ENVSUBST_FILTER"], name) for name in PLACEHOLDERS)
+
+
+def test_replicas_drain_before_they_are_killed_and_restart_after_a_crash(compose: dict):
+    grace_s = Settings().shutdown_grace_s
+    for name in ("explain", "explain-gpu"):
+        replica = compose["services"][name]
+        assert seconds(replica["stop_grace_period"]) > grace_s + 1
+        assert replica["restart"] == "unless-stopped"
+        assert replica["healthcheck"]["test"] == ["CMD", "python3", "/opt/explain/healthcheck.py"]
+        assert "explain" in replica["networks"]["backend"]["aliases"]
+        assert "ports" not in replica
+    gateway = compose["services"]["gateway"]
+    assert gateway["stop_signal"] == "SIGQUIT" and seconds(gateway["stop_grace_period"]) > 60  # proxy_read_timeout
+
+
+def test_the_gpu_profile_reserves_nvidia_devices_and_monitoring_scrapes_every_replica(compose: dict):
+    gpu = compose["services"]["explain-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"]["VARIANT"] == "cuda"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert compose["services"]["explain"]["build"]["args"]["VARIANT"] == "cpu"
+    for name in ("prometheus", "grafana"):
+        assert compose["services"][name]["profiles"] == ["monitoring"]
+        for volume in compose["services"][name]["volumes"]:
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+    prometheus = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    assert job["dns_sd_configs"] == [{"names": ["explain"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+
+
+@pytest.mark.anyio
+async def test_the_dashboard_asks_only_for_metrics_the_service_exports(serve, noise_png):
+    async with serve({"tiny": tiny_loaded()}) as client:
+        answer = await client.post("/v1/models/tiny/explain", params={"method": "cam"}, content=noise_png,
+                                   headers={"content-type": "image/png"})
+        assert answer.status_code == 200
+        exported = set(re.findall(r"^([a-z_]+)[{ ]", (await client.get("/metrics")).text, re.MULTILINE))
+    dashboard = json.loads(DASHBOARD.read_text())
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    assert all(word in titles for word in ("status", "latency", "batch size", "queue depth"))
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = {name for e in expressions for name in re.findall(r"\b(explain_[a-z_]+)", e)}
+    assert asked and asked <= exported, asked - exported
+    assert any("histogram_quantile(0.99" in e and "explain_http_request_duration_seconds" in e for e in expressions)
