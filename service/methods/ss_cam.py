@@ -33,7 +33,9 @@ class SSCAM(MultiPassMethod):
     name = "ss_cam"
     title = "SS-CAM"
     paper = "Wang et al. 2020, SS-CAM: Smoothed Score-CAM (arXiv:2006.14255), as torch-cam 0.5.0"
-    raw_map = "ReLU(sum_k w_k A^k), w = softmax_k of the mean over noisy masks of logit_c((M_k + noise) * x) - logit_c(x)"
+    raw_map = (
+        "ReLU(sum_k w_k A^k), w = softmax_k of the mean over noisy masks of logit_c((M_k + noise) * x) - logit_c(x)"
+    )
     aliases = ("sscam", "SSCAM", "smoothed_score_cam")
     needs = frozenset({Need.ACTIVATIONS, Need.EXTRA_PASSES})
     options_type = SSCAMOptions

@@ -87,7 +87,9 @@ async def test_layer_methods_serve_token_models_and_cam_says_why_not(seeded_vit,
                 assert len(base64.b64decode(explanation["map"]["data_base64"])) == 4 * grid[0] * grid[1]
                 assert base64.b64decode(explanation["overlay_png"])[:8] == b"\x89PNG\r\n\x1a\n"
         refused = await client.post(
-            "/v1/models/vit_tiny/explain", params={"method": "cam"}, files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")}
+            "/v1/models/vit_tiny/explain",
+            params={"method": "cam"},
+            files={"image": ("cat.jpg", cat_jpeg, "image/jpeg")},
         )
         assert refused.status_code == 400
         assert refused.json()["error"]["code"] == "method_not_applicable"

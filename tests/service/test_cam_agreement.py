@@ -77,7 +77,8 @@ def assert_agree(model_fixture: str, method: str, ours, theirs, size) -> None:
 def test_single_pass_methods_agree_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
     model: LoadedModel = request.getfixturevalue(model_fixture)
     x, classes = inputs_and_classes(model, cat_photo, 2)
-    assert_agree(model_fixture, method, our_raw_maps(model, method, x, classes), reference_maps(method, model, x, classes), x.shape[-2:])
+    ours = our_raw_maps(model, method, x, classes)
+    assert_agree(model_fixture, method, ours, reference_maps(method, model, x, classes), x.shape[-2:])
 
 
 @pytest.mark.parametrize("model_fixture", MODELS)
