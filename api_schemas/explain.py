@@ -144,14 +144,23 @@ class ExplainParameters(BaseModel):
         default=None, description="occlusion, feature_ablation, lime, kernel_shap: patch fill; default `mean`."
     )
     sigma: float | None = Field(
-        default=None, ge=0, le=100, description="ss_cam: noise standard deviation on the normalised masks; default 2. "
-        "smooth_grad_cam_pp: on the normalised input; default 0.3."
+        default=None,
+        ge=0,
+        le=100,
+        description="ss_cam: noise standard deviation on the normalised masks; default 2. "
+        "smooth_grad_cam_pp: on the normalised input; default 0.3.",
     )
     eigen_smooth: bool | None = Field(
         default=None,
         description="grad_cam, grad_cam_pp, xgrad_cam, layer_cam, hires_cam, grad_cam_elementwise, random_cam: the "
         "first principal component of the weighted activations instead of their sum (pytorch-grad-cam's "
         "eigen_smooth); default false.",
+    )
+    aug_smooth: bool | None = Field(
+        default=None,
+        description="grad_cam, grad_cam_pp, xgrad_cam, layer_cam, hires_cam, grad_cam_elementwise, random_cam: the "
+        "mean of the maps of six augmented inputs (horizontal flip x brightness 0.9, 1, 1.1; pytorch-grad-cam's "
+        "aug_smooth), 6 extra passes per class; default false.",
     )
 
 

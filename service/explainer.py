@@ -66,7 +66,9 @@ def batch_steps(
         Whatever the shared passes raise (out of memory, device errors): the caller splits or fails the batch.
     """
     busy_s = 0.0
-    steps = _plan_steps(model, jobs, runner or PassRunner(model.module, chunk_size, model.layer_grids), evaluation_steps)
+    steps = _plan_steps(
+        model, jobs, runner or PassRunner(model.module, chunk_size, model.layer_grids), evaluation_steps
+    )
     while True:
         started = time.perf_counter()
         try:
@@ -283,6 +285,6 @@ def _method_inputs(
         input_gradients=stacked("input") if Need.INPUT_GRADIENTS in needs else None,
         guided_gradients=stacked("guided") if Need.GUIDED_GRADIENTS in needs else None,
         deconv_gradients=stacked("deconvnet") if Need.DECONV_GRADIENTS in needs else None,
-        runner=runner if Need.EXTRA_PASSES in needs else None,
+        runner=runner,
         layer=layer,
     )

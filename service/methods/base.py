@@ -63,7 +63,7 @@ class MethodInputs:
         gradients: (N, C, h, w) d logit_c / d activations, if needed.
         class_weights: (N, C) classifier weight row of the class, if needed.
         input_gradients, guided_gradients, deconv_gradients: (N, 3, H, W), if needed.
-        runner: runs extra batched passes, if needed.
+        runner: runs extra batched passes.
         layer: the target layer (None for input-resolution methods).
     """
 

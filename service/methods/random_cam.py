@@ -16,6 +16,8 @@ class RandomCAMOptions:
     """Seed of the weights, so that an answer is reproducible."""
     eigen_smooth: bool = False
     """Reduce the weighted activations with their first principal component instead of their sum."""
+    aug_smooth: bool = False
+    """Average the maps of six augmented inputs (flips and brightness)."""
 
 
 class RandomCAM(ChannelMapMethod):

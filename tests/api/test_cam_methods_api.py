@@ -36,6 +36,24 @@ async def test_eigen_smooth_is_a_request_parameter_of_the_layer_methods(serve, b
     assert methods["random_cam"]["sanity_check"] is False and methods["shapley_cam"]["sanity_check"] is True
 
 
+async def test_aug_smooth_averages_six_augmented_passes_counted_by_the_cost_bound(serve, builtin_model, cat_jpeg):
+    """Six passes, each forward and backward, per class: 2 classes cost 2 x 6 x 3 = 36."""
+    image = {"image": ("cat.jpg", cat_jpeg, "image/jpeg")}
+    params = {"method": "grad_cam", "top_k": "2", "map_encoding": "base64"}
+    async with serve({"efficientnet_lite0": builtin_model}, max_request_cost=35) as client:
+        plain = await client.post(URL, params=params, files=image)
+        refused = await client.post(URL, params={**params, "aug_smooth": "true"}, files=image)
+    async with serve({"efficientnet_lite0": builtin_model}, max_request_cost=36) as client:
+        smooth = await client.post(URL, params={**params, "aug_smooth": "true"}, files=image)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "cost_exceeded"
+    assert "costs 36 " in refused.json()["error"]["message"]
+    assert [plain.status_code, smooth.status_code] == [200, 200], smooth.text
+    for before, after in zip(plain.json()["explanations"], smooth.json()["explanations"], strict=True):
+        assert after["map"]["shape"] == [7, 7]
+        assert not np.allclose(raw_map(before), raw_map(after))
+        assert 0 <= raw_map(after).min() and raw_map(after).max() <= 1  # a mean of maps scaled to [0, 1]
+
+
 async def test_score_cam_variants_cost_a_pass_per_channel_and_sample(serve, builtin_model, cat_jpeg):
     """torch-cam's default of 35 SS-CAM samples is 35 x 1280 passes at the built-in model's default layer."""
     async with serve({"efficientnet_lite0": builtin_model}) as client:

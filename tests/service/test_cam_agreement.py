@@ -6,6 +6,7 @@ ResNet-18.
   sign of a principal component open.
 - KPCA-CAM against the reference as it is: scikit-learn's KernelPCA fixes the sign of its eigenvector (largest
   magnitude positive), and so do we.
+- `aug_smooth` against the reference's (ttach's flip x multiply, each map scaled, then averaged).
 - `eigen_smooth` against the reference's, its projection sign-corrected as ours (the library's own correction,
   patched in where it projects).
 - Shapley-CAM: at these layers the head after the layer is linear, so its Hessian term is zero and it equals
@@ -23,12 +24,12 @@ import pytorch_grad_cam.base_cam
 import pytorch_grad_cam.grad_cam_elementwise
 import pytorch_grad_cam.hirescam
 import pytorch_grad_cam.layer_cam
-from pytorch_grad_cam import EigenGradCAM, FinerCAM, FullGrad, GradCAMElementWise, KPCA_CAM, RandomCAM, ShapleyCAM
+from pytorch_grad_cam import KPCA_CAM, EigenGradCAM, FinerCAM, FullGrad, GradCAMElementWise, RandomCAM, ShapleyCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
 from model_store import LoadedModel
-from service.methods.channel_maps import EigenSmoothOptions
+from service.methods.channel_maps import ChannelMapOptions
 from service.methods.random_cam import RandomCAMOptions
 from tests.service.test_reference_agreement import (
     CAM_REFERENCES,
@@ -110,10 +111,22 @@ def test_eigen_smooth_agrees_with_pytorch_grad_cam(method, model_fixture, reques
         monkeypatch.setattr(module, "get_2d_projection", get_2d_projection_with_sign_correction)
     model: LoadedModel = request.getfixturevalue(model_fixture)
     x, classes = inputs_and_classes(model, cat_photo, 2)
-    ours = our_raw_maps(model, method, x, classes, (EigenSmoothOptions(eigen_smooth=True),))
+    ours = our_raw_maps(model, method, x, classes, (ChannelMapOptions(eigen_smooth=True),))
     plain = our_raw_maps(model, method, x, classes)
     theirs = reference_maps(method, model, x, classes, eigen_smooth=True)
     assert_agree(model_fixture, f"{method} eigen_smooth", ours, theirs, x.shape[-2:])
+    assert not np.allclose(as_displayed(plain[0], x.shape[-2:]), as_displayed(ours[0], x.shape[-2:]), atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp", "layer_cam"])
+@pytest.mark.parametrize("model_fixture", MODELS)
+def test_aug_smooth_agrees_with_pytorch_grad_cam(method, model_fixture, request, cat_photo):
+    model: LoadedModel = request.getfixturevalue(model_fixture)
+    x, classes = inputs_and_classes(model, cat_photo, 2)
+    ours = our_raw_maps(model, method, x, classes, (ChannelMapOptions(aug_smooth=True),))
+    plain = our_raw_maps(model, method, x, classes)
+    theirs = reference_maps(method, model, x, classes, aug_smooth=True)
+    assert_agree(model_fixture, f"{method} aug_smooth", ours, theirs, x.shape[-2:])
     assert not np.allclose(as_displayed(plain[0], x.shape[-2:]), as_displayed(ours[0], x.shape[-2:]), atol=1e-3)
 
 
