@@ -36,7 +36,11 @@ from service.settings import Settings  # noqa: E402  (the replicas' own limits, 
 
 TEMPLATE = ROOT / "deploy/gateway/explain.conf.template"
 PLACEHOLDERS = (
-    "GATEWAY_PORT", "GATEWAY_UPSTREAM_SERVERS", "EXPLAIN_MAX_BODY_BYTES", "GATEWAY_RATE_PER_S", "GATEWAY_BURST"
+    "GATEWAY_PORT",
+    "GATEWAY_UPSTREAM_SERVERS",
+    "EXPLAIN_MAX_BODY_BYTES",
+    "GATEWAY_RATE_PER_S",
+    "GATEWAY_BURST",
 )
 READY_TIMEOUT_S = 300  # the built-in model loads and warms up on a CPU in well under this
 
@@ -123,8 +127,11 @@ class Stack:
         for name, process in self.replicas.items():
             wait_ready(f"http://127.0.0.1:{self.ports[name]}", process, name, lambda: self.signals > 0)
         self.start_nginx()
-        print(f"stack ready: http://127.0.0.1:{self.args.port} -> {len(self.replicas)} replicas on ports "
-              f"{', '.join(str(p) for p in self.ports.values())} (nginx prefix {self.prefix})", flush=True)
+        print(
+            f"stack ready: http://127.0.0.1:{self.args.port} -> {len(self.replicas)} replicas on ports "
+            f"{', '.join(str(p) for p in self.ports.values())} (nginx prefix {self.prefix})",
+            flush=True,
+        )
         if self.args.state:
             state = {
                 "gateway": f"http://127.0.0.1:{self.args.port}",

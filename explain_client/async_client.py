@@ -1,7 +1,7 @@
 """The asynchronous client: `AsyncExplainClient`, the same methods as `ExplainClient`, awaited.
 
-    async with AsyncExplainClient("http://127.0.0.1:8000") as client:
-        answers = await asyncio.gather(*(client.predict("efficientnet_lite0", path) for path in paths))
+async with AsyncExplainClient("http://127.0.0.1:8000") as client:
+    answers = await asyncio.gather(*(client.predict("efficientnet_lite0", path) for path in paths))
 """
 
 import asyncio

@@ -196,8 +196,7 @@ def cmd_visualize(client: ExplainClient, args: argparse.Namespace) -> int:
     print(f"job {job.id}", file=sys.stderr, flush=True)
     done = follow(client, job, "visualize")
     Path(args.output).write_bytes(done.result.image_bytes())
-    print(f"wrote {args.output}: objective {done.result.objective:.4g}; the model sees "
-          f"{top_classes_line(done.result)}")
+    print(f"wrote {args.output}: objective {done.result.objective:.4g}; the model sees {top_classes_line(done.result)}")
     return EXIT_OK
 
 
@@ -219,9 +218,12 @@ def class_spec(text: str) -> int | str:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="explain", description=__doc__.split("\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 1)[1])
+    main = argparse.ArgumentParser(
+        prog="explain",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     main.add_argument("--url", help="the service (default $EXPLAIN_URL or http://127.0.0.1:8000)")
     main.add_argument("--api-key", help="API key (default $EXPLAIN_API_KEY)")
     main.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
@@ -241,8 +243,14 @@ def parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="explain images; write overlays and answers")
     with_images(explain)
     explain.add_argument("-m", "--method", action="append", help="a method (repeat for several; default grad_cam)")
-    explain.add_argument("-c", "--class", dest="classes", action="append", type=class_spec,
-                         help="a class index or label (repeat for several; default the top class)")
+    explain.add_argument(
+        "-c",
+        "--class",
+        dest="classes",
+        action="append",
+        type=class_spec,
+        help="a class index or label (repeat for several; default the top class)",
+    )
     explain.add_argument("-k", "--top-k", type=int, help="explain the k best classes")
     explain.add_argument("--layer")
     explain.add_argument("--colormap", choices=["jet", "viridis", "inferno", "turbo"])

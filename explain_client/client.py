@@ -1,8 +1,8 @@
 """The synchronous client: `ExplainClient`. `AsyncExplainClient` (async_client.py) has the same methods.
 
-    with ExplainClient("http://127.0.0.1:8000") as client:
-        answer = client.explain("efficientnet_lite0", "cat.jpg", method=["grad_cam", "cam"], top_k=3)
-        answer.explanations[0].overlay_image().save("overlay.png")
+with ExplainClient("http://127.0.0.1:8000") as client:
+    answer = client.explain("efficientnet_lite0", "cat.jpg", method=["grad_cam", "cam"], top_k=3)
+    answer.explanations[0].overlay_image().save("overlay.png")
 """
 
 import contextlib

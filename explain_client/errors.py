@@ -1,21 +1,21 @@
 """Errors of the client, each carrying what the service said.
 
-    ExplainError                       anything this client raises
-    ├── APIError                       the service answered non-2xx: status, code, message, request_id,
-    │   │                              retry_after (seconds, from `Retry-After`), body (the parsed error body)
-    │   ├── BadRequestError (400)      unknown_method, unknown_class, invalid_parameter, cost_exceeded, ...
-    │   ├── AuthenticationError (401)  missing_api_key, invalid_api_key
-    │   ├── NotFoundError (404)        model_not_found, job_not_found, not_found
-    │   ├── PayloadTooLargeError (413) payload_too_large, image_too_large
-    │   ├── UnsupportedMediaTypeError (415)  unsupported_image, unsupported_media_type
-    │   ├── UnprocessableError (422)   invalid_image, invalid_base64, validation_error
-    │   ├── RateLimitError (429)       a gateway's rate limit
-    │   ├── InternalServerError (500)  internal_error, method_failed
-    │   ├── ServiceUnavailableError (503)  queue_full, not_ready, too_many_jobs, shutting_down, ...
-    │   └── GatewayTimeoutError (504)  timeout
-    ├── ConnectionError                the service could not be reached, or the connection broke
-    ├── TimeoutError                   no answer within the client's timeout
-    └── JobError                       a job ended `failed` or `cancelled`: job (its last status), code, message
+ExplainError                       anything this client raises
+├── APIError                       the service answered non-2xx: status, code, message, request_id,
+│   │                              retry_after (seconds, from `Retry-After`), body (the parsed error body)
+│   ├── BadRequestError (400)      unknown_method, unknown_class, invalid_parameter, cost_exceeded, ...
+│   ├── AuthenticationError (401)  missing_api_key, invalid_api_key
+│   ├── NotFoundError (404)        model_not_found, job_not_found, not_found
+│   ├── PayloadTooLargeError (413) payload_too_large, image_too_large
+│   ├── UnsupportedMediaTypeError (415)  unsupported_image, unsupported_media_type
+│   ├── UnprocessableError (422)   invalid_image, invalid_base64, validation_error
+│   ├── RateLimitError (429)       a gateway's rate limit
+│   ├── InternalServerError (500)  internal_error, method_failed
+│   ├── ServiceUnavailableError (503)  queue_full, not_ready, too_many_jobs, shutting_down, ...
+│   └── GatewayTimeoutError (504)  timeout
+├── ConnectionError                the service could not be reached, or the connection broke
+├── TimeoutError                   no answer within the client's timeout
+└── JobError                       a job ended `failed` or `cancelled`: job (its last status), code, message
 """
 
 import email.utils

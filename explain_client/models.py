@@ -82,9 +82,7 @@ class ExplainResponse(api_schemas.ExplainResponse):
     def explanation(self, method: str, class_: int | str | None = None) -> Explanation:
         """The explanation of `method` (and of a class index or label, if given)."""
         for item in self.explanations:
-            if item.method == method and (
-                class_ is None or class_ in (item.class_.index, item.class_.label)
-            ):
+            if item.method == method and (class_ is None or class_ in (item.class_.index, item.class_.label)):
                 return item
         raise KeyError((method, class_))
 

@@ -104,9 +104,10 @@ def _json_properties(model: type[BaseModel]) -> dict[str, Any]:
 def _json_fits(value: Any, schema: dict[str, Any]) -> bool:
     for branch in schema.get("anyOf", [schema]):
         kind = branch.get("type")
-        if kind is None or (_json_is(value, kind) and (
-            kind != "array" or all(_json_fits(item, branch.get("items", {})) for item in value)
-        )):
+        if kind is None or (
+            _json_is(value, kind)
+            and (kind != "array" or all(_json_fits(item, branch.get("items", {})) for item in value))
+        ):
             return True
     return False
 

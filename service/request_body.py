@@ -24,6 +24,7 @@ class JsonFields(dict[str, Any]):
     """Body fields that came as JSON values (typed), not as form text: their JSON types are checked against the
     schema (`service.parameters.check_json_types`)."""
 
+
 MAX_FORM_FIELDS = 64
 
 

@@ -61,9 +61,7 @@ class KernelShap(MultiPassMethod):
     sanity_check = True
     input_resolution = True
 
-    def extra_passes(
-        self, channels: int, input_size: tuple[int, int], options: KernelShapOptions, classes: int
-    ) -> int:
+    def extra_passes(self, channels: int, input_size: tuple[int, int], options: KernelShapOptions, classes: int) -> int:
         return options.samples
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:

@@ -47,7 +47,7 @@ class Lime(MultiPassMethod):
 
     name = "lime"
     title = "LIME (patches)"
-    paper = "Ribeiro et al. 2016, \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier (KDD)"
+    paper = 'Ribeiro et al. 2016, "Why Should I Trust You?": Explaining the Predictions of Any Classifier (KDD)'
     raw_map = "coefficient of the pixel's patch in a weighted ridge fit of logit_c on `samples` random patch masks"
     aliases = ("Lime", "LIME")
     needs = frozenset({Need.EXTRA_PASSES})

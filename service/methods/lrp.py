@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from service.lrp_rules import lrp_obstacle
-from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, NoOptions, Need
+from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.passes import Steps
 
 

@@ -41,6 +41,8 @@ def with_prefer_header(doc: dict) -> dict:
         "description": "`respond-async` (RFC 7240): answer 202 at once with a job instead of waiting for the result.",
     }
     return {**doc, "parameters": [*doc.get("parameters", []), prefer]}
+
+
 EVENTS_DOC = {
     200: {
         "content": {

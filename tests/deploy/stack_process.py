@@ -74,8 +74,22 @@ def running_stack(
     state = Path(tempfile.mkdtemp(prefix="stack-test-")) / "state.json"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("EXPLAIN_", "TINY_", "GATEWAY_"))}
     full_env = clean | {"EXPLAIN_DEVICE": "cpu"} | (env or {})
-    command = [sys.executable, str(STACK), "--module", "tests.serve_tiny", "--port", str(port),
-               "--replicas", str(replicas), "--rate", str(rate_per_s), "--burst", str(burst), "--state", str(state)]
+    command = [
+        sys.executable,
+        str(STACK),
+        "--module",
+        "tests.serve_tiny",
+        "--port",
+        str(port),
+        "--replicas",
+        str(replicas),
+        "--rate",
+        str(rate_per_s),
+        "--burst",
+        str(burst),
+        "--state",
+        str(state),
+    ]
     with tempfile.NamedTemporaryFile(prefix="stack-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
         process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
@@ -87,7 +101,9 @@ def running_stack(
             assert time.monotonic() < deadline, f"the stack was not ready in 180 s:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.1)
         info = json.loads(state.read_text())
-        stack = RunningStack(info["gateway"], info["replicas"], Path(info["access_log"]), info["nginx_pid"], process, log_path)
+        stack = RunningStack(
+            info["gateway"], info["replicas"], Path(info["access_log"]), info["nginx_pid"], process, log_path
+        )
         assert httpx.get(stack.url + "/readyz", timeout=10).status_code == 200
         yield stack
     finally:

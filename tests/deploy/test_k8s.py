@@ -24,8 +24,9 @@ CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}  # CRDs: no 
 def render(overlay: str) -> list[dict]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl (with its kustomize) is needed: it is in TEST_SYSTEM_PACKAGES"
-    rendered = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
-                              capture_output=True, text=True, check=True).stdout
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)], capture_output=True, text=True, check=True
+    ).stdout
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
@@ -43,8 +44,15 @@ def container(manifests: dict, deployment: str) -> dict:
 def test_every_resource_validates_against_the_kubernetes_schemas(manifests):
     _, resources = manifests
     kinds = {kind for kind, _ in resources}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "ConfigMap",
-            "ServiceMonitor"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Ingress",
+        "ConfigMap",
+        "ServiceMonitor",
+    } <= kinds
     for (kind, name), doc in resources.items():
         if (doc["apiVersion"], kind) in CUSTOM_RESOURCES:
             continue

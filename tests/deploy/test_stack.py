@@ -44,8 +44,9 @@ def test_requests_are_spread_over_both_replicas(stack: RunningStack, noise_png):
         served = Counter(client.get("/readyz").headers["x-instance"] for _ in range(10))
         explained = Counter()
         for _ in range(6):
-            answer = client.post(EXPLAIN, params={"method": "cam"}, content=noise_png,
-                                 headers={"content-type": "image/png"})
+            answer = client.post(
+                EXPLAIN, params={"method": "cam"}, content=noise_png, headers={"content-type": "image/png"}
+            )
             assert answer.status_code == 200
             explained[answer.headers["x-instance"]] += 1
     assert set(served) == {"replica-1", "replica-2"}, served
@@ -66,7 +67,9 @@ def test_an_oversized_body_is_refused_at_the_gateway_in_the_error_body(stack: Ru
 def test_request_ids_are_passed_through_or_created(stack: RunningStack):
     mine = httpx.get(stack.url + "/v1/models/nope", headers={"x-request-id": "trace-42"}, timeout=10)
     assert mine.status_code == 404 and error_of(mine) == {
-        "code": "model_not_found", "message": mine.json()["error"]["message"], "request_id": "trace-42"
+        "code": "model_not_found",
+        "message": mine.json()["error"]["message"],
+        "request_id": "trace-42",
     }
     for unsafe in ('x"}, "evil": {"', "a" * 65):
         created = httpx.get(stack.url + "/metrics", headers={"x-request-id": unsafe}, timeout=10)
@@ -80,8 +83,12 @@ def test_request_ids_are_passed_through_or_created(stack: RunningStack):
 
 def test_a_job_is_found_whichever_replica_the_gateway_picks(stack: RunningStack, noise_png):
     with httpx.Client(base_url=stack.url, timeout=10) as client:
-        created = client.post(EXPLAIN, params={"method": "cam"}, content=noise_png,
-                              headers={"content-type": "image/png", "prefer": "respond-async"})
+        created = client.post(
+            EXPLAIN,
+            params={"method": "cam"},
+            content=noise_png,
+            headers={"content-type": "image/png", "prefer": "respond-async"},
+        )
         assert created.status_code == 202
         owner, location = created.headers["x-instance"], created.headers["location"]
         answers = [client.get(location) for _ in range(6)]

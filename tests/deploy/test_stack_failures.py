@@ -42,8 +42,9 @@ class Load:
             while not self.stopping.is_set():
                 started = time.monotonic()
                 try:
-                    answer = client.post(EXPLAIN, params={"method": "cam"}, content=self.image,
-                                         headers={"content-type": "image/png"})
+                    answer = client.post(
+                        EXPLAIN, params={"method": "cam"}, content=self.image, headers={"content-type": "image/png"}
+                    )
                     result, instance = answer.status_code, answer.headers.get("x-instance")
                 except httpx.TransportError as exc:
                     result, instance = type(exc).__name__, None
@@ -68,8 +69,9 @@ def queued(stack: RunningStack) -> float:
     total = 0.0
     for replica in stack.replicas.values():
         text = httpx.get(f"http://127.0.0.1:{replica['port']}/metrics", timeout=5).text
-        total += sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
-                     if line.startswith("explain_queue_depth{"))
+        total += sum(
+            float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith("explain_queue_depth{")
+        )
     return total
 
 
@@ -105,8 +107,10 @@ def test_kill_9_of_one_replica_fails_at_most_its_in_flight_requests_and_none_aft
     failed = [o for o in load.outcomes if o.result != 200]
     in_flight = [o for o in load.outcomes if o.started < killed < o.ended]
     after = [o for o in load.outcomes if o.started > killed]
-    print(f"\nkill -9 under load: {len(failed)} failed of {len(in_flight)} in flight at the kill; "
-          f"{len(after)} sent after it, {Counter(o.result for o in after)}")
+    print(
+        f"\nkill -9 under load: {len(failed)} failed of {len(in_flight)} in flight at the kill; "
+        f"{len(after)} sent after it, {Counter(o.result for o in after)}"
+    )
     assert all(o.started < killed < o.ended for o in failed), failed  # only requests in flight at the kill
     assert len(failed) <= CLIENTS
     assert after and all(o.result == 200 for o in after)
@@ -118,8 +122,17 @@ def test_stopping_the_stack_drains_the_replicas_and_ends_everything_it_started(n
     with running_stack(env={"TINY_FORWARD_S": "2", "EXPLAIN_MAX_BATCH_SIZE": "1"}) as stack:
         pids = [r["pid"] for r in stack.replicas.values()] + [stack.nginx_pid]
         with ThreadPoolExecutor(4) as pool:
-            in_flight = [pool.submit(httpx.post, stack.url + EXPLAIN, params={"method": "cam"}, content=noise_png,
-                                     headers={"content-type": "image/png"}, timeout=30) for _ in range(4)]
+            in_flight = [
+                pool.submit(
+                    httpx.post,
+                    stack.url + EXPLAIN,
+                    params={"method": "cam"},
+                    content=noise_png,
+                    headers={"content-type": "image/png"},
+                    timeout=30,
+                )
+                for _ in range(4)
+            ]
             wait_for(lambda: queued(stack) == 2, 30, "each replica running one request and holding one queued")
             stack.process.send_signal(signum)
             assert [f.result().status_code for f in in_flight] == [200] * 4

@@ -24,8 +24,9 @@ def test_concurrent_explanations_match_the_sync_client(server):
         expected = [sync.explain("tiny", im, method="grad_cam", top_k=2) for im in images]
     for got, want in zip(answers, expected, strict=True):
         assert [e.class_.index for e in got.explanations] == [e.class_.index for e in want.explanations]
-        np.testing.assert_allclose(got.explanations[0].map_array(), want.explanations[0].map_array(), rtol=1e-4,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            got.explanations[0].map_array(), want.explanations[0].map_array(), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_errors_jobs_and_events(server):

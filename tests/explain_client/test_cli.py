@@ -53,8 +53,21 @@ def test_explain_writes_overlays_and_answers_and_goes_on_after_a_bad_file(server
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     out = tmp_path / "out"
-    run = explain("explain", str(images[0]), str(bad), str(images[1]), "-m", "cam", "-m", "grad_cam",
-                  "--top-k", "2", "-o", str(out), url=server.url)
+    run = explain(
+        "explain",
+        str(images[0]),
+        str(bad),
+        str(images[1]),
+        "-m",
+        "cam",
+        "-m",
+        "grad_cam",
+        "--top-k",
+        "2",
+        "-o",
+        str(out),
+        url=server.url,
+    )
     assert run.returncode == EXIT_REFUSED
     assert f"{bad}: error: not a readable image" in run.stderr and "415 unsupported_image" in run.stderr
     overlays = sorted(p.name for p in out.glob("*.png"))
@@ -70,8 +83,19 @@ def test_explain_writes_overlays_and_answers_and_goes_on_after_a_bad_file(server
 
 
 def test_explain_with_classes_and_jpeg_overlays(server, images, tmp_path):
-    run = explain("explain", str(images[0]), "-c", "1", "-c", "class_3", "--overlay-format", "jpeg",
-                  "-o", str(tmp_path), url=server.url)
+    run = explain(
+        "explain",
+        str(images[0]),
+        "-c",
+        "1",
+        "-c",
+        "class_3",
+        "--overlay-format",
+        "jpeg",
+        "-o",
+        str(tmp_path),
+        url=server.url,
+    )
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in tmp_path.glob("cat.*.jpg")) == ["cat.grad_cam.1.jpg", "cat.grad_cam.3.jpg"]
 
@@ -87,8 +111,9 @@ def test_methods_and_models(server):
 
 def test_visualize_writes_the_image(server, tmp_path):
     target = tmp_path / "class1.png"
-    run = explain("visualize", "--class", "class_1", "--steps", "5", "--size", "16", "24", "-o", str(target),
-                  url=server.url)
+    run = explain(
+        "visualize", "--class", "class_1", "--steps", "5", "--size", "16", "24", "-o", str(target), url=server.url
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"wrote {target}: objective")
     with Image.open(target) as image:
@@ -127,7 +152,11 @@ def test_the_command_line_works_where_torch_cannot_be_imported(server, images):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EXPLAIN_")} | {"PYTHONPATH": str(ROOT)}
     run = subprocess.run(
         [sys.executable, "-c", blocked, "--url", server.url, "explain", str(images[0]), "-m", "cam"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert "explained cam/class_" in run.stdout

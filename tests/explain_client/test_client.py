@@ -58,7 +58,10 @@ def test_explain_decodes_maps_and_overlays(client):
     image = photo(60, 40)
     answer = client.explain("tiny", image, method=["cam", "grad_cam"], top_k=2, overlay_max_side=30)
     assert [(e.method, r) for r, e in enumerate(answer.explanations)] == [
-        ("cam", 0), ("cam", 1), ("grad_cam", 2), ("grad_cam", 3)
+        ("cam", 0),
+        ("cam", 1),
+        ("grad_cam", 2),
+        ("grad_cam", 3),
     ]
     first = answer.explanations[0]
     array = first.map_array()
@@ -72,8 +75,9 @@ def test_explain_decodes_maps_and_overlays(client):
 def test_both_map_encodings_decode_to_the_same_array(client):
     image = photo(seed=3)
     listed = client.explain("tiny", image, method="grad_cam", classes=[1, "class_3"], include=["map"])
-    packed = client.explain("tiny", image, method="grad_cam", classes=[1, "class_3"], include="map",
-                            map_encoding="base64")
+    packed = client.explain(
+        "tiny", image, method="grad_cam", classes=[1, "class_3"], include="map", map_encoding="base64"
+    )
     assert [e.class_.index for e in packed.explanations] == [1, 3]
     assert packed.explanations[0].overlay_png is None and packed.explanations[0].map.data is None
     for a, b in zip(listed.explanations, packed.explanations, strict=True):
@@ -154,8 +158,13 @@ def test_importing_the_client_imports_no_torch():
         "import sys, explain_client, explain_client.cli; "
         "assert 'torch' not in sys.modules, 'torch'; assert 'numpy' not in sys.modules, 'numpy'"
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert run.returncode == 0, run.stderr
 
 

@@ -8,7 +8,6 @@ tried. Screenshots are kept in `$PAGE_ARTIFACTS_DIR` when it is set (else in the
 import base64
 import io
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -117,9 +116,7 @@ def overlay_pixels(page: Page, index: int = 0) -> list[int]:
     )
 
 
-def test_a_photo_is_explained_into_a_grid_of_overlays_that_reblend_in_the_browser(
-    server, offline, cat_jpeg, artifacts
-):
+def test_a_photo_is_explained_into_a_grid_of_overlays_that_reblend_in_the_browser(server, offline, cat_jpeg, artifacts):
     page = offline.page()
     page.goto(server.url + "/")
     expect(page.get_by_label("Grad-CAM++")).to_be_enabled()
@@ -271,7 +268,9 @@ def test_the_documentation_renders_without_internet(server, offline, artifacts, 
         expect(page.locator(".swagger-ui")).to_contain_text("/v1/models/{model}/explain")
     else:
         # ReDoc's bundle, served by the service, ran and drew the operations (not its error page).
-        expect(page.locator("[data-section-id='operation/explain_v1_models__model__explain_post']").first).to_be_attached()
+        expect(
+            page.locator("[data-section-id='operation/explain_v1_models__model__explain_post']").first
+        ).to_be_attached()
         expect(page.get_by_text("Something went wrong")).to_have_count(0)
     page.screenshot(path=str(artifacts / f"docs{path.replace('/', '-')}.png"))
 

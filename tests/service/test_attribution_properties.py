@@ -44,7 +44,7 @@ def small_cat(builtin_model, cat_photo) -> torch.Tensor:
 
 @pytest.mark.parametrize("baseline", ["black", "mean"])
 def test_deeplift_sums_to_the_logit_difference(builtin_model, small_cat, baseline):
-    black = (-torch.tensor(builtin_model.preprocessing.mean) / torch.tensor(builtin_model.preprocessing.std))
+    black = -torch.tensor(builtin_model.preprocessing.mean) / torch.tensor(builtin_model.preprocessing.std)
     reference = (black if baseline == "black" else torch.zeros(3)).view(3, 1, 1).expand_as(small_cat)
     for class_index in (281, 3):
         attribution = explain(builtin_model, small_cat, "deeplift", class_index, DeepLiftOptions(baseline))

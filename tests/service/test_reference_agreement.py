@@ -18,24 +18,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import (
+    LRP,
+    Deconvolution,
     DeepLift,
     DeepLiftShap,
-    Deconvolution,
     FeatureAblation,
     GradientShap,
-    KernelShap,
-    Lime,
-    LRP,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
+    KernelShap,
+    Lime,
     NoiseTunnel,
     Occlusion,
     Saliency,
 )
-from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
 from pytorch_grad_cam import (
     AblationCAM,
