@@ -25,7 +25,7 @@ def models():
 @pytest.mark.parametrize(
     ("params", "status", "code", "hints"),
     [
-        ({"method": "lime"}, 400, "unknown_method", ["grad_cam_pp"]),
+        ({"method": "no_such_method"}, 400, "unknown_method", ["grad_cam_pp"]),
         ({"layer": "nope"}, 400, "unknown_layer", ["GET /v1/models/tiny"]),
         ({"class": 5}, 400, "unknown_class", ["0..4"]),
         ({"class": -1}, 400, "unknown_class", ["0..4"]),
