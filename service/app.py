@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
     app = FastAPI(
         title="Explain service",
         version="1.0.0",
-        description="Explanations of image classifiers (CAM, Grad-CAM, Grad-CAM++) from warm, batched models.",
+        description="Explanations of image classifiers (the CAM family, gradients, attributions, perturbations) from "
+        "warm, batched models.",
         lifespan=lifespan,
         docs_url=None,  # served by service.routes.docs, with their assets from the service, not a CDN
         redoc_url=None,
