@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
-from service.methods.patches import patch_count, patch_mask, with_patches_kept
+from service.methods.patches import PatchGrid, patch_count
 from service.passes import Steps
 
 
@@ -43,23 +43,12 @@ class FeatureAblation(MultiPassMethod):
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
-        runner, options = inputs.require("runner"), inputs.options
-        height, width = inputs.images.shape[-2:]
-        device = inputs.images.device
-        mask, count = patch_mask(height, width, options.window, device)
-        fill = inputs.black if options.fill == "black" else torch.zeros_like(inputs.black)
-        maps = torch.zeros(len(inputs.classes), height, width, device=device)
+        runner, grid = inputs.require("runner"), PatchGrid.of(inputs)
+        ablations = 1 - torch.eye(grid.count)  # row p: every patch kept but p
+        maps = torch.zeros(len(inputs.classes), *inputs.images.shape[-2:], device=inputs.images.device)
         for rows in inputs.rows_by_image():
-            image = inputs.images[rows[0]]
-
-            def ablated(patches: torch.Tensor, image: torch.Tensor = image) -> torch.Tensor:
-                """The image with patch p filled, for each p of `patches`."""
-                kept = torch.ones(len(patches), count, device=device)
-                kept[torch.arange(len(patches)), patches.to(device)] = 0
-                return with_patches_kept(image, mask, kept, fill)
-
-            logits = yield from runner.logits_of(count, ablated)  # (M, K)
+            logits = yield from grid.logits(runner, inputs.images[rows[0]], ablations)  # (M, K)
             classes = inputs.classes[rows]
             drops = inputs.logits[rows[0], classes][None] - logits[:, classes]  # (M, r)
-            maps[rows] = drops.T[:, mask]
+            maps[rows] = grid.painted(drops.T, maps)
         return maps

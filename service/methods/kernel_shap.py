@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
-from service.methods.patches import patch_mask, with_patches_kept
+from service.methods.patches import PatchGrid
 from service.methods.surrogate import fit_linear
 from service.passes import Steps
 
@@ -66,21 +66,13 @@ class KernelShap(MultiPassMethod):
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
-        runner, options = inputs.require("runner"), inputs.options
-        height, width = inputs.images.shape[-2:]
-        device = inputs.images.device
-        mask, count = patch_mask(height, width, options.window, device)
-        fill = inputs.black if options.fill == "black" else torch.zeros_like(inputs.black)
-        coalitions = shapley_coalitions(count, options.samples, options.seed)
+        runner, options, grid = inputs.require("runner"), inputs.options, PatchGrid.of(inputs)
+        coalitions = shapley_coalitions(grid.count, options.samples, options.seed)
         weights = torch.ones(len(coalitions))
         weights[:2] = ENDPOINT_WEIGHT
-        maps = torch.zeros(len(inputs.classes), height, width, device=device)
+        maps = torch.zeros(len(inputs.classes), *inputs.images.shape[-2:], device=inputs.images.device)
         for rows in inputs.rows_by_image():
-            image, on_device = inputs.images[rows[0]], coalitions.to(device)
-            logits = yield from runner.logits_of(
-                len(coalitions),
-                lambda k, image=image, z=on_device: with_patches_kept(image, mask, z[k.to(device)], fill),
-            )
+            logits = yield from grid.logits(runner, inputs.images[rows[0]], coalitions)
             coefficients = fit_linear(coalitions, logits[:, inputs.classes[rows]], weights, ridge=0.0)
-            maps[rows] = coefficients.to(device, maps.dtype)[:, mask]
+            maps[rows] = grid.painted(coefficients, maps)
         return maps

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
-from service.methods.patches import patch_mask, with_patches_kept
+from service.methods.patches import PatchGrid
 from service.methods.surrogate import fit_linear
 from service.passes import Steps
 
@@ -61,19 +61,12 @@ class Lime(MultiPassMethod):
 
     def compute_steps(self, inputs: MethodInputs) -> Steps[torch.Tensor]:
         """(N, 3, H, W) images -> (N, H, W)."""
-        runner, options = inputs.require("runner"), inputs.options
-        height, width = inputs.images.shape[-2:]
-        device = inputs.images.device
-        mask, count = patch_mask(height, width, options.window, device)
-        fill = inputs.black if options.fill == "black" else torch.zeros_like(inputs.black)
-        maps = torch.zeros(len(inputs.classes), height, width, device=device)
+        runner, options, grid = inputs.require("runner"), inputs.options, PatchGrid.of(inputs)
+        maps = torch.zeros(len(inputs.classes), *inputs.images.shape[-2:], device=inputs.images.device)
         for rows in inputs.rows_by_image():
             generator = torch.Generator(device="cpu").manual_seed(options.seed)
-            kept = torch.bernoulli(torch.full((options.samples, count), 0.5), generator=generator)
-            image, on_device = inputs.images[rows[0]], kept.to(device)
-            logits = yield from runner.logits_of(
-                len(kept), lambda k, image=image, z=on_device: with_patches_kept(image, mask, z[k.to(device)], fill)
-            )
+            kept = torch.bernoulli(torch.full((options.samples, grid.count), 0.5), generator=generator)
+            logits = yield from grid.logits(runner, inputs.images[rows[0]], kept)
             coefficients = fit_linear(kept, logits[:, inputs.classes[rows]], lime_kernel(kept), RIDGE)  # (r, M)
-            maps[rows] = coefficients.to(device, maps.dtype)[:, mask]
+            maps[rows] = grid.painted(coefficients, maps)
         return maps
