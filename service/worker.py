@@ -71,6 +71,8 @@ class ModelWorker:
         self.visualizations: VisualizationBatch
         self.metrics = metrics
         self.max_batch_size = max_batch_size
+        self.batch_size = max_batch_size
+        """Most jobs per batch: the model's preferred batch size (measured when it was warmed) up to the limit."""
         self.max_batch_delay_s = max_batch_delay_s
         self.pass_chunk_size = pass_chunk_size or 0
         """Images per chunk of extra passes; measured at load (`pass_chunk_ms`) when not given."""
@@ -201,9 +203,15 @@ class ModelWorker:
     def _run(self) -> None:
         try:
             self.model = self._load()
+            self.batch_size = self.model.preferred_batch_size(self.max_batch_size)
             if not self.pass_chunk_size:
                 self.pass_chunk_size = chunk_size_for(self.model, self.pass_chunk_ms)
-            logger.info("model %s: extra passes in chunks of %d images", self.name, self.pass_chunk_size)
+            logger.info(
+                "model %s: batches of up to %d images, extra passes in chunks of %d images",
+                self.name,
+                self.batch_size,
+                self.pass_chunk_size,
+            )
             self.visualizations = VisualizationBatch(self.model, self.long_work.add)
         except BaseException as exc:
             logger.critical("model %s could not be loaded: %s", self.name, exc)
@@ -216,7 +224,7 @@ class ModelWorker:
             while not self._stopping.is_set():
                 batch = collect_batch(
                     self.queue,
-                    self.max_batch_size,
+                    self.batch_size,
                     self.max_batch_delay_s,
                     poll_s=0.0 if self.long_work.pending else 0.1,
                     companions_coming=self._companions_coming,
