@@ -2,6 +2,7 @@
 
 import sys
 
+import service.openmp  # noqa: F401  (first: sets OpenMP's spin before torch is imported)
 from service.app import create_app
 from service.logs import configure_logging
 from service.server import serve
