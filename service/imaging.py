@@ -2,7 +2,9 @@
 
 Runs in the CPU thread pool, with Pillow and numpy only. A JPEG larger than needed is decoded at a reduced
 scale (libjpeg's DCT scaling, `Image.draft`: 1/2, 1/4 or 1/8) to the smallest size that still covers both the
-model's input and the overlay picture, never smaller; a 12-megapixel photo then decodes about 10x faster.
+model's input and the overlay picture, never smaller; a 12-megapixel photo then decodes about 10x faster. The
+model's input and the overlay picture are two resizes of the decoded image (`open_rgb`, then
+`Preprocessing.to_tensor` and `display_picture`), which the service runs side by side.
 
 Every failure is a domain error with a 4xx status: formats outside the
 allow-list are refused (415), images over the pixel limit are refused from their header, before their pixels
@@ -40,15 +42,27 @@ UPRIGHT = {
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """The model input (3, H, W) float tensor, the display picture (H', W', 3) uint8, and the upright size."""
+    """The model input (3, H, W) float tensor, the display picture (H', W', 3) uint8 (None when no overlay is
+    drawn), and the upright size."""
 
     tensor: torch.Tensor
-    display: np.ndarray
+    display: np.ndarray | None
     size: tuple[int, int]  # (width, height) of the upright image as sent
 
 
 def decode_image(data: bytes, preprocessing: Preprocessing, max_pixels: int, display_max_side: int) -> DecodedImage:
     """Bytes of an image file -> model input and display picture (long side at most `display_max_side`).
+    Raises as `open_rgb`."""
+    rgb, size = open_rgb(data, preprocessing, max_pixels, display_max_side)
+    return DecodedImage(preprocessing.to_tensor(rgb), display_picture(rgb, display_max_side), size)
+
+
+def open_rgb(
+    data: bytes, preprocessing: Preprocessing, max_pixels: int, display_max_side: int
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Bytes of an image file -> the upright RGB image, at the smallest JPEG scale that still covers the model's
+    input and the display picture (long side `display_max_side`), and its upright size as sent. The scale does
+    not depend on whether the picture is drawn: the same image gives the same logits with or without overlays.
 
     Raises:
         UnsupportedMediaType: not an image in an allowed format (code `unsupported_image`).
@@ -59,10 +73,14 @@ def decode_image(data: bytes, preprocessing: Preprocessing, max_pixels: int, dis
         raise InvalidImage("the image is empty")
     height, width = preprocessing.input_size
     image, size = open_image(data, max_pixels, lambda upright: needed_size(upright, (width, height), display_max_side))
-    rgb = to_rgb(image)
+    return to_rgb(image), size
+
+
+def display_picture(rgb: Image.Image, max_side: int) -> np.ndarray:
+    """The picture overlays are drawn on: (H', W', 3) uint8, long side at most `max_side`."""
     display = rgb.copy()
-    display.thumbnail((display_max_side, display_max_side), Image.Resampling.BILINEAR)
-    return DecodedImage(tensor=preprocessing.to_tensor(rgb), display=np.asarray(display, dtype=np.uint8), size=size)
+    display.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return np.asarray(display, dtype=np.uint8)
 
 
 def needed_size(upright: tuple[int, int], model_input: tuple[int, int], display_max_side: int) -> tuple[int, int]:

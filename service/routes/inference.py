@@ -1,5 +1,6 @@
 """Predict and explain: decode (CPU pool) -> job on the model's queue -> batched worker -> encode (CPU pool)."""
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -17,7 +18,7 @@ from api_schemas import (
 from service.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.disconnect import wait_for_disconnect
 from service.errors import ServiceError
-from service.imaging import ALLOWED_FORMATS, DecodedImage, decode_image
+from service.imaging import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
 from service.job_runs import start_explain_job
 from service.jobs import ExplainJob
 from service.logs import REQUEST_ID
@@ -75,12 +76,22 @@ def _without_null(prop: dict) -> dict:
     return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
 
 
-async def _decode(runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int) -> DecodedImage:
-    """Decode the posted bytes for the worker's model, in the CPU pool."""
+async def _decode(
+    runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int, with_display: bool
+) -> DecodedImage:
+    """Decode the posted bytes for the worker's model, in the CPU pool: the model's input and the picture that
+    overlays are drawn on (when `with_display`) are resized side by side."""
+    preprocessing = worker.model.preprocessing
     with worker.incoming():
-        return await runtime.run_cpu(
-            decode_image, data, worker.model.preprocessing, runtime.settings.max_image_pixels, display_max_side
+        rgb, size = await runtime.run_cpu(
+            open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side
         )
+        if not with_display:
+            return DecodedImage(await runtime.run_cpu(preprocessing.to_tensor, rgb), None, size)
+        tensor, display = await asyncio.gather(
+            runtime.run_cpu(preprocessing.to_tensor, rgb), runtime.run_cpu(display_picture, rgb, display_max_side)
+        )
+        return DecodedImage(tensor, display, size)
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -113,7 +124,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     worker = runtime.worker_with_room(model)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     parse_parameters(PredictParameters, request.query_params, fields)
-    image = await _decode(runtime, worker, data, settings.overlay_max_side)
+    image = await _decode(runtime, worker, data, settings.overlay_max_side, with_display=False)
     clock.lap("decode")
     job = ExplainJob(
         image=image.tensor,
@@ -156,7 +167,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.evaluation_steps,
         settings.overlay_max_side,
     )
-    image = await _decode(runtime, worker, data, plan.overlay_max_side)
+    image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
     clock.lap("decode")
     work = ExplainJob(
         image=image.tensor,
