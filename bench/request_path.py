@@ -136,6 +136,10 @@ def main() -> None:
 
     rows = []
     with real_server({"models": MODEL, "log_level": "warning", "device": args.device}, module="service") as server:
+        batch_limit = server.metrics()[f'explain_batch_limit{{model="{MODEL}"}}']
+        print(
+            f"\nthe server batches up to {batch_limit:.0f} images (the size measured fastest when its model was warmed)"
+        )
         for scenario in SCENARIOS:
             body, content_type = multipart(images[scenario.image])
             for clients in args.concurrency:

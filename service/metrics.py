@@ -19,6 +19,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "explain_queue_depth", "Jobs waiting for a model's worker.", ["model"], registry=self.registry
         )
+        self.batch_limit = Gauge(
+            "explain_batch_limit",
+            "Most jobs per batch: the batch size the model was measured fastest at when warmed, up to MAX_BATCH_SIZE.",
+            ["model"],
+            registry=self.registry,
+        )
         self.long_tasks = Gauge(
             "explain_long_tasks",
             "Long requests and jobs of a model running a chunk at a time between batches.",

@@ -204,6 +204,7 @@ class ModelWorker:
         try:
             self.model = self._load()
             self.batch_size = self.model.preferred_batch_size(self.max_batch_size)
+            self.metrics.batch_limit.labels(model=self.name).set(self.batch_size)
             if not self.pass_chunk_size:
                 self.pass_chunk_size = chunk_size_for(self.model, self.pass_chunk_ms)
             logger.info(

@@ -47,3 +47,4 @@ async def test_the_worker_forms_batches_of_the_preferred_size(serve, noise_png):
     assert float(samples['explain_batch_size_sum{model="tiny"}']) == 12
     assert float(samples['explain_batch_size_bucket{le="4.0",model="tiny"}']) == batches  # none above 4
     assert batches < 12  # and batched
+    assert 'explain_batch_limit{model="tiny"} 4.0' in metrics
