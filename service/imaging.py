@@ -77,9 +77,10 @@ def open_rgb(
 
 
 def display_picture(rgb: Image.Image, max_side: int) -> np.ndarray:
-    """The picture overlays are drawn on: (H', W', 3) uint8, long side at most `max_side`."""
+    """The picture overlays are drawn on: (H', W', 3) uint8, long side at most `max_side`, shrunk by area
+    averaging (Pillow's BOX filter, in two thirds of the time of its bilinear one)."""
     display = rgb.copy()
-    display.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    display.thumbnail((max_side, max_side), Image.Resampling.BOX)
     return np.asarray(display, dtype=np.uint8)
 
 
