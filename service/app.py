@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,9 +21,10 @@ from service.auth import ApiKeys
 from service.errors import ServiceError
 from service.instance import InstanceHeaderMiddleware
 from service.lifecycle import Lifecycle
-from service.logs import REQUEST_ID, request_id_from
+from service.logs import REQUEST_ID
 from service.metrics import Metrics
 from service.openapi_contract import exact_openapi
+from service.request_context import RequestContextMiddleware
 from service.routes import catalog, docs, features, health, inference, jobs, page
 from service.runtime import ServiceRuntime
 from service.settings import Settings
@@ -111,23 +111,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        request_id = request_id_from(request.headers.get("x-request-id"))
-        token = REQUEST_ID.set(request_id)
-        request.state.request_id = request_id
-        try:
-            response = await call_next(request)
-        finally:
-            REQUEST_ID.reset(token)
-        response.headers["X-Request-ID"] = request_id
-        route = request.scope.get("route")
-        route_path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(route=route_path, status=str(response.status_code)).inc()
-        metrics.request_seconds.labels(route=route_path).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if settings.cors_origins:  # added last, so outermost: error answers (401, 503) carry the CORS headers too
         app.add_middleware(
             CORSMiddleware,
