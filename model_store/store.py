@@ -234,8 +234,8 @@ def prepare_model(
 
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
-TIMING_ROUNDS = 3
-TIMING_BUDGET_S = 3.0  # about the most the timing takes: larger sizes are left out past a quarter of it
+TIMING_ROUNDS = 5
+TIMING_BUDGET_S = 4.0  # about the most the timing takes: larger sizes are left out past a sixth of it
 
 
 def clearly_slower(ms_per_image: float, best_ms_per_image: float) -> bool:
@@ -247,9 +247,9 @@ def clearly_slower(ms_per_image: float, best_ms_per_image: float) -> bool:
 
 
 def _time_batches(module: nn.Module, input_size: tuple[int, int], device: torch.device) -> dict[int, float]:
-    """Milliseconds per image of a plain forward pass of noise images, by batch size: the best of three rounds
+    """Milliseconds per image of a plain forward pass of noise images, by batch size: the best of five rounds
     taken in turn over the sizes (so that a burst of load on a shared machine spoils one round, not one size),
-    after a pass that allocates for each size. Sizes stop growing once those first passes have taken a quarter of
+    after a pass that allocates for each size. Sizes stop growing once those first passes have taken a sixth of
     `TIMING_BUDGET_S` (a large model on a CPU)."""
     probes: dict[int, torch.Tensor] = {}
     started = time.perf_counter()
