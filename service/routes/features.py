@@ -32,7 +32,7 @@ from model_store import LoadedModel
 from service.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.encoding import encode_base64
 from service.errors import CostExceeded, MethodNotApplicable, ServiceError
-from service.imaging import decode_image
+from service.imaging import open_rgb
 from service.job_runs import spawn_job
 from service.methods import GRADIENT_PASS_COST
 from service.parameters import parse_parameters, resolve_class, validate_fields
@@ -142,14 +142,16 @@ async def activations(model: str, request: Request, runtime: RuntimeDep) -> Resp
     if layer is None:
         raise MethodNotApplicable(f"model '{model}' has no default layer; name one with 'layer'")
     objectives.require_layer(worker.model, layer)
-    image = await runtime.run_cpu(
-        decode_image, data, worker.model.preprocessing, settings.max_image_pixels, settings.overlay_max_side
+    preprocessing = worker.model.preprocessing  # the model's input only: no overlay picture is drawn
+    rgb, _size = await runtime.run_cpu(
+        open_rgb, data, preprocessing, settings.max_image_pixels, settings.overlay_max_side
     )
+    tensor = await runtime.run_cpu(preprocessing.to_tensor, rgb)
     clock.lap("decode")
     top_n = params.top_n or DEFAULT_TOP_N
 
     def capture(loaded: LoadedModel) -> FeatureMaps:
-        output = layer_activations(loaded, image.tensor[None].to(loaded.device), layer)[0]
+        output = layer_activations(loaded, tensor[None].to(loaded.device), layer)[0]
         return feature_maps(output, top_n)
 
     maps = await asyncio.wrap_future(worker.call(capture))
