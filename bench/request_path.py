@@ -136,9 +136,10 @@ def main() -> None:
 
     rows = []
     with real_server({"models": MODEL, "log_level": "warning", "device": args.device}, module="service") as server:
-        batch_limit = server.metrics()[f'explain_batch_limit{{model="{MODEL}"}}']
+        batch_limit = f'explain_batch_limit{{model="{MODEL}"}}'
         print(
-            f"\nthe server batches up to {batch_limit:.0f} images (the size measured fastest when its model was warmed)"
+            f"\nthe server starts with batches of up to {server.metrics()[batch_limit]:.0f} images (the size measured "
+            "fastest when its model was warmed); column 'batch': the size after each cell (trials while serving)"
         )
         for scenario in SCENARIOS:
             body, content_type = multipart(images[scenario.image])
@@ -157,6 +158,7 @@ def main() -> None:
                     "p99_ms": percentile(ok, 99) * 1000 if ok else float("nan"),
                     "failed": failed,
                     "bytes": result.answer_bytes // max(len(ok), 1),
+                    "batch": server.metrics()[batch_limit],
                 }
                 row["per_limit"] = row["rps"] / limit_rps
                 row |= {f"{k}_ms": v for k, v in stage_medians(result.stages).items()}
@@ -171,11 +173,14 @@ def main() -> None:
 def print_row(row: dict, header: bool) -> None:
     if header:
         stages = "".join(f"{s:>10}" for s in STAGES)
-        print(f"\n{'scenario':<12}{'clients':>8}{'rps':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'/limit':>8}{'KB':>8}{stages}")
+        print(
+            f"\n{'scenario':<12}{'clients':>8}{'rps':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'/limit':>8}{'KB':>8}"
+            f"{'batch':>6}{stages}"
+        )
     stages = "".join(f"{row[f'{s}_ms']:>10.1f}" for s in STAGES)
     print(
         f"{row['scenario']:<12}{row['clients']:>8}{row['rps']:>8.1f}{row['p50_ms']:>8.0f}{row['p95_ms']:>8.0f}"
-        f"{row['p99_ms']:>8.0f}{row['per_limit']:>8.2f}{row['bytes'] / 1024:>8.0f}{stages}"
+        f"{row['p99_ms']:>8.0f}{row['per_limit']:>8.2f}{row['bytes'] / 1024:>8.0f}{row['batch']:>6.0f}{stages}"
         + (f"  ({row['failed']} failed)" if row["failed"] else "")
     )
 

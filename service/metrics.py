@@ -21,7 +21,8 @@ class Metrics:
         )
         self.batch_limit = Gauge(
             "explain_batch_limit",
-            "Most jobs per batch: the batch size the model was measured fastest at when warmed, up to MAX_BATCH_SIZE.",
+            "Most jobs per batch: the batch size the model was measured fastest at when warmed, up to MAX_BATCH_SIZE, "
+            "then the one that served fastest in trials while serving.",
             ["model"],
             registry=self.registry,
         )

@@ -5,7 +5,8 @@ One thread matters on a CPU: torch's OpenMP thread team belongs to the thread th
 operation, and a model loaded on one thread and served on another (or small torch operations on other threads
 beside it) leaves several teams spinning for the same cores, which made one image 2.3x slower on two cores.
 
-Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`),
+Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`) of
+at most the size that serves fastest (measured at warm-up and in trials while serving: `service.batch_sizing`),
 drops jobs whose client has gone or whose deadline has passed, runs the batch and resolves each job's future.
 A job whose extra passes span more than one chunk is long work instead (`service.scheduler`): between two
 batches the worker runs one chunk of long work, so that heavy requests never stall the cheap ones.
@@ -31,6 +32,7 @@ from typing import TypeVar
 import torch
 
 from model_store import LoadedModel
+from service.batch_sizing import BatchSizer
 from service.batcher import collect_batch
 from service.device_errors import OUT_OF_MEMORY, UNRECOVERABLE
 from service.errors import DeadlineExceeded, ServiceError, ServiceUnavailable
@@ -71,8 +73,9 @@ class ModelWorker:
         self.visualizations: VisualizationBatch
         self.metrics = metrics
         self.max_batch_size = max_batch_size
-        self.batch_size = max_batch_size
-        """Most jobs per batch: the model's preferred batch size (measured when it was warmed) up to the limit."""
+        self.batch_sizer = BatchSizer(max_batch_size, max_batch_size)
+        """Most jobs per batch: the model's preferred batch size (measured when it was warmed) up to the limit,
+        corrected while serving."""
         self.max_batch_delay_s = max_batch_delay_s
         self.pass_chunk_size = pass_chunk_size or 0
         """Images per chunk of extra passes; measured at load (`pass_chunk_ms`) when not given."""
@@ -203,14 +206,14 @@ class ModelWorker:
     def _run(self) -> None:
         try:
             self.model = self._load()
-            self.batch_size = self.model.preferred_batch_size(self.max_batch_size)
-            self.metrics.batch_limit.labels(model=self.name).set(self.batch_size)
+            self.batch_sizer = BatchSizer(self.model.preferred_batch_size(self.max_batch_size), self.max_batch_size)
+            self.metrics.batch_limit.labels(model=self.name).set(self.batch_sizer.size)
             if not self.pass_chunk_size:
                 self.pass_chunk_size = chunk_size_for(self.model, self.pass_chunk_ms)
             logger.info(
                 "model %s: batches of up to %d images, extra passes in chunks of %d images",
                 self.name,
-                self.batch_size,
+                self.batch_sizer.size,
                 self.pass_chunk_size,
             )
             self.visualizations = VisualizationBatch(self.model, self.long_work.add)
@@ -222,16 +225,22 @@ class ModelWorker:
         finally:
             self._loaded.set()
         try:
+            free_since = time.perf_counter()  # the end of the last batch: each batch's cycle starts there
             while not self._stopping.is_set():
+                limit = self.batch_sizer.next_limit()
                 batch = collect_batch(
                     self.queue,
-                    self.batch_size,
+                    limit,
                     self.max_batch_delay_s,
                     poll_s=0.0 if self.long_work.pending else 0.1,
                     companions_coming=self._companions_coming,
                 )
                 if batch:
                     self._serve(batch)
+                    self._record_batch(limit, len(batch), time.perf_counter() - free_since)
+                    free_since = time.perf_counter()
+                else:
+                    self.batch_sizer.idle(time.perf_counter() - free_since)
                 self.long_work.run_one_chunk()
             self.long_work.abandon_all(ServiceUnavailable("the service is shutting down", code="worker_stopped"))
         except BaseException as exc:
@@ -242,6 +251,17 @@ class ModelWorker:
                 self.on_fatal(exc)
         finally:
             self._dead.set()
+
+    def _record_batch(self, limit: int, images: int, cycle_s: float) -> None:
+        before = self.batch_sizer.size
+        if self.batch_sizer.record(limit, images, cycle_s):
+            self.metrics.batch_limit.labels(model=self.name).set(self.batch_sizer.size)
+            logger.info(
+                "model %s: batches of up to %d images from now on, served faster than batches of %d",
+                self.name,
+                self.batch_sizer.size,
+                before,
+            )
 
     def _companions_coming(self) -> bool:
         return self._incoming > 0
