@@ -10,7 +10,7 @@ to the neighbour when that served clearly more images per second in every round 
 burst of load on the machine during one block does not move it.
 
 A size is judged by the worker's whole cycle, from the end of one batch to the end of the next, waiting for
-the queue included: on two cores a batch of 8 is served faster per image than two of 4, but while it runs the
+the queue included (the chunks of long work run between batches are not counted): on two cores a batch of 8 is served faster per image than two of 4, but while it runs the
 CPU pool decodes less and the next batch waits longer for its images. The first batch of each block is not
 counted: it still has the queue that the other size left.
 

@@ -225,7 +225,7 @@ class ModelWorker:
         finally:
             self._loaded.set()
         try:
-            free_since = time.perf_counter()  # the end of the last batch: each batch's cycle starts there
+            free_since = time.perf_counter()  # the end of the last batch, long work after it not counted
             while not self._stopping.is_set():
                 limit = self.batch_sizer.next_limit()
                 batch = collect_batch(
@@ -241,7 +241,9 @@ class ModelWorker:
                     free_since = time.perf_counter()
                 else:
                     self.batch_sizer.idle(time.perf_counter() - free_since)
+                chunk_started = time.perf_counter()
                 self.long_work.run_one_chunk()
+                free_since += time.perf_counter() - chunk_started
             self.long_work.abandon_all(ServiceUnavailable("the service is shutting down", code="worker_stopped"))
         except BaseException as exc:
             logger.critical("the worker of model %s died: %r", self.name, exc, exc_info=True)
