@@ -10,15 +10,15 @@ to the neighbour when that served clearly more images per second in every round 
 burst of load on the machine during one block does not move it.
 
 A size is judged by the worker's whole cycle, from the end of one batch to the end of the next, waiting for
-the queue included (the chunks of long work run between batches are not counted): on two cores a batch of 8 is served faster per image than two of 4, but while it runs the
-CPU pool decodes less and the next batch waits longer for its images. The first batch of each block is not
-counted: it still has the queue that the other size left.
+the queue included (the chunks of long work run between batches are not): on two cores a batch of 8 is served
+faster per image than two of 4, but while it runs the CPU pool decodes less and the next batch waits longer for
+its images. The first batch of each block is not counted: it still has the queue that the other size left.
 
 A move is followed by a trial in the same direction (it climbs towards the best size); a trial that fails
 turns the direction and doubles the number of batches to the next trial (from `TRIAL_GAP` to `MAX_TRIAL_GAP`),
-so that a worker at its best size forms about one batch in twenty at another size. Where the load never fills the
-limit (16 clients in a closed loop form batches of about 8 at a limit of 16) the sizes above the batches formed
-serve alike, and the size stays.
+so that a worker at its best size forms about one batch in twenty at another size. Where the load never fills
+the limit (16 clients in a closed loop form batches of about 8 at a limit of 16) the sizes above the batches
+formed serve alike, and the size stays.
 """
 
 from dataclasses import dataclass, field

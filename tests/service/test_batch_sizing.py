@@ -13,7 +13,7 @@ from service.batch_sizing import BLOCK_BATCHES, IDLE_S, TRIAL_GAP, BatchSizer
 from tests.model_store.test_batch_timing import BUILTIN_ON_TWO_CORES
 from tests.tiny_models import tiny_loaded
 
-BUILTIN_SERVED = {1: 48.0, 2: 36.0, 4: 28.0, 8: 33.0, 16: 40.0}  # ms per image of a cycle, as served on two cores
+BUILTIN_SERVED = {1: 48.0, 2: 36.0, 4: 28.0, 8: 33.0, 16: 40.0}  # ms per image of a cycle: the shape on two cores
 
 
 def serve(sizer: BatchSizer, cost: dict[int, float], batches: int, clients: int = 64) -> list[int]:
