@@ -69,7 +69,7 @@ EXPOSE 8000
 # Ready, not only alive: models warm, workers running, not draining (a draining replica turns unhealthy).
 # start-period covers loading and warming the model on a CPU.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 CMD ["python3", "/opt/explain/healthcheck.py"]
-# SIGTERM starts the drain (service/server.py); the orchestrator's stop timeout must exceed
+# SIGTERM starts the drain (service/core/server.py); the orchestrator's stop timeout must exceed
 # EXPLAIN_SHUTDOWN_GRACE_S (25 s) plus about a second of interpreter exit.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python3", "-m", "service"]

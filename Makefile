@@ -31,7 +31,7 @@ test: install-test system-packages
 	$(PY) -m pytest -q
 
 openapi: install-test
-	$(PY) -m service.openapi_export > openapi.yaml
+	$(PY) -m service.http.openapi_export > openapi.yaml
 
 bench: install
 	$(PIP) --quiet -e '.[bench]'

@@ -22,8 +22,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from model_store import ModelStore  # noqa: E402
-from service.explainer import run_batch  # noqa: E402
-from service.jobs import ExplainJob  # noqa: E402
+from service.engine.explainer import run_batch  # noqa: E402
+from service.engine.work import ExplainJob  # noqa: E402
 from service.methods import METHODS, Need  # noqa: E402
 
 OUT = Path(__file__).parent / "out"

@@ -32,7 +32,7 @@ from string import Template
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.settings import Settings  # noqa: E402  (the replicas' own limits, from the same EXPLAIN_* variables)
+from service.core.settings import Settings  # noqa: E402  (the replicas' own limits, from the same EXPLAIN_* variables)
 
 TEMPLATE = ROOT / "deploy/gateway/explain.conf.template"
 PLACEHOLDERS = (

@@ -57,6 +57,11 @@ class LoadedModel:
         return list(self.layer_shapes)
 
     @property
+    def scripted(self) -> bool:
+        """A TorchScript module: no hooks into its layers, so only input-gradient and perturbation methods apply."""
+        return isinstance(self.module, torch.jit.ScriptModule)
+
+    @property
     def forward_ms_per_image(self) -> float:
         """Milliseconds of one image's forward pass at the fastest batch size measured."""
         return min(self.forward_ms_by_batch.values())

@@ -2,11 +2,11 @@
 
 import sys
 
-import service.openmp  # noqa: F401  (first: sets OpenMP's spin before torch is imported)
-from service.app import create_app
-from service.logs import configure_logging
-from service.server import serve
-from service.settings import Settings
+import service.core.openmp  # noqa: F401  (first: sets OpenMP's spin before torch is imported)
+from service.core.logs import configure_logging
+from service.core.server import serve
+from service.core.settings import Settings
+from service.http.app import create_app
 
 
 def main() -> int:

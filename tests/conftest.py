@@ -10,8 +10,8 @@ from hypothesis import settings
 from PIL import Image
 
 from model_store import LoadedModel, ModelStore
-from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
+from service.http.app import create_app
 
 # Property-based tests stay bounded in the suite; `pytest --hypothesis-profile=long` runs them 20 times longer.
 settings.register_profile("suite", max_examples=150, deadline=None)

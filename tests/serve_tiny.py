@@ -1,6 +1,6 @@
 """`python -m tests.serve_tiny`: the real server (uvicorn, signals, drain) serving one tiny seeded model.
 
-Real-process tests start this instead of `python -m service`: the same `service.server.serve` path, with a
+Real-process tests start this instead of `python -m service`: the same `service.core.server.serve` path, with a
 model that starts in milliseconds and whose forward pass can be made slow. Environment: the `EXPLAIN_*`
 settings (the served model is always `tiny`), plus
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from service.app import create_app
-from service.logs import configure_logging
-from service.server import serve
-from service.settings import Settings
+from service.core.logs import configure_logging
+from service.core.server import serve
+from service.core.settings import Settings
+from service.http.app import create_app
 from tests.tiny_models import TinyGapNet, prepare_tiny
 
 

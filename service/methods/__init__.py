@@ -2,7 +2,7 @@
 
 import re
 
-from service.errors import UnknownMethod
+from service.core.errors import UnknownMethod
 from service.methods.ablation_cam import AblationCAM
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM

@@ -4,7 +4,7 @@ Gradient-free Localization")."""
 import torch
 
 from service.methods.base import MethodInputs, MultiPassMethod, Need, NoOptions, weighted_sum
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 class AblationCAM(MultiPassMethod):

@@ -2,7 +2,7 @@
 
 The worker plans the passes of a batch from the declared needs (`Need`), gathers one `MethodInputs` per
 (method, layer, options) group, one row per (image, class) target, and runs the method once for the group.
-A method that needs extra passes (`MultiPassMethod`) is a generator of chunks (`service.passes.Steps`), so that
+A method that needs extra passes (`MultiPassMethod`) is a generator of chunks (`service.methods.passes.Steps`), so that
 the worker can serve other requests between two chunks of its passes.
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
-from service.passes import Steps, run_to_end
+from service.methods.passes import Steps, run_to_end
 
 if TYPE_CHECKING:
-    from service.passes import PassRunner
+    from service.methods.passes import PassRunner
 
 
 class Need(StrEnum):
@@ -116,7 +116,7 @@ class Method(ABC):
     backward to the input; the request's cost bound counts them."""
     sanity_check: ClassVar[bool]
     """Whether its maps change when the classifier's weights are re-initialised (Adebayo et al. 2018);
-    measured by tests/service/test_sanity_check.py."""
+    measured by tests/service/methods/test_sanity_check.py."""
 
     @property
     def needs_gradients(self) -> bool:

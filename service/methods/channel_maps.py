@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs
+from service.methods.passes import Steps
 from service.methods.projections import principal_projection
-from service.passes import Steps
 
 AUGMENTATIONS = tuple((flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1))
 """(horizontal flip, factor) of each augmented input of `aug_smooth`."""

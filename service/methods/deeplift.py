@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, Fill, MethodInputs, MultiPassMethod, Need
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 @dataclass(frozen=True)

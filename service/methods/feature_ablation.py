@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
+from service.methods.passes import Steps
 from service.methods.patches import PatchGrid, patch_count
-from service.passes import Steps
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import torch
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need
 from service.methods.grad_cam import grad_cam_map
-from service.passes import Steps
+from service.methods.passes import Steps
 
 COMPARISONS = (1, 2, 3)
 """Ranks, by closeness of their logit to the target's, of the classes the target is compared with."""

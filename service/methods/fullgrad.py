@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need
-from service.passes import Steps
+from service.methods.passes import Steps
 
 EPS = 1e-7
 

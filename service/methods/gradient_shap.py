@@ -8,7 +8,7 @@ import torch
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need
 from service.methods.deeplift_shap import baseline_distribution
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 @dataclass(frozen=True)

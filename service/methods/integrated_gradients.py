@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, Fill, MethodInputs, MultiPassMethod, Need
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
+from service.methods.passes import Steps
 from service.methods.patches import PatchGrid
 from service.methods.surrogate import fit_linear
-from service.passes import Steps
 
 ENDPOINT_WEIGHT = 1e6
 """Weight of the all-kept and none-kept samples, whose Shapley kernel weight is infinite (captum's value)."""

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
+from service.methods.passes import Steps
 from service.methods.patches import PatchGrid
 from service.methods.surrogate import fit_linear
-from service.passes import Steps
 
 KERNEL_WIDTH = 0.25
 """Width of the exponential kernel on the cosine distance (the LIME authors' default for images)."""

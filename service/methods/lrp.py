@@ -4,9 +4,9 @@ Decisions by Layer-Wise Relevance Propagation"), epsilon rule."""
 import torch
 from torch import nn
 
-from service.lrp_rules import lrp_obstacle
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, NoOptions
-from service.passes import Steps
+from service.methods.lrp_rules import lrp_obstacle
+from service.methods.passes import Steps
 
 
 class LRP(MultiPassMethod):
@@ -15,7 +15,7 @@ class LRP(MultiPassMethod):
     for every layer); the map sums the colour channels. Signed. Applies only to plain chains of convolutions,
     linear, batch-norm and pooling layers, ReLU, dropout, flatten and identity modules (VGG, AlexNet): not to
     the built-in EfficientNet-Lite0 (ReLU6, whose clipping has no rule; `Conv2dSame`, which pads in its
-    `forward`) nor to ResNets (residual additions: see `service.lrp_rules`).
+    `forward`) nor to ResNets (residual additions: see `service.methods.lrp_rules`).
     """
 
     name = "lrp"

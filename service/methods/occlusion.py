@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import Fill, MethodInputs, MultiPassMethod, Need
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:

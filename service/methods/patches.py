@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from service.passes import Steps
+from service.methods.passes import Steps
 
 if TYPE_CHECKING:
     from service.methods.base import MethodInputs
-    from service.passes import PassRunner
+    from service.methods.passes import PassRunner
 
 
 def patch_mask(height: int, width: int, window: int, device: torch.device) -> tuple[torch.Tensor, int]:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from service.methods.base import MethodInputs, MultiPassMethod, Need, NoOptions, weighted_sum
-from service.passes import Steps
+from service.methods.passes import Steps
 
 EPS = 1e-8
 

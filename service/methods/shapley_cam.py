@@ -4,7 +4,7 @@ pytorch-grad-cam's `ShapleyCAM`."""
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, weighted_sum
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 class ShapleyCAM(MultiPassMethod):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, weighted_sum
-from service.passes import Steps
+from service.methods.passes import Steps
 
 EPS = 1e-8
 

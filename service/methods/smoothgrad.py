@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, max_abs_over_channels
-from service.passes import Steps
+from service.methods.passes import Steps
 
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 

@@ -7,7 +7,7 @@ import torch
 
 from service.methods.base import MethodInputs, MultiPassMethod, Need, weighted_sum
 from service.methods.is_cam import score_masks
-from service.passes import Steps
+from service.methods.passes import Steps
 
 
 @dataclass(frozen=True)

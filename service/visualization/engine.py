@@ -15,13 +15,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from PIL import Image
 
-from api_schemas import TopClass
 from model_store import LoadedModel
-from service.errors import InvalidParameter
-from service.responses import top_classes
+from service.core.errors import InvalidParameter
 from service.visualization.objectives import Objective, evaluate_objectives, validate_objective
 from service.visualization.parameterization import ImageParameterization
 from service.visualization.png import to_rgb_uint8
@@ -150,17 +149,17 @@ def _model_inputs(model: LoadedModel, visualizations: Sequence[Visualization]) -
 
 @dataclass(frozen=True)
 class Description:
-    """What the model makes of a finished image: the objective's value and the top classes."""
+    """What the model makes of a finished image: the objective's value and the (K,) logits on the CPU."""
 
     objective: float
-    top_classes: list[TopClass]
+    logits: np.ndarray
 
 
-def describe(model: LoadedModel, vis: Visualization, top_k: int = 5) -> Description:
-    """The objective and the top classes for `vis`'s image fed as a posted image is: quantised to 8 bits (as in
+def describe(model: LoadedModel, vis: Visualization) -> Description:
+    """The objective and the logits for `vis`'s image fed as a posted image is: quantised to 8 bits (as in
     its PNG), resized to the input size with the model's interpolation and normalised; no random transform."""
     picture = Image.fromarray(to_rgb_uint8(vis.image().numpy()))
     inputs = model.preprocessing.to_tensor(picture)[None].to(model.device)
     with torch.inference_mode():
         values, logits = evaluate_objectives(model, [vis.spec.objective], inputs)
-    return Description(objective=float(values[0]), top_classes=top_classes(model, logits[0].cpu(), top_k))
+    return Description(objective=float(values[0]), logits=logits[0].cpu().numpy())

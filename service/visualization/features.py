@@ -15,7 +15,7 @@ from torch import nn
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
-from service.errors import InvalidParameter, UnknownLayer
+from service.core.errors import InvalidParameter, UnknownLayer
 from service.visualization.objectives import require_layer
 
 

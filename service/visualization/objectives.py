@@ -17,7 +17,7 @@ import torch
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
-from service.errors import InvalidParameter, MethodNotApplicable, UnknownClass, UnknownLayer
+from service.core.errors import InvalidParameter, MethodNotApplicable, UnknownClass, UnknownLayer
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from service.encoding import colormap_table
+from service.imaging.encoding import colormap_table
 
 MIN_TILE_PX = 48
 GAP_PX = 2

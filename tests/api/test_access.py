@@ -3,8 +3,8 @@
 import pytest
 from pydantic import SecretStr
 
-import service.auth
-from service.auth import ApiKeys
+import service.http.auth
+from service.http.auth import ApiKeys
 from tests.api.test_errors import assert_error
 from tests.tiny_models import tiny_loaded
 
@@ -74,7 +74,7 @@ def test_every_key_is_compared_in_constant_time_whatever_matches(monkeypatch):
         compared.append(b)
         return a == b
 
-    monkeypatch.setattr(service.auth.secrets, "compare_digest", spy)
+    monkeypatch.setattr(service.http.auth.secrets, "compare_digest", spy)
     keys = ApiKeys([SecretStr(k) for k in KEYS])
     for presented, expected in ((KEYS[0], True), (KEYS[1], True), ("x" * 26, False), ("é" * 20, False)):
         compared.clear()

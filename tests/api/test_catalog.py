@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from api_schemas import Colormap, ExplainParameters, MethodName
-from service.encoding import colormap_names
+from service.http.openapi_export import openapi_yaml
+from service.imaging.encoding import colormap_names
 from service.methods import METHODS
-from service.openapi_export import openapi_yaml
 from tests.tiny_models import TinyFlatNet, tiny_loaded
 
 pytestmark = pytest.mark.anyio
@@ -60,8 +60,8 @@ async def test_health_readiness_and_metrics(serve, models, noise_png):
 async def test_not_ready_before_start_up(models):
     import httpx
 
-    from service.app import create_app
-    from service.settings import Settings
+    from service.core.settings import Settings
+    from service.http.app import create_app
 
     app = create_app(Settings(models=["tiny"]), models=models)  # lifespan not run: models not warm
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

@@ -73,9 +73,9 @@ async def test_the_service_answers_the_exact_bits_of_the_model_and_methods_for_t
     model and the methods compute for the same input tensor on this thread."""
     import torch
 
-    from service.explainer import run_batch
-    from service.imaging import decode_image
-    from service.jobs import ExplainJob
+    from service.engine.explainer import run_batch
+    from service.engine.work import ExplainJob
+    from service.imaging.decoding import decode_image
     from service.methods import METHODS
 
     methods = ("cam", "grad_cam", "saliency")

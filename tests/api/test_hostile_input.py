@@ -1,6 +1,6 @@
 """Hostile and odd input over HTTP, in-process: each case is a specific status in the one error body (or a
 deliberate 200), and the service still serves afterwards. Parameters and unreadable bodies: test_errors.py;
-decoding details: tests/service/test_imaging.py; the wire itself: test_wire_limits.py."""
+decoding details: tests/service/imaging/test_decoding.py; the wire itself: test_wire_limits.py."""
 
 import base64
 import io

@@ -7,8 +7,8 @@ import re
 import pytest
 from PIL import Image
 
-from service.encoding import colormap_names
-from service.routes.page import SAMPLES
+from service.http.routes.page import SAMPLES
+from service.imaging.encoding import colormap_names
 from tests.api.test_errors import assert_error
 from tests.tiny_models import tiny_loaded
 

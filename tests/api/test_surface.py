@@ -10,8 +10,8 @@ import fastapi.routing
 import pytest
 import yaml
 
-from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
+from service.http.app import create_app
 from tests.api.test_catalog import ROOT
 from tests.api.test_errors import assert_error
 from tests.tiny_models import tiny_loaded
@@ -33,7 +33,7 @@ DOCUMENTED = {
     ("GET", "/v1/jobs/{job_id}/events"),
 }
 FASTAPI_DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
-# The page and the documentation's own assets (service/routes/page.py, docs.py): fixed names, not in the contract.
+# The page and the documentation's own assets (service/http/routes/page.py, docs.py): fixed names, not in the contract.
 PAGE = {
     ("GET", "/"),
     ("GET", "/page/{name}"),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deploy.stack import PLACEHOLDERS
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.tiny_models import tiny_loaded
 
 ROOT = Path(__file__).parents[2]

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 from deploy.stack import MAIN_CONF, find_nginx, render_gateway
-from service.server import KEEP_ALIVE_S
-from service.settings import Settings
+from service.core.server import KEEP_ALIVE_S
+from service.core.settings import Settings
 
 
 def seconds(config: str, directive: str) -> float:
@@ -37,6 +37,6 @@ def test_limits_and_timeouts_agree_with_the_service():
     # The replica answers its own 504 (in its body) before the gateway gives up; retries stay within one budget.
     assert seconds(config, "proxy_read_timeout") > settings.request_timeout_s
     assert seconds(config, "proxy_next_upstream_timeout") >= seconds(config, "proxy_read_timeout")
-    # nginx closes idle upstream connections before the replicas do (uvicorn's keep-alive, service/server.py).
+    # nginx closes idle upstream connections before the replicas do (uvicorn's keep-alive, service/core/server.py).
     assert seconds(config, "keepalive_timeout") < KEEP_ALIVE_S
     assert "least_conn;" in config and "non_idempotent" in config and "server replica:8000" in config

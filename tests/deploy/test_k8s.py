@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from deploy.stack import PLACEHOLDERS
-from service.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
+from service.http.app import create_app
 
 ROOT = Path(__file__).parents[2]
 OVERLAYS = ("cpu", "gpu")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from service.errors import InvalidParameter, UnknownLayer
+from service.core.errors import InvalidParameter, UnknownLayer
 from service.visualization import (
     feature_maps,
     filter_layers,

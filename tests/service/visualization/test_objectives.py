@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model_store.store import prepare_model
-from service.errors import InvalidParameter, MethodNotApplicable, UnknownClass, UnknownLayer
+from service.core.errors import InvalidParameter, MethodNotApplicable, UnknownClass, UnknownLayer
 from service.visualization import (
     ChannelObjective,
     ClassObjective,

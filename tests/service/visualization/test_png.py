@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from service.encoding import colormap_table
+from service.imaging.encoding import colormap_table
 from service.visualization import encode_feature_map_grid, encode_filter_grid, encode_image_png
 from service.visualization.png import GAP_PX
 

@@ -1,0 +1,73 @@
+"""What travels on a model's queue and back: frozen job and result records."""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+from service.methods import Method
+from service.metrics.faithfulness import FaithfulnessScores
+
+
+@dataclass(frozen=True)
+class ExplainJob:
+    """One request's work for the model's worker.
+
+    Attributes:
+        image: (3, H, W) normalised input tensor on the CPU.
+        methods: methods to run; empty for a prediction only.
+        classes: explicit class indices, or None to use the `top_k` best classes.
+        top_k: number of best classes to explain when `classes` is None.
+        layer: target layer of the methods that use one.
+        deadline: `time.monotonic()` after which the job is not executed.
+        options: options of the methods that have parameters (instances of their `options_type`); a method
+            whose type is not among them runs with its defaults.
+        evaluate: also score each map's faithfulness (extra passes).
+        extra_passes: forward passes beyond the shared ones (the plan's count); more than one chunk of them
+            makes the job long work, run a chunk at a time between ordinary batches.
+        on_progress: called on the worker thread with (passes done, passes in all) after each chunk of long work.
+        cancel_requested: set to stop long work between two chunks (the client left, the job was deleted).
+        future: resolved by the worker with a `JobResult` or a `ServiceError`.
+    """
+
+    image: torch.Tensor
+    methods: tuple[Method, ...]
+    classes: tuple[int, ...] | None
+    top_k: int
+    layer: str | None
+    deadline: float
+    request_id: str
+    options: tuple[object, ...] = ()
+    evaluate: bool = False
+    extra_passes: int = 0
+    on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
+    cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    future: Future = field(default_factory=Future, compare=False, repr=False)
+
+    def options_for(self, method: Method) -> object:
+        """The options `method` runs with in this job."""
+        chosen = [o for o in self.options if isinstance(o, method.options_type)]
+        return chosen[0] if chosen else method.options_type()
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """A raw map on the CPU for one (method, class): (h, w) on the layer's grid or (H, W) at the input size."""
+
+    method: str
+    class_index: int
+    layer: str | None
+    map: torch.Tensor
+    evaluation: FaithfulnessScores | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Logits (K,) on the CPU, and one map per (method, class), methods outermost."""
+
+    logits: torch.Tensor
+    maps: tuple[MapResult, ...]
+    batch_size: int
+    inference_ms: float

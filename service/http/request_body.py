@@ -1,0 +1,130 @@
+"""Reading a posted image and its body fields, whatever the content type.
+
+    multipart/form-data          file field `image`, other fields are parameters
+    application/json             {"image": "<base64>", ...parameters}
+    image/* or application/octet-stream   the body is the image file
+
+The body is counted as it streams and refused past the limit (413), whatever Content-Length says.
+"""
+
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from service.core.errors import BadRequest, InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
+from service.imaging.encoding import decode_base64_image
+
+RAW_IMAGE_TYPES = ("application/octet-stream",)
+
+
+class JsonFields(dict[str, Any]):
+    """Body fields that came as JSON values (typed), not as form text: their JSON types are checked against the
+    schema (`service.http.parameters.check_json_types`)."""
+
+
+MAX_FORM_FIELDS = 64
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, or 413 as soon as more than `max_bytes` have been announced or received."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    """(image file bytes, body fields other than the image) of a request.
+
+    Raises:
+        PayloadTooLarge: body over `max_bytes`.
+        UnsupportedMediaType: a content type that is none of the three forms.
+        BadRequest: malformed JSON or multipart, or no image in it.
+        InvalidImage: the base64 text does not decode.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await _read_multipart(request, max_bytes)
+    body = await read_body(request, max_bytes)
+    if media_type == "application/json":
+        return _read_json(body)
+    if media_type.startswith("image/") or media_type in RAW_IMAGE_TYPES:
+        return body, {}
+    raise UnsupportedMediaType(
+        f"unsupported content type '{media_type or '(none)'}'; send multipart/form-data with a file field "
+        "'image', application/json with a base64 'image', or the image itself as image/*"
+    )
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The JSON object of an `application/json` body.
+
+    Raises:
+        PayloadTooLarge: body over `max_bytes`.
+        UnsupportedMediaType: another content type.
+        BadRequest: malformed JSON, or not an object (`invalid_json`).
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(f"unsupported content type '{media_type or '(none)'}'; send application/json")
+    return _parse_json_object(await read_body(request, max_bytes))
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # also over-deep nesting and integers of > 4300 digits
+        raise BadRequest(f"malformed JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(document, dict):
+        raise BadRequest("the JSON body must be an object", code="invalid_json")
+    return document
+
+
+def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
+    document = _parse_json_object(body)
+    image = document.pop("image", None)
+    if not isinstance(image, str):
+        raise BadRequest("the JSON body needs 'image': the image file as a base64 string", code="missing_image")
+    try:
+        data = decode_base64_image(image)
+    except ValueError as exc:
+        raise InvalidImage(f"'image' is not valid base64: {exc}", code="invalid_base64") from exc
+    return data, JsonFields(document)
+
+
+async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    body = await read_body(request, max_bytes)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    except StarletteHTTPException as exc:
+        raise BadRequest(f"malformed multipart body: {exc.detail}", code="invalid_multipart") from exc
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise BadRequest("the multipart body needs a file field 'image'", code="missing_image")
+        data = await image.read()
+        fields: dict[str, Any] = {}
+        for key in form.keys():
+            if key == "image":
+                continue
+            values = form.getlist(key)
+            if not all(isinstance(v, str) for v in values):
+                raise InvalidParameter(f"field '{key}' must be text, not a file")
+            fields[key] = values[0] if len(values) == 1 else values
+        return data, fields
+    finally:
+        await form.close()

@@ -1,0 +1,199 @@
+"""Predict and explain: decode (CPU pool) -> job on the model's queue -> batched worker -> encode (CPU pool)."""
+
+import asyncio
+import time
+from dataclasses import replace
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from api_schemas import (
+    ExplainJSONRequest,
+    ExplainParameters,
+    ExplainResponse,
+    PredictJSONRequest,
+    PredictParameters,
+    PredictResponse,
+)
+from service.core.errors import ServiceError
+from service.core.logs import REQUEST_ID
+from service.engine.work import ExplainJob
+from service.engine.worker import ModelWorker
+from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
+from service.http.disconnect import wait_for_disconnect
+from service.http.job_runs import start_explain_job
+from service.http.parameters import parse_parameters, plan_explanation
+from service.http.request_body import read_posted_image
+from service.http.responses import build_explain, build_predict
+from service.http.routes.answers import StageClock, json_response
+from service.http.routes.errors_doc import ERROR_RESPONSES
+from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_prefer_header
+from service.http.runtime import ServiceRuntime
+from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
+
+router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
+
+
+def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
+    """OpenAPI of a route that takes an image in the three body forms, with `parameters` as form fields, JSON
+    fields (`json_model`) or query parameters."""
+    properties = parameters.model_json_schema(by_alias=True)["properties"]
+    fields = {name: _without_null(prop) for name, prop in properties.items()}
+    raw_image = {"type": "string", "format": "binary", "description": ", ".join(ALLOWED_FORMATS)}
+    closed = parameters.model_config.get("extra") == "forbid"  # unknown fields are refused (400)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {
+                            "image": {"type": "string", "format": "binary", "contentMediaType": "image/*"},
+                            **fields,
+                        },
+                    }
+                    | ({"additionalProperties": False} if closed else {})
+                },
+                "application/json": {"schema": json_model.model_json_schema(by_alias=True)},
+                "image/*": {"schema": raw_image},
+            },
+        },
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": prop, "description": prop.get("description", "")}
+            for name, prop in fields.items()
+        ],
+    }
+
+
+def _without_null(prop: dict) -> dict:
+    """A field's schema as a form field or query parameter: text, where leaving the name out is how to say null."""
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if not branches:
+        return prop
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
+
+
+async def _decode(
+    runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int, with_display: bool
+) -> DecodedImage:
+    """Decode the posted bytes for the worker's model, in the CPU pool: the model's input and the picture that
+    overlays are drawn on (when `with_display`) are resized side by side."""
+    preprocessing = worker.model.preprocessing
+    with worker.incoming():
+        rgb, size = await runtime.run_cpu(
+            open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side
+        )
+        if not with_display:
+            return DecodedImage(await runtime.run_cpu(preprocessing.to_tensor, rgb), None, size)
+        tensor, display = await asyncio.gather(
+            runtime.run_cpu(preprocessing.to_tensor, rgb), runtime.run_cpu(display_picture, rgb, display_max_side)
+        )
+        return DecodedImage(tensor, display, size)
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """Whether a `Prefer` header (RFC 7240: comma-separated preferences, each `token[=value][; params]`) asks
+    for `respond-async`."""
+    if not prefer:
+        return False
+    return any(part.split(";")[0].split("=")[0].strip().lower() == "respond-async" for part in prefer.split(","))
+
+
+async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, request: Request, clock: StageClock):
+    """Queue the job and wait for it; records the `queue` and `inference` stages."""
+    result = await runtime.execute(worker, job, lambda: wait_for_disconnect(request.receive))
+    clock.lap("queue")
+    clock.stages["queue"] = round(max(clock.stages["queue"] - result.inference_ms, 0.0), 3)
+    clock.stages["inference"] = round(result.inference_ms, 3)
+    return result
+
+
+@router.post(
+    "/{model}/predict",
+    response_model=PredictResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=image_body_doc(PredictJSONRequest, PredictParameters),
+)
+async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response:
+    """Logits and top classes of one image."""
+    clock = StageClock()
+    settings = runtime.settings
+    worker = runtime.worker_with_room(model)
+    data, fields = await read_posted_image(request, settings.max_body_bytes)
+    parse_parameters(PredictParameters, request.query_params, fields)
+    image = await _decode(runtime, worker, data, settings.overlay_max_side, with_display=False)
+    clock.lap("decode")
+    job = ExplainJob(
+        image=image.tensor,
+        methods=(),
+        classes=None,
+        top_k=0,
+        layer=None,
+        deadline=runtime.deadline(),
+        request_id=REQUEST_ID.get(),
+    )
+    result = await _run(runtime, worker, job, request, clock)
+    body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
+    clock.lap("encode")
+    body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
+    return json_response(body, clock)
+
+
+@router.post(
+    "/{model}/explain",
+    response_model=ExplainResponse,
+    responses={**ACCEPTED_DOC, **ERROR_RESPONSES},
+    openapi_extra=with_prefer_header(image_body_doc(ExplainJSONRequest, ExplainParameters)),
+)
+async def explain(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
+    """Maps of one image for one or several methods and classes, from the model's shared batched pass.
+
+    With `Prefer: respond-async` (RFC 7240) the request becomes a job: 202 with `Location: /v1/jobs/{id}` at
+    once, the answer later in the job's `result`, and no request deadline but the job's (`JOB_TIMEOUT_S`).
+    """
+    clock = StageClock()
+    settings = runtime.settings
+    worker = runtime.worker_with_room(model)
+    data, fields = await read_posted_image(request, settings.max_body_bytes)
+    params = parse_parameters(ExplainParameters, request.query_params, fields)
+    plan = plan_explanation(
+        params,
+        worker.model,
+        settings.max_classes_per_request,
+        settings.max_request_cost,
+        settings.evaluation_steps,
+        settings.overlay_max_side,
+    )
+    image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
+    clock.lap("decode")
+    work = ExplainJob(
+        image=image.tensor,
+        methods=plan.methods,
+        classes=plan.classes,
+        top_k=plan.top_k,
+        layer=plan.layer,
+        deadline=runtime.deadline(),
+        request_id=REQUEST_ID.get(),
+        options=plan.options,
+        evaluate=plan.evaluate,
+        extra_passes=plan.extra_passes,
+    )
+    if prefers_async(request.headers.get("prefer")):
+        job = runtime.jobs.create("explain", model, owner, total=max(plan.extra_passes, 1))
+        work = replace(work, deadline=time.monotonic() + settings.job_timeout_s, on_progress=job.progress_threadsafe)
+        try:
+            start_explain_job(runtime, worker, job, work, image, plan)
+        except ServiceError:
+            runtime.jobs.forget(job)
+            raise
+        response = accepted(job)
+        response.headers["Preference-Applied"] = "respond-async"
+        return response
+    result = await _run(runtime, worker, work, request, clock)
+    body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
+    clock.lap("encode")
+    body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
+    return json_response(body, clock)

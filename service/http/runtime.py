@@ -1,0 +1,168 @@
+"""The running service: settings, metrics, one worker per warm model, and the CPU thread pool."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from service.core.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
+from service.core.prometheus import Metrics
+from service.core.settings import Settings
+from service.engine.work import ExplainJob, JobResult
+from service.engine.worker import ModelLoader, ModelWorker
+from service.jobs.store import JobStore
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(self, settings: Settings, loaders: dict[str, ModelLoader], metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.fatal_error: BaseException | None = None
+        """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
+        self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
+        self.jobs = JobStore(settings.max_jobs, settings.job_ttl_s)
+        self._job_tasks: set[asyncio.Task] = set()
+        self.workers = {
+            name: ModelWorker(
+                name,
+                load,
+                metrics,
+                max_batch_size=settings.max_batch_size,
+                max_batch_delay_s=settings.max_batch_delay_ms / 1000,
+                max_queue=settings.max_queue,
+                pass_chunk_size=settings.pass_chunk_size,
+                pass_chunk_ms=settings.pass_chunk_ms,
+                evaluation_steps=settings.evaluation_steps,
+                max_long_tasks=settings.max_long_tasks,
+                on_fatal=self._worker_died,
+            )
+            for name, load in loaders.items()
+        }
+
+    def _worker_died(self, error: BaseException) -> None:
+        self.fatal_error = error
+
+    def start(self) -> None:
+        """Start every worker and wait until each has loaded its model (on its own thread, in parallel).
+
+        Raises:
+            Whatever a model's loading raised; the workers already started are stopped.
+        """
+        for worker in self.workers.values():
+            worker.start()
+        try:
+            for worker in self.workers.values():
+                worker.wait_until_loaded()
+        except BaseException:
+            self.stop_workers(timeout_s=0)
+            raise
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
+        self.stop_workers(timeout_s)
+        self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+
+    def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
+        """Run a job's coroutine in the background (on the event loop), keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+
+    def fail_unfinished_jobs(self) -> None:
+        """End the unfinished jobs with 503 `shutting_down` and stop their work (the service is draining)."""
+        self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
+
+    async def end_jobs(self) -> None:
+        """Fail the unfinished jobs (the service is stopping) and wait for their tasks to end."""
+        self.fail_unfinished_jobs()
+        for task in list(self._job_tasks):
+            task.cancel()
+        await asyncio.gather(*self._job_tasks, return_exceptions=True)
+
+    def stop_workers(self, timeout_s: float) -> None:
+        """Stop taking batches: queued jobs fail at once with 503 `worker_stopped`; a batch in hand may finish.
+
+        Waits up to `timeout_s` per worker for the batch in hand (0: not at all, so the event loop may call it).
+        """
+        for worker in self.workers.values():
+            worker.stop(timeout_s)
+
+    @property
+    def ready(self) -> bool:
+        return all(worker.alive for worker in self.workers.values())
+
+    def worker(self, model: str) -> ModelWorker:
+        """The worker of a warm model.
+
+        Raises:
+            ModelNotFound: no such model is served; the message lists the served ones.
+        """
+        try:
+            return self.workers[model]
+        except KeyError:
+            raise ModelNotFound(f"unknown model '{model}'; served models: {sorted(self.workers)}") from None
+
+    def worker_with_room(self, model: str) -> ModelWorker:
+        """The worker of a warm model whose queue has room now, checked before the body is read and decoded.
+
+        Under overload this makes a refusal cost almost nothing; `ModelWorker.submit` still decides, since the
+        queue may fill up meanwhile.
+
+        Raises:
+            ModelNotFound: no such model.
+            ServiceUnavailable: `queue_full`.
+        """
+        worker = self.worker(model)
+        if worker.queue.full():
+            raise worker.queue_full_error()
+        return worker
+
+    async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:
+        """Run CPU work (decode, encode) in the bounded thread pool, off the event loop and off the worker."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
+
+    def deadline(self) -> float:
+        return time.monotonic() + self.settings.request_timeout_s
+
+    async def execute(
+        self, worker: ModelWorker, job: ExplainJob, disconnected: Callable[[], Awaitable[object]] | None = None
+    ) -> JobResult:
+        """Queue a job and wait for its result until its deadline or until the client goes away.
+
+        Args:
+            disconnected: an awaitable factory that returns once the client has closed the connection (e.g.
+                one that awaits ASGI `receive` until `http.disconnect`); None to not watch.
+
+        Raises:
+            ServiceUnavailable: queue full or worker stopped (at once).
+            DeadlineExceeded: no result by the deadline; the job is cancelled if it has not started, and long work
+                stops at its next chunk.
+            ClientDisconnected: the client went away; the job is cancelled if it has not started, so that the
+                worker skips it (`set_running_or_notify_cancel`), and long work stops at its next chunk.
+            ServiceError: whatever the worker failed the job with.
+        """
+        worker.submit(job)
+        result = asyncio.wrap_future(job.future)  # cancelling it cancels the job unless the worker has started it
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        waiting = {result} if watcher is None else {result, watcher}
+        try:
+            done, _ = await asyncio.wait(
+                waiting, timeout=job.deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if not result.done():
+                result.cancel()
+                job.cancel_requested.set()  # long work stops between two chunks
+        if result in done:
+            return result.result()
+        if watcher is not None and watcher in done:
+            logger.info("the client went away; its job is dropped unless the worker had started it")
+            raise ClientDisconnected("the client closed the connection")
+        raise DeadlineExceeded(f"no result within {self.settings.request_timeout_s:g} s")

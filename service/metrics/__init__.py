@@ -1,0 +1,1 @@
+"""Scores of an explanation, computed from batched passes through the pass runner (faithfulness today)."""

@@ -1,0 +1,125 @@
+"""Faults stay small: a failing method, device out-of-memory and a dead worker, with injected faults."""
+
+import asyncio
+
+import pytest
+import torch
+
+from service.methods import METHODS
+from tests.tiny_models import TinyGapNet, prepare_tiny, tiny_loaded
+
+pytestmark = pytest.mark.anyio
+
+
+class FaultyNet(TinyGapNet):
+    """Raises `fault` on a batch larger than one (`when="batch"`) or on a bright input (`when="bright"`)."""
+
+    def __init__(self, fault: type[Exception], when: str) -> None:
+        super().__init__()
+        self.fault, self.when, self.armed = fault, when, False
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.armed:
+            self.batch_sizes.append(len(x))
+            if (self.when == "batch" and len(x) > 1) or (
+                self.when == "bright" and bool((x.mean(dim=(1, 2, 3)) > 1.5).any())
+            ):
+                raise self.fault("injected fault")
+        return super().forward(x)
+
+
+def faulty(fault: type[Exception], when: str):
+    torch.manual_seed(0)
+    module = FaultyNet(fault, when)
+    model = prepare_tiny("faulty", module)
+    module.armed = True
+    return {"faulty": model}, module
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    from tests.conftest import image_bytes
+
+    return image_bytes(Image.new("RGB", (32, 32), color), "PNG")
+
+
+URL = "/v1/models/faulty/explain"
+
+
+async def post_together(client, url, bodies: list[bytes], params=None):
+    return await asyncio.gather(*(client.post(url, params=params, files={"image": body}) for body in bodies))
+
+
+async def test_a_failing_method_fails_only_the_requests_that_asked_for_it(serve, monkeypatch, noise_png):
+    def broken(inputs):
+        raise RuntimeError("injected method failure")
+
+    monkeypatch.setattr(METHODS["xgrad_cam"], "compute", broken)
+    models = {"tiny": tiny_loaded()}
+    async with serve(models, max_batch_delay_ms=300) as client:
+        url = "/v1/models/tiny/explain"
+        bad, good, also_good = await asyncio.gather(
+            client.post(url, params={"method": "xgrad_cam"}, files={"image": noise_png}),
+            client.post(url, params={"method": "grad_cam"}, files={"image": noise_png}),
+            client.post(url, params={"method": "saliency"}, files={"image": noise_png}),
+        )
+        metrics = (await client.get("/metrics")).text
+    assert bad.status_code == 500 and bad.json()["error"]["code"] == "method_failed"
+    assert good.status_code == 200 and also_good.status_code == 200
+    assert 'explain_batch_size_count{model="tiny"} 1.0' in metrics  # the three shared one batch
+
+
+async def test_out_of_memory_splits_the_batch_and_retries(serve):
+    models, module = faulty(torch.OutOfMemoryError, "batch")
+    async with serve(models, max_batch_delay_ms=300) as client:
+        responses = await post_together(client, URL, [png((i * 40, 0, 0)) for i in range(4)])
+    assert [r.status_code for r in responses] == [200] * 4
+    # every batch of more than one failed and was halved; each job finally ran alone, once
+    assert module.batch_sizes.count(1) == 4 and max(module.batch_sizes) > 1
+
+
+async def test_an_item_that_fails_alone_gets_a_retryable_503_and_the_rest_200(serve):
+    models, module = faulty(torch.OutOfMemoryError, "bright")
+    async with serve(models, max_batch_delay_ms=300) as client:
+        responses = await post_together(client, URL, [png((0, 0, 0)), png((255, 255, 255)), png((10, 10, 10))])
+        assert (await client.get("/readyz")).status_code == 200
+    assert [r.status_code for r in responses] == [200, 503, 200]
+    assert responses[1].json()["error"]["code"] == "device_out_of_memory" and "retry-after" in responses[1].headers
+
+
+async def test_an_unrecoverable_device_error_stops_the_worker_and_fails_fast():
+    import httpx
+
+    from service.core.settings import Settings
+    from service.http.app import create_app
+
+    models, _ = faulty(torch.AcceleratorError, "bright")
+    app = create_app(Settings(models=["faulty"]), models=models)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            assert (await client.post(URL, files={"image": png((0, 0, 0))})).status_code == 200
+            dying = await client.post(URL, files={"image": png((255, 255, 255))})
+            assert dying.status_code == 503 and dying.json()["error"]["code"] == "worker_stopped"
+            after = await client.post(URL, files={"image": png((0, 0, 0))})
+            assert after.status_code == 503 and after.json()["error"]["code"] == "worker_stopped"
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.get("/healthz")).status_code == 200
+        assert isinstance(app.state.runtime.fatal_error, torch.AcceleratorError)  # the server exits on it
+
+
+@pytest.mark.slow
+def test_the_process_exits_non_zero_after_an_unrecoverable_device_error():
+    """With a real process: the orchestrator sees the exit status and restarts the service."""
+    import httpx
+
+    from service.core.server import EXIT_DEVICE_ERROR
+    from tests.real_server import real_server
+
+    with real_server({}, device_fault_on_white=True) as server:
+        url = f"{server.url}/v1/models/tiny/explain"
+        assert httpx.post(url, files={"image": png((0, 0, 0))}, timeout=30).status_code == 200
+        dying = httpx.post(url, files={"image": png((255, 255, 255))}, timeout=30)
+        assert dying.status_code == 503 and dying.json()["error"]["code"] == "worker_stopped"
+        assert server.process.wait(timeout=30) == EXIT_DEVICE_ERROR
