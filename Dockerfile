@@ -45,10 +45,11 @@ COPY constraints.txt ./
 # the variant; the constraints pin its version (2.14.1 matches 2.14.1+cu128 and 2.14.1+cpu).
 RUN pip install --constraint constraints.txt --index-url "${TORCH_INDEX_URL}" torch torchvision
 COPY pyproject.toml README.md ./
-COPY api_schemas ./api_schemas
+# The wire models (api_schemas) come with the client's distribution, installed beside the service.
+COPY clients/python ./clients/python
 COPY model_store ./model_store
 COPY service ./service
-RUN pip install --constraint constraints.txt --extra-index-url "${TORCH_INDEX_URL}" . \
+RUN pip install --constraint constraints.txt --extra-index-url "${TORCH_INDEX_URL}" ./clients/python . \
     && python -c "import torch; from model_store import ModelStore; ModelStore.discover().load('efficientnet_lite0', torch.device('cpu'))"
 
 FROM python AS runtime

@@ -9,17 +9,21 @@ PORT ?= 8000
 # (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page).
 TEST_SYSTEM_PACKAGES := nginx kubectl chromium
 
-.PHONY: serve test openapi bench install install-test system-packages stack loadtest
+.PHONY: serve test docs openapi bench install install-test install-docs system-packages stack loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# The client's distribution (clients/python: explain_client, the `explain` command and the wire models that the
+# service imports too) is installed with the service, so that the service's dependency on it is met from this tree.
+CLIENT := -e ./clients/python
+
 install: $(PY)
-	$(PIP) --quiet -e .
+	$(PIP) --quiet $(CLIENT) -e .
 
 install-test: $(PY)
-	$(PIP) --quiet -e '.[test]'
+	$(PIP) --quiet $(CLIENT) -e '.[test,docs]'
 
 serve: install
 	EXPLAIN_HOST=$(HOST) EXPLAIN_PORT=$(PORT) $(PY) -m service
@@ -27,8 +31,15 @@ serve: install
 system-packages:
 	scripts/install-system-packages $(TEST_SYSTEM_PACKAGES)
 
-test: install-test system-packages
+test: install-test system-packages docs
 	$(PY) -m pytest -q
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a missing page fails.
+install-docs: $(PY)
+	$(PIP) --quiet $(CLIENT) -e '.[docs]'
+
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 openapi: install-test
 	$(PY) -m service.http.openapi_export > openapi.yaml

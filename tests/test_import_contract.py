@@ -1,5 +1,6 @@
 """The import contract in pyproject.toml (`lint-imports`): the rooms of `service` import downward only, the
-HTTP edge, jobs, imaging and the process import no torch, and the wire models and the model store stand alone.
+HTTP edge, jobs, imaging and the process import no torch, the wire models and the model store stand alone, and
+the client needs neither torch nor the service.
 
 The contract holds for the tree as it is, and it fails on a copy of the tree with one deliberate wrong import."""
 
@@ -28,8 +29,9 @@ def test_the_tree_keeps_the_contract():
 
 
 def copy_of_the_tree(tmp_path: Path) -> Path:
-    for package in ("service", "model_store", "api_schemas"):
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("service", "model_store", "clients/python/api_schemas", "clients/python/explain_client"):
+        source = ROOT / package
+        shutil.copytree(source, tmp_path / source.name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     return tmp_path
 
@@ -42,6 +44,7 @@ def copy_of_the_tree(tmp_path: Path) -> Path:
         ("service/jobs/store.py", "import service.engine.work", "service.jobs is not allowed to import service.engine"),
         ("service/http/auth.py", "import torch", "service.http is not allowed to import torch"),
         ("model_store/labels.py", "import api_schemas", "model_store is not allowed to import api_schemas"),
+        ("explain_client/client.py", "import torch", "explain_client is not allowed to import torch"),
     ],
 )
 def test_a_wrong_import_breaks_the_contract(tmp_path, module, wrong_import, broken):

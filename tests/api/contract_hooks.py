@@ -21,7 +21,7 @@ and two findings that are not failures:
 
     a job still readable after DELETE (use_after_free)
         DELETE /v1/jobs/{id} cancels the job, which stays readable with its final status until its TTL
-        (README, "Jobs"): the resource is the job's record, not the work
+        (docs/jobs.md): the resource is the job's record, not the work
     a "schema-violating" multipart body whose mutation turned the `image` part into an extra field
         (`additionalProperties` ... `(was image)`): the generator still sends it as the declared file part,
         so the request is valid and rightly accepted

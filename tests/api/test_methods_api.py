@@ -115,7 +115,7 @@ async def test_bad_method_parameters_are_400(serve, models, noise_png, params):
 
 
 def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_within_the_default_bound(builtin_model):
-    """As the README states: the bound admits every method's defaults, and the costliest default is 1280."""
+    """As docs/methods.md states: the bound admits every method's defaults, and the costliest default is 1280."""
     from api_schemas import ExplainParameters
     from service.core.settings import Settings
     from service.http.parameters import plan_explanation

@@ -37,7 +37,7 @@ def images(tmp_path: Path) -> list[Path]:
 
 
 def test_the_console_script_is_declared():
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["explain"] == "explain_client.cli:main"
 
 

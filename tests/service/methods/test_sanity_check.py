@@ -4,7 +4,7 @@ The classifier layer of the built-in model is re-initialised (a copy: the warm m
 method's map of the cat photo is compared with the original by Spearman rank correlation. A method that
 explains the model should change: rank correlation distinctly below 1, here below 0.9 (the measured values
 fall in two groups: at most 0.88, or at least 0.95). Each method's `sanity_check` attribute
-(published in GET /v1/methods and the README) must match what this test measures.
+(published in GET /v1/methods and docs/methods.md) must match what this test measures.
 """
 
 import copy
