@@ -59,7 +59,8 @@ LABEL org.opencontainers.image.title="explain-service" \
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /opt/explain/healthcheck.py
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent explain
-# Listen on every interface inside the container (the service's own default is loopback only).
+# Listen on every interface inside the container (the service's own default is loopback only). Closed by default:
+# beyond loopback the service starts only with EXPLAIN_API_KEYS (or EXPLAIN_ALLOW_ANONYMOUS=true), given at run time.
 ENV PATH=/opt/venv/bin:$PATH \
     EXPLAIN_HOST=0.0.0.0 \
     EXPLAIN_PORT=8000 \

@@ -92,6 +92,12 @@ def build_server(app: FastAPI, settings: Settings) -> DrainingServer:
 def serve(app: FastAPI, settings: Settings) -> int:
     """Serve until a signal, drain, and return the exit status (0 after a clean drain, 1 when the grace period
     cut requests off, 70 after an unrecoverable device error)."""
+    if not settings.api_keys:
+        logger.warning(
+            "no API keys (EXPLAIN_API_KEYS): every route is open to anyone who can reach %s:%d",
+            settings.host,
+            settings.port,
+        )
     server = build_server(app, settings)
     server.run()
     if server.lifecycle.drain_started is not None:

@@ -1,11 +1,12 @@
 """All settings of the service, read from `EXPLAIN_*` environment variables; the only place that reads them."""
 
+import ipaddress
 import re
 import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -19,8 +20,19 @@ def _split_commas(value: object) -> object:
     return value
 
 
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1); any other name may resolve anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EXPLAIN_", extra="forbid")
+    # hide_input_in_errors: a refused value (a list of API keys with one bad key) never appears in the message.
+    model_config = SettingsConfigDict(env_prefix="EXPLAIN_", extra="forbid", hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -79,6 +91,10 @@ class Settings(BaseSettings):
         default=[],
         description="Accepted API keys (comma-separated, 16-256 printable ASCII characters each); empty: no keys.",
     )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without API keys on an address other than loopback (anyone who reaches it may use it).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=[],
         description="Browser origins allowed by CORS, e.g. `https://dash.example.com` (comma-separated); empty: none.",
@@ -127,6 +143,15 @@ class Settings(BaseSettings):
             if not _API_KEY.match(key.get_secret_value()):
                 raise ValueError(f"API key #{number} must be 16 to 256 printable ASCII characters without spaces")
         return value
+
+    @model_validator(mode="after")
+    def _closed_by_default(self) -> "Settings":
+        if not self.api_keys and not self.allow_anonymous and not is_loopback(self.host):
+            raise ValueError(
+                f"EXPLAIN_HOST={self.host} is not a loopback address and no EXPLAIN_API_KEYS are set: set keys, or "
+                "EXPLAIN_ALLOW_ANONYMOUS=true to let anyone who can reach the service use it"
+            )
+        return self
 
     @field_validator("cors_origins")
     @classmethod
