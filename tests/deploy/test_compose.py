@@ -105,3 +105,25 @@ async def test_the_dashboard_asks_only_for_metrics_the_service_exports(serve, no
     asked = {name for e in expressions for name in re.findall(r"\b(explain_[a-z_]+)", e)}
     assert asked and asked <= exported, asked - exported
     assert any("histogram_quantile(0.99" in e and "explain_http_request_duration_seconds" in e for e in expressions)
+
+
+def test_the_deployment_is_closed_by_default(compose: dict):
+    """Keys required, the gateway on this machine's loopback unless the operator says otherwise, no privileges."""
+    services = compose["services"]
+    for name in ("explain", "explain-gpu"):
+        replica = services[name]
+        keys = replica["environment"]["EXPLAIN_API_KEYS"]
+        assert re.fullmatch(r"\$\{EXPLAIN_API_KEYS:\?[^}]+\}", keys), keys  # compose refuses to start without keys
+    for name in ("explain", "explain-gpu", "gateway"):
+        service = services[name]
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
+        assert service["read_only"] is True
+    gateway = services["gateway"]
+    assert "unprivileged" in gateway["image"]
+    [published] = gateway["ports"]
+    bind = re.match(r"\$\{GATEWAY_BIND:-([^}]+)\}:", published)
+    assert bind and bind.group(1) == "127.0.0.1", published
+    assert services["prometheus"]["secrets"] == ["explain_metrics_key"]
+    assert compose["secrets"]["explain_metrics_key"] == {"environment": "EXPLAIN_METRICS_KEY"}
+    scrape = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["authorization"]["credentials_file"] == "/run/secrets/explain_metrics_key"

@@ -129,3 +129,32 @@ def test_the_gateway_runs_the_one_gateway_config_and_the_ingress_its_limits(mani
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > settings.request_timeout_s
     # clients are rate-limited where their addresses are known; the gateway's limit is above the Ingress's
     assert int(env["GATEWAY_RATE_PER_S"]) > int(annotations["nginx.ingress.kubernetes.io/limit-rps"])
+
+
+def test_the_replicas_are_closed_by_default(manifests):
+    """Keys from a Secret, TLS at the Ingress, only the gateway and Prometheus reach the replicas, no API token."""
+    _, resources = manifests
+    replica = container(resources, "explain")
+    keys = next(env for env in replica["env"] if env["name"] == "EXPLAIN_API_KEYS")
+    assert keys["valueFrom"]["secretKeyRef"] == {"name": "explain-api-keys", "key": "api-keys"}
+    for name in ("explain", "explain-gateway"):
+        assert resources[("Deployment", name)]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+    ingress = resources[("Ingress", "explain")]
+    hosts = {host for rule in ingress["spec"]["rules"] for host in [rule["host"]]}
+    assert hosts <= {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+
+    policy = resources[("NetworkPolicy", "explain-replicas")]["spec"]
+    replica_labels = resources[("Deployment", "explain")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= replica_labels.items() and policy["policyTypes"] == ["Ingress"]
+    [rule] = policy["ingress"]
+    gateway_labels = resources[("Deployment", "explain-gateway")]["spec"]["template"]["metadata"]["labels"]
+    sources = rule["from"]
+    assert sources[0] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "explain-gateway"}}}
+    assert sources[0]["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+    assert sources[1]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert len(sources) == 2 and rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+
+    monitor = resources[("ServiceMonitor", "explain")]["spec"]["endpoints"][0]
+    assert monitor["authorization"]["credentials"] == {"name": "explain-api-keys", "key": "metrics-key"}
