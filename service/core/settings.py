@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api_schemas.explain import MAX_CLASSES
+
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _API_KEY = re.compile(r"^[\x21-\x7e]{16,256}$")
 _INSTANCE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -53,7 +55,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     overlay_max_side: int = Field(default=512, ge=16, le=4096)
-    max_classes_per_request: int = Field(default=10, ge=1)
+    max_classes_per_request: int = Field(default=10, ge=1, le=MAX_CLASSES)
     max_request_cost: int = Field(
         default=4096,
         ge=0,

@@ -88,6 +88,10 @@ def check_json_types(model: type[BaseModel], fields: dict[str, Any]) -> None:
         InvalidParameter: the fields of the wrong JSON type, all of them in the message.
     """
     properties = _json_properties(model)
+    for name, value in fields.items():  # lengths first: a list of millions is refused before any item is looked at
+        longest = _longest_list(properties.get(name, {}))
+        if isinstance(value, list) and longest is not None and len(value) > longest:
+            raise InvalidParameter(f"invalid parameters: {name}: at most {longest} values, not {len(value)}")
     wrong = [name for name, value in fields.items() if name in properties and not _json_fits(value, properties[name])]
     if wrong:
         raise InvalidParameter(
@@ -109,6 +113,12 @@ def _json_fits(value: Any, schema: dict[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+def _longest_list(schema: dict[str, Any]) -> int | None:
+    """The most items any array branch of the field's schema allows (None: no array branch)."""
+    lengths = [b.get("maxItems") for b in schema.get("anyOf", [schema]) if b.get("type") == "array"]
+    return max((n for n in lengths if n is not None), default=None) if lengths else None
 
 
 def _json_is(value: Any, kind: str) -> bool:

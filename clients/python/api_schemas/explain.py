@@ -1,6 +1,6 @@
 """Wire models of `POST /v1/models/{model}/explain` and `/predict`."""
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -48,6 +48,12 @@ Fill = Literal["black", "mean"]
 BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+MAX_CLASSES = 1024
+"""The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
+MAX_SEED = 2**32 - 1
+"""Seeds are numpy's legacy range: random_cam and gradient_shap draw from `RandomState(seed)` as the reference
+libraries do, so that the same seed gives the same answer."""
+ClassIndex = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 
 
 class ExplainParameters(BaseModel):
@@ -55,22 +61,24 @@ class ExplainParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    method: str | list[str] | None = Field(
+    method: str | Annotated[list[str], Field(max_length=len(get_args(MethodName)))] | None = Field(
         default=None, description="One or several methods (see `GET /v1/methods`); default `grad_cam`."
     )
     # Strict: a JSON `true` is not class 1. Form and query values are strings and take the `str` branch.
-    class_: StrictInt | str | list[StrictInt | str] | None = Field(
+    class_: ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None = Field(
         default=None,
         alias="class",
         description="One or several classes, by index or label (case-insensitive); default the top-1 class.",
     )
-    top_k: int | None = Field(default=None, ge=1, description="Explain the k best classes instead of `class`.")
+    top_k: int | None = Field(
+        default=None, ge=1, le=MAX_CLASSES, description="Explain the k best classes instead of `class`."
+    )
     layer: str | None = Field(default=None, description="Target layer; default the model's default layer.")
     colormap: Colormap | None = Field(default=None, description="Overlay colormap; default `jet`.")
     alpha: float | None = Field(
         default=None, ge=0, le=1, allow_inf_nan=False, description="Heatmap opacity in the overlay; default 0.5."
     )
-    include: Include | list[Include] | None = Field(
+    include: Include | Annotated[list[Include], Field(max_length=len(get_args(Include)))] | None = Field(
         default=None, description="Outputs to include; default all of `map`, `overlay`, `logits`."
     )
     overlay_format: OverlayFormat | None = Field(
@@ -120,6 +128,7 @@ class ExplainParameters(BaseModel):
     seed: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SEED,
         description="smoothgrad, gradient_shap, deeplift_shap, lime, kernel_shap, ss_cam, smooth_grad_cam_pp: seed "
         "of the random draws; random_cam: of its weights; default 0.",
     )

@@ -1,0 +1,51 @@
+"""Every numeric parameter of every method at its bounds and one past them: an answer or a 4xx, never a 5xx.
+
+The bounds are read from the schema (`api_schemas.ExplainParameters`), so a parameter added without an upper
+bound fails `test_every_numeric_parameter_has_both_bounds`, and one whose bound the code cannot serve fails the
+walk."""
+
+import pytest
+
+from api_schemas import ExplainParameters
+from service.methods import METHODS
+from tests.tiny_models import tiny_loaded
+
+pytestmark = pytest.mark.anyio
+URL = "/v1/models/tiny/explain"
+COMMON = ("top_k", "alpha", "overlay_max_side", "bbox_threshold")
+PROPERTIES = ExplainParameters.model_json_schema(by_alias=True)["properties"]
+
+
+def numeric_bounds(name: str) -> tuple[str, float, float] | None:
+    """(type, minimum, maximum) of a numeric parameter, or None for the others."""
+    for branch in PROPERTIES[name].get("anyOf", [PROPERTIES[name]]):
+        if branch.get("type") in ("integer", "number"):
+            return branch["type"], branch.get("minimum"), branch.get("maximum")
+    return None
+
+
+def test_every_numeric_parameter_has_both_bounds():
+    numeric = {name: bounds for name in PROPERTIES if (bounds := numeric_bounds(name))}
+    assert {"top_k", "seed", "samples", "steps", "window", "stride", "sigma", "noise"} <= set(numeric)
+    for name, (_, low, high) in numeric.items():
+        assert low is not None and high is not None, f"{name} needs both bounds in the schema"
+    assert numeric["seed"][2] == 2**32 - 1  # numpy's RandomState takes no more
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+async def test_each_parameter_at_and_past_its_bounds(serve, noise_png, method):
+    names = [n for n in (*METHODS[method].parameters, *COMMON) if numeric_bounds(n)]
+    async with serve({"tiny": tiny_loaded()}) as client:
+        for name in names:
+            kind, low, high = numeric_bounds(name)
+            step = 1 if kind == "integer" else 0.5
+            for value, inside in ((low, True), (high, True), (low - step, False), (high + step, False)):
+                answer = await client.post(URL, params={"method": method, name: value}, files={"image": noise_png})
+                assert answer.status_code < 500, (name, value, answer.text)
+                if inside:
+                    assert answer.status_code == 200 or answer.json()["error"]["code"] in (
+                        "cost_exceeded",
+                        "invalid_parameter",  # a bound of the service's settings below the schema's (top_k)
+                    ), (name, value, answer.text)
+                else:
+                    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_parameter"
