@@ -22,7 +22,7 @@ from service.core.prometheus import Metrics
 from service.core.settings import Settings
 from service.engine.loading import model_loaders
 from service.http.auth import ApiKeys
-from service.http.instance import InstanceHeaderMiddleware
+from service.http.answer_headers import AnswerHeadersMiddleware
 from service.http.openapi_contract import exact_openapi
 from service.http.request_context import RequestContextMiddleware
 from service.http.routes import catalog, docs, features, health, inference, jobs, page
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
             expose_headers=list(CORS_EXPOSE_HEADERS),
             allow_credentials=False,
         )
-    app.add_middleware(InstanceHeaderMiddleware, instance_id=settings.instance_id)  # outermost: every answer
+    app.add_middleware(AnswerHeadersMiddleware, instance_id=settings.instance_id)  # outermost: every answer
     return app
 
 

@@ -8,6 +8,7 @@ tried. Screenshots are kept in `$PAGE_ARTIFACTS_DIR` when it is set (else in the
 import base64
 import io
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from tests.real_server import RealServer, real_server
 
@@ -70,6 +71,7 @@ class Offline:
         self.blocked: list[str] = []
         self.requests: list[str] = []
         self.errors: list[str] = []  # uncaught exceptions of the page's scripts
+        self.refused: list[str] = []  # what the service's Content Security Policy refused of the page's own
         self.context.route("**/*", self._route)
 
     def _route(self, route: Route) -> None:
@@ -84,7 +86,17 @@ class Offline:
     def page(self) -> Page:
         page = self.context.new_page()
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self._console)
         return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        """A refusal by the policy of another host's resource is the policy at work (ReDoc's attribution logo on
+        Redocly's CDN); any other refusal (an inline script, the service's own files) breaks the page."""
+        if "Content Security Policy" not in message.text:
+            return
+        url = re.search(r"'(https?://[^']+)'", message.text)
+        if url is None or urlsplit(url.group(1)).hostname == "127.0.0.1":
+            self.refused.append(message.text)
 
 
 @pytest.fixture
@@ -94,6 +106,7 @@ def offline(browser: Browser) -> Iterator[Offline]:
     context.context.close()
     assert context.blocked == [], f"requests left 127.0.0.1: {context.blocked}"
     assert context.errors == [], f"the page's scripts failed: {context.errors}"
+    assert context.refused == [], f"the Content Security Policy refused: {context.refused}"
 
 
 def png_array(data: bytes) -> np.ndarray:
@@ -293,7 +306,7 @@ def test_the_page_is_readable_on_a_375_px_phone(server, browser, cat_jpeg, artif
     assert overlay["width"] >= 200  # big enough to see on a phone
     page.screenshot(path=str(artifacts / "page-375px.png"), full_page=True)
     phone.context.close()
-    assert phone.blocked == []
+    assert phone.blocked == [] and phone.refused == []
 
 
 def test_an_api_key_field_appears_on_401_and_the_key_is_kept_for_the_session(browser, cat_jpeg):

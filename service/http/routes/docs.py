@@ -6,6 +6,9 @@ installed folder; nothing is copied into this repository. A fixed set of names i
 client makes up.
 """
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 import fastapi_offline
@@ -25,6 +28,22 @@ ASSETS = {
 ASSETS_PATH = "/docs/assets"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 CACHE = {"Cache-Control": "public, max-age=86400"}
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def with_policy(page: HTMLResponse) -> HTMLResponse:
+    """The documentation page with its Content Security Policy: scripts from the service and the page's own
+    inline script (by its hash), styles inline too (both UIs inject them), images also as `data:` (ReDoc's
+    attribution logo would otherwise come from Redocly's CDN), nothing from any other host, never framed."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in INLINE_SCRIPT.findall(page.body.decode())
+    ]
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' {' '.join(hashes)}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    return page
 
 router = APIRouter(include_in_schema=False)
 
@@ -36,7 +55,7 @@ def _asset_url(request: Request, name: str) -> str:
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     app = request.app
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=f"{request.scope.get('root_path', '')}{app.openapi_url}",
         title=f"{app.title} - Swagger UI",
         swagger_js_url=_asset_url(request, "swagger-ui-bundle.js"),
@@ -45,11 +64,12 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         oauth2_redirect_url=OAUTH2_REDIRECT_PATH,
         swagger_ui_parameters=app.swagger_ui_parameters,
     )
+    return with_policy(page)
 
 
 @router.get(OAUTH2_REDIRECT_PATH)
 async def swagger_ui_redirect() -> HTMLResponse:
-    return get_swagger_ui_oauth2_redirect_html()
+    return with_policy(get_swagger_ui_oauth2_redirect_html())
 
 
 @router.get("/redoc")
@@ -62,9 +82,7 @@ async def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=_asset_url(request, "favicon.png"),
         with_google_fonts=False,
     )
-    # ReDoc's "API docs by Redocly" attribution draws its logo from Redocly's CDN: images come from here only.
-    page.headers["Content-Security-Policy"] = "img-src 'self' data:"
-    return page
+    return with_policy(page)
 
 
 @router.get(ASSETS_PATH + "/{name}")

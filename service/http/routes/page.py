@@ -33,6 +33,12 @@ SAMPLES = {
     "rocket": ("rocket.jpg", "image/jpeg"),
 }
 NO_CACHE = {"Cache-Control": "no-cache"}
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""The page's Content Security Policy: its own scripts, styles and API only (no inline script, no other host);
+images also from `data:` and `blob:` (the previews and overlays it draws)."""
 
 router = APIRouter(include_in_schema=False)
 labels_router = APIRouter(include_in_schema=False, dependencies=API_KEY_REQUIRED)
@@ -40,7 +46,8 @@ labels_router = APIRouter(include_in_schema=False, dependencies=API_KEY_REQUIRED
 
 @router.get("/")
 async def page() -> HTMLResponse:
-    return HTMLResponse((PAGE_DIR / "index.html").read_text(encoding="utf-8"), headers=NO_CACHE)
+    headers = NO_CACHE | {"Content-Security-Policy": PAGE_POLICY}
+    return HTMLResponse((PAGE_DIR / "index.html").read_text(encoding="utf-8"), headers=headers)
 
 
 @router.get("/page/{name}")

@@ -1,4 +1,6 @@
-"""`X-Instance`: every answer names the replica that served it (setting `instance_id`, default the host name)."""
+"""Headers on every answer: `X-Instance` names the replica that served it (setting `instance_id`, default the host
+name), and the security headers: nosniff, no referrer, and a Content Security Policy (the API's loads nothing;
+the page and the documentation have their own, checked in a real browser by tests/page)."""
 
 import socket
 
@@ -55,6 +57,27 @@ async def test_every_answer_names_the_instance_successes_errors_and_refusals(ser
         answers, "replica-a"
     )
     assert all(answer.headers.get_list("x-instance") == ["replica-a"] for answer in answers.values())  # once
+    for answer in answers.values():
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"]
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers.get_list("content-security-policy") == ["default-src 'none'; frame-ancestors 'none'"]
+
+
+@pytest.mark.anyio
+async def test_the_page_and_the_documentation_have_their_own_policies(serve):
+    async with serve({"tiny": tiny_loaded()}) as client:
+        page, swagger, redoc = [await client.get(path) for path in ("/", "/docs", "/redoc")]
+    policies = {
+        name: answer.headers.get_list("content-security-policy")
+        for name, answer in {"page": page, "docs": swagger, "redoc": redoc}.items()
+    }
+    assert all(len(policy) == 1 for policy in policies.values()), policies
+    for policy in (p[0] for p in policies.values()):
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        assert directives["default-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+        assert "unsafe-inline" not in directives.get("script-src", "") and "*" not in policy
+    # Swagger UI's one inline script is allowed by its hash, nothing else inline.
+    assert policies["docs"][0].count("'sha256-") == 1 and policies["page"][0].count("'sha256-") == 0
 
 
 @pytest.mark.anyio
