@@ -21,8 +21,8 @@ from service.core.logs import REQUEST_ID
 from service.core.prometheus import Metrics
 from service.core.settings import Settings
 from service.engine.loading import model_loaders
-from service.http.auth import ApiKeys
 from service.http.answer_headers import AnswerHeadersMiddleware
+from service.http.auth import ApiKeys
 from service.http.openapi_contract import exact_openapi
 from service.http.request_context import RequestContextMiddleware
 from service.http.routes import catalog, docs, features, health, inference, jobs, page
