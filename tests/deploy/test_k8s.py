@@ -147,7 +147,9 @@ def test_the_replicas_are_closed_by_default(manifests):
 
     policy = resources[("NetworkPolicy", "explain-replicas")]["spec"]
     replica_labels = resources[("Deployment", "explain")]["spec"]["template"]["metadata"]["labels"]
-    assert policy["podSelector"]["matchLabels"].items() <= replica_labels.items() and policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"].items() <= replica_labels.items() and policy["policyTypes"] == [
+        "Ingress"
+    ]
     [rule] = policy["ingress"]
     gateway_labels = resources[("Deployment", "explain-gateway")]["spec"]["template"]["metadata"]["labels"]
     sources = rule["from"]

@@ -45,6 +45,7 @@ def with_policy(page: HTMLResponse) -> HTMLResponse:
     )
     return page
 
+
 router = APIRouter(include_in_schema=False)
 
 
