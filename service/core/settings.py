@@ -76,7 +76,19 @@ class Settings(BaseSettings):
     max_jobs: int = Field(
         default=256, ge=1, le=100_000, description="Jobs kept in memory (finished ones are forgotten first)."
     )
+    max_jobs_per_tenant: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Jobs kept per API key (the key's own finished ones are forgotten first to make room).",
+    )
     job_ttl_s: float = Field(default=600.0, gt=0, description="How long a finished job's answer is kept.")
+    job_min_keep_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A finished job is kept at least this long against other keys' new jobs (they are refused "
+        "instead), so that its owner can read it.",
+    )
     job_timeout_s: float = Field(
         default=3600.0, gt=0, description="Deadline of an explain request sent as a job (Prefer: respond-async)."
     )

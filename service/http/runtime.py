@@ -25,7 +25,9 @@ class ServiceRuntime:
         self.fatal_error: BaseException | None = None
         """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
-        self.jobs = JobStore(settings.max_jobs, settings.job_ttl_s)
+        self.jobs = JobStore(
+            settings.max_jobs, settings.max_jobs_per_tenant, settings.job_ttl_s, settings.job_min_keep_s
+        )
         self._job_tasks: set[asyncio.Task] = set()
         self.workers = {
             name: ModelWorker(

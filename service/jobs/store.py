@@ -4,10 +4,15 @@
 
 A job is created by a route, run by an asyncio task of its own (`service.http.job_runs`), and read by
 `GET /v1/jobs/{id}` and its event stream. Its state changes on the event loop's thread only: the worker thread
-reports progress through `Job.progress_threadsafe`. Bounds: at most `max_jobs` jobs are kept; when full, the
-oldest finished job is forgotten to make room, and a new job is refused (503 `too_many_jobs`) only when every
-kept job is still unfinished; a finished job is forgotten `ttl_s` after it ended. A job is visible only to the
-API key that created it (an unknown id and another key's id are the same 404).
+reports progress through `Job.progress_threadsafe`. A job is visible only to the API key that created it (an
+unknown id and another key's id are the same 404).
+
+Bounds, so that no key (tenant) can take the store from the others: at most `max_jobs` jobs are kept, and at
+most `max_jobs_per_tenant` of one key. When a new job needs room, one finished job is chosen to be forgotten:
+the key's own oldest finished job, else the oldest finished job of another key that ended at least
+`min_keep_s` ago; with none, the new job is refused (503 `too_many_jobs`, Retry-After). The chosen job is
+forgotten only once the new job's work has been admitted (`admit`): a request the worker refuses erases
+nothing. A finished job is forgotten `ttl_s` after it ended.
 """
 
 import asyncio
@@ -114,28 +119,55 @@ class Job:
 
 
 class JobStore:
-    def __init__(self, max_jobs: int, ttl_s: float) -> None:
+    def __init__(self, max_jobs: int, max_jobs_per_tenant: int, ttl_s: float, min_keep_s: float) -> None:
         self.max_jobs = max_jobs
+        self.max_jobs_per_tenant = max_jobs_per_tenant
         self.ttl_s = ttl_s
+        self.min_keep_s = min_keep_s
         self._jobs: dict[str, Job] = {}
+        self._room_for: dict[str, str] = {}
+        """New job's id -> the finished job to forget once the new job's work is admitted."""
 
     def create(self, kind: JobKind, model: str, owner: str, total: int) -> Job:
-        """A new queued job (on the event loop).
+        """A new queued job (on the event loop); call `admit` once its work is accepted, `forget` if refused.
 
         Raises:
-            ServiceUnavailable: `too_many_jobs`, when `max_jobs` unfinished jobs are kept.
+            ServiceUnavailable: `too_many_jobs`, when no finished job may make room for it.
         """
         self._forget_expired()
-        if len(self._jobs) >= self.max_jobs:
-            finished = [job for job in self._jobs.values() if job.finished]
-            if not finished:
+        mine = [job for job in self._jobs.values() if secrets.compare_digest(job.owner, owner)]
+        victim: Job | None = None
+        if len(mine) >= self.max_jobs_per_tenant:
+            victim = _oldest_finished(mine)
+            if victim is None:
                 raise ServiceUnavailable(
-                    f"{self.max_jobs} jobs are running or queued; retry later", code="too_many_jobs", retry_after_s=5
+                    f"this key has {len(mine)} jobs running or queued, its bound; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
                 )
-            del self._jobs[min(finished, key=lambda job: job.finished_at or 0).id]
+        elif len(self._jobs) >= self.max_jobs:
+            kept_long_enough = time.time() - self.min_keep_s
+            settled = [
+                j for j in self._jobs.values() if j.finished_at is not None and j.finished_at <= kept_long_enough
+            ]
+            victim = _oldest_finished(mine) or _oldest_finished(settled)
+            if victim is None:
+                raise ServiceUnavailable(
+                    f"{self.max_jobs} jobs are running, queued or recently finished; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
+                )
         job = Job(kind, model, owner, total)
         self._jobs[job.id] = job
+        if victim is not None:
+            self._room_for[job.id] = victim.id
         return job
+
+    def admit(self, job: Job) -> None:
+        """The job's work was accepted: forget the finished job chosen to make room for it."""
+        victim = self._room_for.pop(job.id, None)
+        if victim is not None and victim in self._jobs and self._jobs[victim].finished:
+            del self._jobs[victim]
 
     def get(self, job_id: str, owner: str) -> Job:
         """The job `job_id` of `owner`.
@@ -150,8 +182,9 @@ class JobStore:
         return job
 
     def forget(self, job: Job) -> None:
-        """Drop a job whose work was refused before it started."""
+        """Drop a job whose work was refused before it started (the job chosen to make room stays)."""
         self._jobs.pop(job.id, None)
+        self._room_for.pop(job.id, None)
 
     def fail_unfinished(self, error: ServiceError) -> None:
         """End every unfinished job with `error` and stop its work (the service is shutting down)."""
@@ -164,6 +197,11 @@ class JobStore:
         now = time.time()
         for job_id in [j.id for j in self._jobs.values() if j.finished and (j.finished_at or now) + self.ttl_s < now]:
             del self._jobs[job_id]
+
+
+def _oldest_finished(jobs: list[Job]) -> Job | None:
+    finished = [job for job in jobs if job.finished]
+    return min(finished, key=lambda job: job.finished_at or 0) if finished else None
 
 
 def _utc(timestamp: float | None) -> datetime | None:

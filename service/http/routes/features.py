@@ -111,6 +111,7 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
     except ServiceError:
         runtime.jobs.forget(job)
         raise
+    runtime.jobs.admit(job)
     job.stop_work = order.cancel_requested.set
 
     async def result() -> BaseModel:

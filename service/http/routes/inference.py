@@ -189,6 +189,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         except ServiceError:
             runtime.jobs.forget(job)
             raise
+        runtime.jobs.admit(job)
         response = accepted(job)
         response.headers["Preference-Applied"] = "respond-async"
         return response
