@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         le=1024,
         description="Long requests and jobs (work of several chunks) running at once per model; more: 503.",
     )
+    max_long_tasks_per_tenant: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Of those, how many one API key may run; default half of MAX_LONG_TASKS (rounded up) when keys "
+        "are on, all of them when keys are off (one tenant).",
+    )
     evaluation_steps: int = Field(default=16, ge=2, le=256, description="Steps of the deletion/insertion curves.")
     top_classes: int = Field(default=5, ge=1)
 
@@ -157,6 +164,12 @@ class Settings(BaseSettings):
             if not _API_KEY.match(key.get_secret_value()):
                 raise ValueError(f"API key #{number} must be 16 to 256 printable ASCII characters without spaces")
         return value
+
+    @property
+    def long_tasks_per_tenant(self) -> int:
+        if self.max_long_tasks_per_tenant is not None:
+            return min(self.max_long_tasks_per_tenant, self.max_long_tasks)
+        return -(-self.max_long_tasks // 2) if self.api_keys else self.max_long_tasks
 
     @model_validator(mode="after")
     def _closed_by_default(self) -> "Settings":

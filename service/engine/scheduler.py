@@ -2,7 +2,8 @@
 
 The worker thread alternates: one batch of ordinary requests (if any is queued), then one chunk of long work
 (if any is running), so that a cheap request never waits for more than one chunk plus one batch. Long tasks take
-their chunks round robin:
+their chunks round robin between their owners (API keys), then between an owner's tasks, so that a key with many
+long tasks gets no more turns than a key with one:
 
     ExplainTask          one explain request whose extra passes span several chunks (Score-CAM at a wide layer,
                          SmoothGrad with many samples, ...): its `batch_steps`, one chunk per turn
@@ -37,6 +38,9 @@ T = TypeVar("T")
 class LongTask(ABC):
     """Work that runs one chunk per turn on the worker thread."""
 
+    owner: str | None = None
+    """Whose work it is (the digest of an API key; '' when keys are off), or None for work shared by several."""
+
     @abstractmethod
     def step(self) -> bool:
         """Run one chunk; True when the task is over (finished, failed or cancelled).
@@ -56,7 +60,9 @@ class LongWork:
 
     def __init__(self) -> None:
         self._arrivals: queue.SimpleQueue[LongTask] = queue.SimpleQueue()
-        self._turns: deque[LongTask] = deque()
+        self._owners: deque[str | None] = deque()
+        """Whose turn comes next: each owner with tasks once."""
+        self._tasks: dict[str | None, deque[LongTask]] = {}
         self._pending = 0
         self._lock = threading.Lock()
 
@@ -72,34 +78,50 @@ class LongWork:
 
     def run_one_chunk(self) -> None:
         """Run one chunk of the task whose turn it is (nothing when there is none)."""
-        while True:
-            try:
-                self._turns.append(self._arrivals.get_nowait())
-            except queue.Empty:
-                break
-        if not self._turns:
+        self._take_arrivals()
+        if not self._owners:
             return
-        task = self._turns.popleft()
+        owner = self._owners.popleft()
+        tasks = self._tasks[owner]
+        task = tasks.popleft()
         try:
             over = task.step()
         except BaseException:
             self._finished()
+            self._end_turn(owner)
             raise
         if over:
             self._finished()
         else:
-            self._turns.append(task)
+            tasks.append(task)
+        self._end_turn(owner)
 
     def abandon_all(self, error: ServiceError) -> None:
         """End every task with `error` (the worker is stopping or has died)."""
+        self._take_arrivals()
+        for tasks in self._tasks.values():
+            while tasks:
+                tasks.popleft().abandon(error)
+                self._finished()
+        self._tasks.clear()
+        self._owners.clear()
+
+    def _take_arrivals(self) -> None:
         while True:
             try:
-                self._turns.append(self._arrivals.get_nowait())
+                task = self._arrivals.get_nowait()
             except queue.Empty:
-                break
-        while self._turns:
-            self._turns.popleft().abandon(error)
-            self._finished()
+                return
+            if not self._tasks.get(task.owner):
+                self._tasks[task.owner] = deque()
+                self._owners.append(task.owner)
+            self._tasks[task.owner].append(task)
+
+    def _end_turn(self, owner: str | None) -> None:
+        if self._tasks[owner]:
+            self._owners.append(owner)
+        else:
+            del self._tasks[owner]
 
     def _finished(self) -> None:
         with self._lock:
@@ -116,6 +138,7 @@ class ExplainTask(LongTask):
     def __init__(self, model: LoadedModel, job: ExplainJob, chunk_size: int, evaluation_steps: int) -> None:
         self.model = model
         self.job = job
+        self.owner = job.owner
         self.chunk_size = chunk_size
         self.evaluation_steps = evaluation_steps
         self.runner = PassRunner(model.module, chunk_size, model.layer_grids)
@@ -180,9 +203,10 @@ class ExplainTask(LongTask):
 class DeviceCall(LongTask, Generic[T]):
     """`fn(model)` once, at its turn on the worker thread; its result or domain error resolves `future`."""
 
-    def __init__(self, model: LoadedModel, fn: Callable[[LoadedModel], T]) -> None:
+    def __init__(self, model: LoadedModel, fn: Callable[[LoadedModel], T], owner: str = "") -> None:
         self.model = model
         self.fn = fn
+        self.owner = owner
         self.future: Future[T] = Future()
 
     def step(self) -> bool:

@@ -40,12 +40,14 @@ class VisualizationOrder:
         on_progress: called on the worker thread with (steps done, steps) after each step.
         cancel_requested: set to stop it at the next step.
         future: resolved with a `VisualizationOutcome` or a `ServiceError`.
+        owner: who asked (the digest of the API key; '' when keys are off), for the worker's share of long work.
     """
 
     spec: VisualizationSpec
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False)
     cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False)
     future: Future = field(default_factory=Future, compare=False)
+    owner: str = ""
 
 
 class VisualizationBatch(LongTask):

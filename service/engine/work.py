@@ -30,6 +30,7 @@ class ExplainJob:
         on_progress: called on the worker thread with (passes done, passes in all) after each chunk of long work.
         cancel_requested: set to stop long work between two chunks (the client left, the job was deleted).
         future: resolved by the worker with a `JobResult` or a `ServiceError`.
+        owner: who asked (the digest of the API key; '' when keys are off): long work is shared out by owner.
     """
 
     image: torch.Tensor
@@ -45,6 +46,7 @@ class ExplainJob:
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
     cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     future: Future = field(default_factory=Future, compare=False, repr=False)
+    owner: str = ""
 
     def options_for(self, method: Method) -> object:
         """The options `method` runs with in this job."""

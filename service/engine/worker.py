@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class ModelWorker:
         pass_chunk_ms: float = 50.0,
         evaluation_steps: int = 16,
         max_long_tasks: int = 4,
+        max_long_tasks_per_owner: int | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.name = name
@@ -85,7 +87,9 @@ class ModelWorker:
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self.long_work = LongWork()
         self.max_long_tasks = max_long_tasks
+        self.max_long_tasks_per_owner = max_long_tasks_per_owner or max_long_tasks
         self._long_count = 0  # long requests, jobs and calls admitted and not resolved
+        self._long_by_owner: Counter[str] = Counter()
         self._long_lock = threading.Lock()
         self._stopping = threading.Event()
         self._dead = threading.Event()
@@ -131,15 +135,14 @@ class ModelWorker:
         if not self.alive:
             raise ServiceUnavailable(f"model '{self.name}' is not being served", code="worker_stopped")
         if job.extra_passes > self.pass_chunk_size:
-            self._admit_long(job.future)
+            self._admit_long(job.future, job.owner)
             self.long_work.add(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
         else:
             try:
                 self.queue.put_nowait(job)
             except queue.Full:
                 raise self.queue_full_error() from None
-        if self._dead.is_set():  # died while we queued: nobody will take the job
-            self._fail_queued(self._stopped_error())
+        self._fail_if_died()
 
     def visualize(self, order: VisualizationOrder) -> None:
         """Run a feature visualization, one step per turn of long work, batched with the model's others.
@@ -149,29 +152,44 @@ class ModelWorker:
         """
         if not self.alive:
             raise self._stopped_error()
-        self._admit_long(order.future)
+        self._admit_long(order.future, order.owner)
         self.visualizations.add(order)
+        self._fail_if_died()
 
-    def call(self, fn: Callable[[LoadedModel], T]) -> Future[T]:
-        """Run `fn(model)` on the worker thread at the next turn of long work (between two batches).
+    def call(self, fn: Callable[[LoadedModel], T], owner: str = "") -> Future[T]:
+        """Run `fn(model)` on the worker thread at the next turn of long work (between two batches), as `owner`'s.
 
         Raises:
             ServiceUnavailable: `worker_stopped`, or `too_many_jobs` (see `submit`).
         """
         if not self.alive:
             raise self._stopped_error()
-        task = DeviceCall(self.model, fn)
-        self._admit_long(task.future)
+        task = DeviceCall(self.model, fn, owner)
+        self._admit_long(task.future, owner)
         self.long_work.add(task)
+        self._fail_if_died()
         return task.future
 
-    def _admit_long(self, future: Future) -> None:
-        """Count long work in until `future` is resolved, or refuse it when `max_long_tasks` are running.
+    def _fail_if_died(self) -> None:
+        """The worker died while work was being handed to it: nobody will take that work, fail it now."""
+        if self._dead.is_set():
+            self._fail_queued(self._stopped_error())
+
+    def _admit_long(self, future: Future, owner: str) -> None:
+        """Count long work in until `future` is resolved, or refuse it when `max_long_tasks` are running, or
+        `max_long_tasks_per_owner` of this owner's (so that one key at its bound leaves the others theirs).
 
         Raises:
             ServiceUnavailable: `too_many_jobs`.
         """
         with self._long_lock:
+            if self._long_by_owner[owner] >= self.max_long_tasks_per_owner:
+                raise ServiceUnavailable(
+                    f"this key runs {self.max_long_tasks_per_owner} long requests or jobs on model '{self.name}' "
+                    "already, its share; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
+                )
             if self._long_count >= self.max_long_tasks:
                 raise ServiceUnavailable(
                     f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
@@ -179,11 +197,15 @@ class ModelWorker:
                     retry_after_s=5,
                 )
             self._long_count += 1
-        future.add_done_callback(self._long_resolved)
+            self._long_by_owner[owner] += 1
+        future.add_done_callback(lambda _: self._long_resolved(owner))
 
-    def _long_resolved(self, _future: Future) -> None:
+    def _long_resolved(self, owner: str) -> None:
         with self._long_lock:
             self._long_count -= 1
+            self._long_by_owner[owner] -= 1
+            if not self._long_by_owner[owner]:
+                del self._long_by_owner[owner]
 
     @contextmanager
     def incoming(self) -> Iterator[None]:

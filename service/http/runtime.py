@@ -41,6 +41,7 @@ class ServiceRuntime:
                 pass_chunk_ms=settings.pass_chunk_ms,
                 evaluation_steps=settings.evaluation_steps,
                 max_long_tasks=settings.max_long_tasks,
+                max_long_tasks_per_owner=settings.long_tasks_per_tenant,
                 on_fatal=self._worker_died,
             )
             for name, load in loaders.items()

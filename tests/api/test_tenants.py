@@ -1,11 +1,12 @@
 """Two API keys sharing one service: one key's floods of jobs, admitted or refused, never erase the other's
-finished job, and a key at its bound leaves the other its share."""
+finished job, and a key at its bound of stored jobs or of long work leaves the other its share."""
 
 import asyncio
 
 import pytest
 
 from tests.api.test_jobs import ASYNC
+from tests.api.test_long_work import LONG, slow_model
 from tests.tiny_models import tiny_loaded
 
 pytestmark = pytest.mark.anyio
@@ -52,3 +53,30 @@ async def test_one_keys_job_floods_leave_the_other_keys_result_readable(serve, n
         assert (await client.get(location, headers=B)).status_code == 200
         # B still has its share: a new job of B's is admitted while A's fill the store.
         assert (await client.post(URL, files={"image": noise_png}, headers=B | ASYNC)).status_code == 202
+
+
+async def test_a_key_at_its_share_of_long_work_leaves_the_other_key_its_share(serve, noise_png):
+    """MAX_LONG_TASKS 4 with keys on: each key may run 2. A holds both of its slots with visualizations; B's
+    visualization, feature maps, filters and long explain job are still admitted."""
+    keys = f"{A['x-api-key']},{B['x-api-key']}"
+    long_visualization = {"objective": {"kind": "class", "class": 1}, "steps": 1000}
+    async with serve(slow_model(0.02), api_keys=keys, max_long_tasks=4, pass_chunk_size=1) as client:
+        slow = "/v1/models/slow"
+        held = [await client.post(f"{slow}/visualizations", json=long_visualization, headers=A) for _ in range(2)]
+        assert [answer.status_code for answer in held] == [202, 202]
+        refused = await client.post(f"{slow}/visualizations", json=long_visualization, headers=A)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "too_many_jobs"
+        assert "its share" in refused.json()["error"]["message"]
+        also_refused = await client.post(f"{slow}/activations", files={"image": noise_png}, headers=A)
+        assert also_refused.status_code == 503
+
+        theirs = await client.post(f"{slow}/visualizations", json=long_visualization, headers=B)
+        assert theirs.status_code == 202
+        assert (await client.post(f"{slow}/activations", files={"image": noise_png}, headers=B)).status_code == 200
+        assert (await client.get(f"{slow}/filters", headers=B)).status_code == 200
+        await client.delete(theirs.headers["location"], headers=B)
+        job = await client.post(URL.replace("tiny", "slow"), params=LONG, files={"image": noise_png}, headers=B | ASYNC)
+        assert job.status_code == 202
+        for answer in held:
+            await client.delete(answer.headers["location"], headers=A)
+        await client.delete(job.headers["location"], headers=B)

@@ -105,7 +105,7 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
             f"{spec.steps} steps cost {cost} forward-pass equivalents; the bound is {runtime.settings.max_request_cost}"
         )
     job = runtime.jobs.create("visualization", model, owner, total=spec.steps)
-    order = VisualizationOrder(spec, on_progress=job.progress_threadsafe)
+    order = VisualizationOrder(spec, on_progress=job.progress_threadsafe, owner=owner)
     try:
         worker.visualize(order)
     except ServiceError:
@@ -134,7 +134,7 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
     responses=ERROR_RESPONSES,
     openapi_extra=image_body_doc(ActivationsJSONRequest, ActivationsParameters),
 )
-async def activations(model: str, request: Request, runtime: RuntimeDep) -> Response:
+async def activations(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """An image's feature maps at a layer: every channel's mean activation, and the raw maps of the `top_n`
     channels of largest mean with a PNG grid of them."""
     clock = StageClock()
@@ -158,7 +158,7 @@ async def activations(model: str, request: Request, runtime: RuntimeDep) -> Resp
         output = layer_activations(loaded, tensor[None].to(loaded.device), layer)[0]
         return feature_maps(output, top_n)
 
-    maps = await asyncio.wrap_future(worker.call(capture))
+    maps = await asyncio.wrap_future(worker.call(capture, owner))
     clock.lap("inference")
     grid = await runtime.run_cpu(encode_feature_map_grid, maps.maps.numpy())
     clock.lap("encode")
@@ -178,7 +178,7 @@ async def activations(model: str, request: Request, runtime: RuntimeDep) -> Resp
 
 
 @router.get("/{model}/filters", response_model=FiltersResponse, responses=error_responses(400, 401, 404, 503))
-async def filters(model: str, runtime: RuntimeDep, layer: str | None = None) -> Response:
+async def filters(model: str, runtime: RuntimeDep, owner: OwnerDep, layer: str | None = None) -> Response:
     """The kernels of a convolution over the three colour channels (default: the first one), each normalised on
     its own to 0..1, as a PNG grid of RGB tiles. Another layer is refused with the usable ones named."""
     clock = StageClock()
@@ -188,7 +188,7 @@ async def filters(model: str, runtime: RuntimeDep, layer: str | None = None) -> 
         chosen = layer or next(iter(filter_layers(loaded)), "")
         return chosen, normalize_kernels(filter_weights(loaded, chosen))
 
-    chosen, weights = await asyncio.wrap_future(worker.call(kernels))
+    chosen, weights = await asyncio.wrap_future(worker.call(kernels, owner))
     clock.lap("inference")
     grid = await runtime.run_cpu(encode_filter_grid, weights.numpy())
     clock.lap("encode")

@@ -180,6 +180,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         options=plan.options,
         evaluate=plan.evaluate,
         extra_passes=plan.extra_passes,
+        owner=owner,
     )
     if prefers_async(request.headers.get("prefer")):
         job = runtime.jobs.create("explain", model, owner, total=max(plan.extra_passes, 1))

@@ -96,3 +96,19 @@ def test_the_chunk_size_follows_the_target_duration_within_its_bounds():
     model = tiny_loaded()
     assert chunk_size_for(model, target_ms=1e9) == 256
     assert chunk_size_for(model, target_ms=1e-9) == 1
+
+
+def test_owners_take_turns_before_their_tasks_do():
+    """A key with three long tasks gets no more turns than a key with one."""
+    log: list[str] = []
+    work = LongWork()
+    for name in ("a1", "a2", "a3"):
+        task = Countdown(name, 2, log)
+        task.owner = "A"
+        work.add(task)
+    theirs = Countdown("b", 3, log)
+    theirs.owner = "B"
+    work.add(theirs)
+    while work.pending:
+        work.run_one_chunk()
+    assert log == ["a1", "b", "a2", "b", "a3", "b", "a1", "a2", "a3"]
