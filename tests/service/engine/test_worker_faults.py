@@ -123,3 +123,45 @@ def test_the_process_exits_non_zero_after_an_unrecoverable_device_error():
         dying = httpx.post(url, files={"image": png((255, 255, 255))}, timeout=30)
         assert dying.status_code == 503 and dying.json()["error"]["code"] == "worker_stopped"
         assert server.process.wait(timeout=30) == EXIT_DEVICE_ERROR
+
+
+@pytest.mark.parametrize("hand_over", ["submit", "visualize", "call"])
+def test_work_handed_to_a_worker_that_died_meanwhile_fails_at_once(monkeypatch, hand_over):
+    """The worker died between the liveness check and the hand-over: the work fails with `worker_stopped` at once
+    instead of waiting for a thread that is gone."""
+    import time
+
+    from service.core.errors import ServiceUnavailable
+    from service.core.prometheus import Metrics
+    from service.engine.visualizations import VisualizationOrder
+    from service.engine.work import ExplainJob
+    from service.engine.worker import ModelWorker
+    from service.visualization import ClassObjective, VisualizationSpec
+
+    worker = ModelWorker("tiny", tiny_loaded, Metrics(), max_batch_size=4, max_batch_delay_s=0.0, max_queue=8)
+    worker.start()
+    worker.wait_until_loaded()
+    worker.stop()
+    assert not worker.alive
+    monkeypatch.setattr(ModelWorker, "alive", property(lambda self: True))  # it passed the check, then died
+    long = dict(extra_passes=worker.pass_chunk_size + 1, methods=(METHODS["occlusion"],))
+    if hand_over == "submit":
+        job = ExplainJob(
+            torch.zeros(3, 32, 32),
+            classes=None,
+            top_k=1,
+            layer=None,
+            deadline=time.monotonic() + 30,
+            request_id="race",
+            **long,
+        )
+        worker.submit(job)
+        future = job.future
+    elif hand_over == "visualize":
+        order = VisualizationOrder(VisualizationSpec(ClassObjective(1), steps=5, size=(32, 32)))
+        worker.visualize(order)
+        future = order.future
+    else:
+        future = worker.call(lambda model: 1)
+    error = future.exception(timeout=5)
+    assert isinstance(error, ServiceUnavailable) and error.code == "worker_stopped"
