@@ -8,7 +8,8 @@
     │   ├── InvalidParameter          invalid_parameter
     │   ├── ConflictingParameters     conflicting_parameters
     │   ├── MethodNotApplicable       method_not_applicable
-    │   └── CostExceeded              cost_exceeded
+    │   ├── CostExceeded              cost_exceeded
+    │   └── AnswerTooLarge            answer_too_large
     ├── Unauthorized (401)            missing_api_key, invalid_api_key  (with WWW-Authenticate: Bearer)
     ├── ModelNotFound (404)           model_not_found
     ├── JobNotFound (404)             job_not_found
@@ -73,6 +74,10 @@ class MethodNotApplicable(BadRequest):
 
 class CostExceeded(BadRequest):
     code = "cost_exceeded"
+
+
+class AnswerTooLarge(BadRequest):
+    code = "answer_too_large"
 
 
 class Unauthorized(ServiceError):

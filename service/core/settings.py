@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         "backward pass counts 3); 400 above it. The built-in model's costliest default, score_cam or ablation_cam "
         "at its default layer, costs 1280.",
     )
+    max_explanations_per_request: int = Field(
+        default=64, ge=1, le=4096, description="Explanations (methods x classes) one request may ask for; 400 above."
+    )
+    max_answer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bound on an answer's estimated size (maps, overlays, logits), checked before the work is "
+        "queued; 400 `answer_too_large` above it, naming what shrinks it.",
+    )
     pass_chunk_size: int | None = Field(
         default=None,
         ge=1,

@@ -160,9 +160,10 @@ def plan_explanation(
     max_cost: int,
     evaluation_steps: int,
     overlay_max_side: int,
+    max_explanations: int,
 ) -> ExplainPlan:
-    """Resolve methods, layer and classes against `model`, bound the request's cost and its overlays' size
-    (`overlay_max_side`: the service's limit).
+    """Resolve methods, layer and classes against `model`, bound the request's cost, its explanations (methods x
+    classes) and its overlays' size (`overlay_max_side`: the service's limit).
 
     Raises:
         UnknownMethod, UnknownLayer, UnknownClass, MethodNotApplicable, ConflictingParameters, InvalidParameter,
@@ -180,6 +181,11 @@ def plan_explanation(
         raise InvalidParameter(f"at most {max_classes} classes per request")
     classes = _unique(resolve_class(spec, model) for spec in class_specs) if class_specs else None
     class_count = len(classes) if classes is not None else (params.top_k or 1)
+    if len(methods) * class_count > max_explanations:
+        raise InvalidParameter(
+            f"{len(methods)} methods x {class_count} classes are {len(methods) * class_count} explanations; at most "
+            f"{max_explanations} per request"
+        )
 
     values = params.model_dump()
     options_by_method = {m.name: m.options_from(values) for m in methods}

@@ -72,6 +72,36 @@ def overlay_fields(image: DecodedImage, item: MapResult, plan: ExplainPlan) -> d
     return {f"overlay_{plan.overlay_format}": encode_base64(encoded)}
 
 
+# What the answer's parts weigh, for the estimate made before any work (upper-ish bounds, as JSON text):
+FLOAT_JSON_BYTES = 24  # a float32 as JSON text with its separator: "-0.0012345678901234567, "
+OVERLAY_BYTES_PER_RAW_BYTE = {"png": 1.0, "jpeg": 0.25, "webp": 0.25}
+"""Encoded overlay bytes per byte of raw RGB pixels: lossless PNG of a photo's overlay is at most about its raw
+size (measured 0.47 for a 640 x 480 photo); JPEG at quality 90 and WebP at 85 are about 10x smaller."""
+EXPLANATION_OVERHEAD_BYTES = 512  # method, class, label, layer, box, scores and the JSON around them
+
+
+def estimate_explain_bytes(plan: ExplainPlan, model: LoadedModel, overlay_size: tuple[int, int] | None) -> int:
+    """About how many bytes the explain answer of `plan` will take as JSON, from the plan alone (before any work):
+    every explanation's map (nested lists or base64 float32) and overlay (base64 of its format at `overlay_size`,
+    (width, height)), and the logits."""
+    classes = len(plan.classes) if plan.classes is not None else plan.top_k
+    total = 4096 + (len(model.labels.names) * FLOAT_JSON_BYTES if "logits" in plan.include else 0)
+    for method in plan.methods:
+        if method.input_resolution or plan.layer is None:
+            height, width = model.preprocessing.input_size
+        else:
+            height, width = model.layer_shapes[plan.layer][-2:]
+        explanation = EXPLANATION_OVERHEAD_BYTES
+        if "map" in plan.include:
+            cells = height * width
+            explanation += cells * 4 * 4 // 3 if plan.map_encoding == "base64" else cells * FLOAT_JSON_BYTES
+        if "overlay" in plan.include and overlay_size is not None:
+            raw = overlay_size[0] * overlay_size[1] * 3
+            explanation += int(raw * OVERLAY_BYTES_PER_RAW_BYTE[plan.overlay_format] * 4 / 3)
+        total += explanation * classes
+    return total
+
+
 def build_explain(
     model: LoadedModel,
     image: DecodedImage,

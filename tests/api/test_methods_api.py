@@ -133,6 +133,7 @@ def test_every_method_s_defaults_at_the_built_in_model_s_default_layer_are_withi
             settings.max_request_cost,
             settings.evaluation_steps,
             settings.overlay_max_side,
+            settings.max_explanations_per_request,
         )
         costs[name] = plan.cost
     assert costs["score_cam"] == costs["ablation_cam"] == 1280

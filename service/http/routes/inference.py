@@ -15,16 +15,17 @@ from api_schemas import (
     PredictParameters,
     PredictResponse,
 )
-from service.core.errors import ServiceError
+from model_store import LoadedModel
+from service.core.errors import AnswerTooLarge, ServiceError
 from service.core.logs import REQUEST_ID
 from service.engine.work import ExplainJob
 from service.engine.worker import ModelWorker
 from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.disconnect import wait_for_disconnect
 from service.http.job_runs import start_explain_job
-from service.http.parameters import parse_parameters, plan_explanation
+from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
 from service.http.request_body import read_posted_image
-from service.http.responses import build_explain, build_predict
+from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_prefer_header
@@ -74,6 +75,24 @@ def _without_null(prop: dict) -> dict:
         return prop
     rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
     return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
+
+
+def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, max_bytes: int) -> None:
+    """Refuse, before any work, a request whose answer would weigh more than `max_bytes`.
+
+    Raises:
+        AnswerTooLarge: with the estimate, the bound and what shrinks the answer.
+    """
+    overlay_size = None if image.display is None else (image.display.shape[1], image.display.shape[0])
+    estimate = estimate_explain_bytes(plan, model, overlay_size)
+    if estimate > max_bytes:
+        mib = 1024 * 1024
+        raise AnswerTooLarge(
+            f"the answer would take about {estimate / mib:.1f} MiB ({len(plan.methods)} methods x "
+            f"{len(plan.classes) if plan.classes is not None else plan.top_k} classes); the bound is "
+            f"{max_bytes / mib:.1f} MiB. Shrink it with map_encoding=base64, overlay_format=jpeg or webp, a smaller "
+            "overlay_max_side, include= without overlay or map, or fewer methods and classes"
+        )
 
 
 async def _decode(
@@ -166,9 +185,11 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.max_request_cost,
         settings.evaluation_steps,
         settings.overlay_max_side,
+        settings.max_explanations_per_request,
     )
     image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
     clock.lap("decode")
+    _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
     work = ExplainJob(
         image=image.tensor,
         methods=plan.methods,

@@ -82,7 +82,7 @@ def test_decoding_and_answers_run_no_torch_operation(overlay_format, cat_jpeg):
     params = ExplainParameters.model_validate(
         {"method": ["grad_cam", "saliency"], "top_k": 2, "bbox": True, "overlay_format": overlay_format}
     )
-    plan = plan_explanation(params, model, 10, 512, 16, 512)
+    plan = plan_explanation(params, model, 10, 512, 16, 512, 64)
     calls = TorchCalls()
     with calls:
         image = decode_image(cat_jpeg, model.preprocessing, 10**7, 512)
