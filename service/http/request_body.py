@@ -10,10 +10,13 @@ The body is counted as it streams and refused past the limit (413), whatever Con
 import json
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
+from api_schemas import ExplainParameters
+from api_schemas.features import ActivationsParameters
 from service.core.errors import BadRequest, InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from service.imaging.encoding import decode_base64_image
 
@@ -25,7 +28,20 @@ class JsonFields(dict[str, Any]):
     schema (`service.http.parameters.check_json_types`)."""
 
 
-MAX_FORM_FIELDS = 64
+def most_form_fields(*models: type[BaseModel]) -> int:
+    """The most fields a schema-valid multipart body of any of `models` holds: one per field, `maxItems` per
+    list field (a list is sent as repeated fields), and the image part."""
+    most = 0
+    for model in models:
+        fields = 1
+        for schema in model.model_json_schema(by_alias=True)["properties"].values():
+            fields += max((branch.get("maxItems", 1) for branch in schema.get("anyOf", [schema])), default=1)
+        most = max(most, fields)
+    return most
+
+
+MAX_FORM_FIELDS = most_form_fields(ExplainParameters, ActivationsParameters)
+"""Fields a multipart body may hold: as many as the schema allows, no more (the parser stops at once past it)."""
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -81,7 +97,7 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
 
 
 MAX_JSON_SEPARATORS = 4096
-"""Commas a JSON body may hold: its parameters take a few hundred values at most (34 methods, 1024 classes) and
+"""Commas a JSON body may hold: its parameters take a few hundred values at most (34 methods, 64 classes) and
 a base64 image none, so a body of millions of values is refused before it is parsed (which would hold the event
 loop for a quarter of a second per 10 MB)."""
 

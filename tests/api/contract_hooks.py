@@ -11,9 +11,10 @@ A failure is dropped only when the service answered with the one error body and 
     unknown_class, unknown_layer, unknown_method, method_not_applicable (400)
         labels and layers are the model's own (GET /v1/models/{model} lists them); method names are resolved
         with their aliases and comma-separated lists; CAM applies at one layer only
-    cost_exceeded (400), and invalid_parameter whose message names a limit of the running service
-        (`at most N classes per request`, `overlay_max_side is at most`): bounds set by the service's settings;
-        or a layer of the model that is not a convolution over the colour channels (filters)
+    cost_exceeded, answer_too_large (400), and invalid_parameter whose message names a limit of the running
+        service (`at most N classes per request`, `at most N per request` explanations, `overlay_max_side is at
+        most`): bounds set by the service's settings; or a layer of the model that is not a convolution over the
+        colour channels (filters)
     503 with `Retry-After` (queue_full, too_many_jobs, ...)
         the documented overload answer, which a fast generator of long jobs provokes on purpose
 
@@ -42,11 +43,13 @@ INHERENT_CODES = {
     "unknown_method",
     "method_not_applicable",
     "cost_exceeded",
+    "answer_too_large",
 }
 JOBS_PATH = "/v1/jobs/"
 IMAGE_MADE_EXTRA = re.compile(r"`additionalProperties`[^\n]*\(was image\)")
 SETTINGS_LIMIT = re.compile(
-    r"at most \d+ classes per request|overlay_max_side is at most \d+|is not a convolution over the 3 colour channels"
+    r"at most \d+ classes per request|explanations; at most \d+ per request|overlay_max_side is at most \d+|"
+    r"is not a convolution over the 3 colour channels"
 )
 
 

@@ -48,7 +48,7 @@ Fill = Literal["black", "mean"]
 BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
-MAX_CLASSES = 1024
+MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
 MAX_SEED = 2**32 - 1
 """Seeds are numpy's legacy range: random_cam and gradient_shap draw from `RandomState(seed)` as the reference
