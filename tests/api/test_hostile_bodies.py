@@ -2,7 +2,6 @@
 parsed, and `/healthz` keeps answering meanwhile (a real server process, the tiny model)."""
 
 import base64
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
