@@ -1,8 +1,9 @@
 """Shutdown state of one app: whether it is draining, and how many admitted requests are still in flight.
 
 On SIGTERM the server (`service.core.server`) calls `begin_drain`: from then on readiness answers 503 and new
-requests are refused with 503 `shutting_down`, while the requests already admitted run to the end. The server
-closes its listener once `in_flight` is zero or the grace period is over.
+requests are refused with 503 `shutting_down`, while the requests already admitted, and the jobs already
+accepted, run to the end (jobs stay readable meanwhile). The server closes its listener once nothing is `busy`
+or the grace period is over.
 """
 
 import time
@@ -20,7 +21,7 @@ class Lifecycle:
         self.drain_started: float | None = None
         self.deadline: float | None = None
         self._at_grace_over: list[Callable[[], None]] = []
-        self._at_drain: list[Callable[[], None]] = []
+        self._also_waited_for: list[Callable[[], int]] = []
 
     def begin_drain(self, grace_s: float) -> None:
         """Refuse new work from now on; admitted work has until `grace_s` from now (`time.monotonic`).
@@ -38,14 +39,13 @@ class Lifecycle:
             return None
         return max(self.deadline - time.monotonic(), 0.0)
 
-    def at_drain(self, callback: Callable[[], None]) -> None:
-        """Register what ends work that would outlast the drain (e.g. jobs); called once, on the event loop."""
-        self._at_drain.append(callback)
+    def also_wait_for(self, count: Callable[[], int]) -> None:
+        """Register admitted work beside the requests in flight that the drain waits for (e.g. unfinished jobs)."""
+        self._also_waited_for.append(count)
 
-    def drain_noticed(self) -> None:
-        """Called once by the server's loop after `begin_drain` (which a signal handler calls)."""
-        for callback in self._at_drain:
-            callback()
+    def busy(self) -> int:
+        """Requests in flight plus the other admitted work not yet done: the drain ends when it is zero."""
+        return self.in_flight + sum(count() for count in self._also_waited_for)
 
     def at_grace_over(self, callback: Callable[[], None]) -> None:
         """Register what gives up on admitted work (e.g. fail the queued jobs) when the grace runs out."""

@@ -61,11 +61,15 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
         if self.lifecycle.draining and not self.should_exit:
             remaining_s = self.lifecycle.remaining_s() or 0.0
-            in_flight = self.lifecycle.in_flight
+            in_flight = self.lifecycle.busy()
             if not self._drain_logged:
                 self._drain_logged = True
-                logger.info("draining for shutdown: %d requests in flight, %.1f s of grace", in_flight, remaining_s)
-                self.lifecycle.drain_noticed()
+                logger.info(
+                    "draining for shutdown: %d requests in flight and %d jobs unfinished, %.1f s of grace",
+                    self.lifecycle.in_flight,
+                    in_flight - self.lifecycle.in_flight,
+                    remaining_s,
+                )
             if in_flight == 0 or remaining_s <= 0:
                 if in_flight:
                     self.cut_short = True

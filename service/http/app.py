@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         runtime = ServiceRuntime(settings, loaders, metrics)
         await asyncio.to_thread(runtime.start)
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
-        lifecycle.at_drain(runtime.fail_unfinished_jobs)
+        lifecycle.also_wait_for(runtime.jobs.unfinished)
         app.state.runtime = runtime
         logger.info("serving models %s", sorted(loaders))
         try:

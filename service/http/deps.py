@@ -2,6 +2,8 @@
 
 RuntimeDep   the running service; refuses with 503 while starting (`not_ready`) or draining
              (`shutting_down`), and counts the request in flight until it is answered
+JobsRuntimeDep  the same for reading and cancelling jobs, which keeps working while draining (the jobs
+             accepted before the drain run to its end) and is not counted in flight (event streams are long)
 OwnerDep     who is asking, as far as jobs are concerned: a digest of the API key ('' when keys are off)
 API_KEY_REQUIRED   the API key check (401 when keys are on and the key is missing or wrong), declared on
                    whole routers (`dependencies=API_KEY_REQUIRED`) so that no route of theirs can forget it
@@ -27,10 +29,15 @@ _api_key_header = APIKeyHeader(
 )
 
 
-async def get_runtime(request: Request) -> AsyncIterator[ServiceRuntime]:
+def get_jobs_runtime(request: Request) -> ServiceRuntime:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         raise ServiceUnavailable("the service is starting; models are not warm yet", code="not_ready")
+    return runtime
+
+
+async def get_runtime(request: Request) -> AsyncIterator[ServiceRuntime]:
+    runtime = get_jobs_runtime(request)
     lifecycle: Lifecycle = request.app.state.lifecycle
     lifecycle.admit()
     try:
@@ -60,5 +67,6 @@ def get_owner(request: Request, _checked: Annotated[None, Depends(require_api_ke
 
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+JobsRuntimeDep = Annotated[ServiceRuntime, Depends(get_jobs_runtime)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 API_KEY_REQUIRED = [Depends(require_api_key)]

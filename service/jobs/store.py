@@ -186,6 +186,10 @@ class JobStore:
         self._jobs.pop(job.id, None)
         self._room_for.pop(job.id, None)
 
+    def unfinished(self) -> int:
+        """How many jobs are queued or running."""
+        return sum(1 for job in self._jobs.values() if not job.finished)
+
     def fail_unfinished(self, error: ServiceError) -> None:
         """End every unfinished job with `error` and stop its work (the service is shutting down)."""
         for job in self._jobs.values():

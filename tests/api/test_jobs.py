@@ -109,14 +109,28 @@ async def test_jobs_are_bounded_and_finished_ones_make_room(serve, noise_png):
         assert (await client.get(first.headers["location"])).status_code == 404  # forgotten to make room
 
 
-async def test_draining_fails_unfinished_jobs(serve, noise_png):
+async def test_while_draining_jobs_run_on_and_stay_readable_and_cancellable(serve, noise_png):
+    """SIGTERM's drain refuses new work, but the jobs accepted before it go on (the drain waits for them, up to
+    its grace), and their reads, events and cancels keep working."""
     async with serve(slow_model(0.05), pass_chunk_size=1) as client:
         accepted = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
+        short = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
         lifecycle = client.app.state.lifecycle
         lifecycle.begin_drain(10)
-        lifecycle.drain_noticed()
-        job = client.app.state.runtime.jobs.get(accepted.json()["id"], "")
-        assert job.status == "failed" and job.error.code == "shutting_down"
+        assert lifecycle.busy() >= 1  # the drain waits for the unfinished jobs
+        refused = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+
+        finished = await wait_until_finished(client, short.headers["location"])
+        assert finished["status"] == "succeeded" and finished["result"]["explanations"]
+        location = accepted.headers["location"]
+        running = await client.get(location)
+        assert running.status_code == 200 and running.json()["status"] in ("queued", "running")
+        cancelled = await client.delete(location)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        events = await client.get(f"{location}/events")  # in-process the stream is read whole: its last event
+        assert events.status_code == 200 and events.text.startswith("event: cancelled")
+        assert lifecycle.busy() == 0  # nothing left: the drain may end
 
 
 @pytest.mark.slow

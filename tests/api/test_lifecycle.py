@@ -128,3 +128,31 @@ def test_sigterm_exits_at_the_end_of_the_grace_period_when_work_remains(noise_pn
     # one still running cut off; how many of each depends on when the first pass began, not on the service.
     served, refused = outcomes.count(200), outcomes.count("worker_stopped")
     assert served >= 1 and refused >= 1 and served + refused >= 3, outcomes
+
+
+def test_sigterm_lets_accepted_jobs_finish_and_keeps_them_readable_until_exit(noise_png):
+    """A job accepted before SIGTERM runs to its end within the grace; its status and result stay readable during
+    the drain, and the process exits 0 once it is done."""
+    grace_s = 20.0
+    with real_server({**ONE_AT_A_TIME, "shutdown_grace_s": str(grace_s)}, forward_s=0.5) as server:
+        accepted = httpx.post(
+            server.url + EXPLAIN,
+            params={"method": "cam"},
+            content=noise_png,
+            headers={"content-type": "image/png", "prefer": "respond-async"},
+            timeout=30,
+        )
+        assert accepted.status_code == 202
+        location = server.url + accepted.headers["location"]
+        server.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: httpx.get(server.url + "/readyz").status_code == 503, what="readyz 503", timeout_s=2)
+        statuses = []
+        while True:
+            status = httpx.get(location, timeout=10).json()
+            statuses.append(status["status"])
+            if status["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        assert statuses[-1] == "succeeded" and status["result"]["explanations"], statuses
+        assert server.process.wait(timeout=grace_s) == 0, server.log()[-3000:]
+        assert "0 requests in flight and 1 jobs unfinished" in server.log()

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api_schemas.jobs import JobStatus
 from service.core.logs import REQUEST_ID
-from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
+from service.http.deps import API_KEY_REQUIRED, JobsRuntimeDep, OwnerDep
 from service.http.routes.errors_doc import error_responses
 from service.jobs.store import Job
 
@@ -81,14 +81,14 @@ def accepted(job: Job) -> Response:
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
-async def get_job(job_id: str, runtime: RuntimeDep, owner: OwnerDep) -> Response:
+async def get_job(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> Response:
     """A job's status and progress; its result once it has succeeded, its error once it has failed."""
     job = runtime.jobs.get(job_id, owner)
     return Response(status_json(job), media_type="application/json")
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
-async def cancel_job(job_id: str, runtime: RuntimeDep, owner: OwnerDep) -> Response:
+async def cancel_job(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> Response:
     """Cancel a job: it is `cancelled` at once and its work stops within one chunk. A finished job is left as
     it is (deleting twice is harmless)."""
     job = runtime.jobs.get(job_id, owner)
@@ -97,7 +97,7 @@ async def cancel_job(job_id: str, runtime: RuntimeDep, owner: OwnerDep) -> Respo
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses={**EVENTS_DOC, **JOB_RESPONSES})
-async def job_events(job_id: str, runtime: RuntimeDep, owner: OwnerDep) -> StreamingResponse:
+async def job_events(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> StreamingResponse:
     """Server-Sent Events of a job's progress, until it ends."""
     job = runtime.jobs.get(job_id, owner)
     return StreamingResponse(
