@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import torch
 
@@ -317,13 +317,14 @@ class ModelWorker:
             failure = self._attempt(jobs)
             if failure is None:
                 continue
-            # Outside the except block: the failed attempt's tensors are released before the retry.
-            if isinstance(failure, OUT_OF_MEMORY) and torch.cuda.is_available():
+            # Only the kind of failure is kept, never the exception: its traceback would hold the failed attempt's
+            # frames and their tensors (activations, gradients) alive while the halves run.
+            if failure == "out_of_memory" and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             if len(jobs) > 1:
                 half = len(jobs) // 2
                 pending += [jobs[half:], jobs[:half]]
-            elif isinstance(failure, OUT_OF_MEMORY):
+            elif failure == "out_of_memory":
                 jobs[0].future.set_exception(
                     ServiceUnavailable(
                         "the device ran out of memory for this request alone; retry later",
@@ -333,8 +334,8 @@ class ModelWorker:
             else:
                 jobs[0].future.set_exception(ServiceError("the explanation failed; the error was logged"))
 
-    def _attempt(self, jobs: list[ExplainJob]) -> Exception | None:
-        """Run `jobs` as one batch and deliver; returns the exception if the batch must be split or failed."""
+    def _attempt(self, jobs: list[ExplainJob]) -> Literal["out_of_memory", "failed"] | None:
+        """Run `jobs` as one batch and deliver; returns how it failed if the batch must be split or failed."""
         labels = {"model": self.name}
         try:
             outcomes = run_batch(self.model, jobs, self.pass_chunk_size, self.evaluation_steps)
@@ -345,14 +346,14 @@ class ModelWorker:
                 job.future.set_exception(exc)
             return None
         except Exception as exc:
-            logger.warning(
-                "batch of %d failed on model %s: %r",
+            logger.warning(  # the exception's text only: a handler that keeps records would keep its tensors
+                "batch of %d failed on model %s: %s",
                 len(jobs),
                 self.name,
-                exc,
+                repr(exc),
                 exc_info=not isinstance(exc, OUT_OF_MEMORY),
             )
-            return exc
+            return "out_of_memory" if isinstance(exc, OUT_OF_MEMORY) else "failed"
         self.metrics.batch_size.labels(**labels).observe(len(jobs))
         timed = next((o for o in outcomes if isinstance(o, JobResult)), None)
         if timed is not None:

@@ -1,6 +1,7 @@
 """Faults stay small: a failing method, device out-of-memory and a dead worker, with injected faults."""
 
 import asyncio
+import weakref
 
 import pytest
 import torch
@@ -18,13 +19,17 @@ class FaultyNet(TinyGapNet):
         super().__init__()
         self.fault, self.when, self.armed = fault, when, False
         self.batch_sizes: list[int] = []
+        self.failed_inputs: list[weakref.ref] = []  # the batches it failed on
+        self.failed_inputs_alive: list[bool] = []  # at each later pass: is any failed batch still referenced?
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.armed:
             self.batch_sizes.append(len(x))
+            self.failed_inputs_alive.append(any(ref() is not None for ref in self.failed_inputs))
             if (self.when == "batch" and len(x) > 1) or (
                 self.when == "bright" and bool((x.mean(dim=(1, 2, 3)) > 1.5).any())
             ):
+                self.failed_inputs.append(weakref.ref(x))
                 raise self.fault("injected fault")
         return super().forward(x)
 
@@ -78,6 +83,8 @@ async def test_out_of_memory_splits_the_batch_and_retries(serve):
     assert [r.status_code for r in responses] == [200] * 4
     # every batch of more than one failed and was halved; each job finally ran alone, once
     assert module.batch_sizes.count(1) == 4 and max(module.batch_sizes) > 1
+    # nothing of a failed batch is referenced while its halves run (the retry has the device's memory to itself)
+    assert module.failed_inputs and not any(module.failed_inputs_alive)
 
 
 async def test_an_item_that_fails_alone_gets_a_retryable_503_and_the_rest_200(serve):
