@@ -15,7 +15,7 @@ fuzzers catch `Exception` for that reason), so any of them while parsing the fil
 
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -155,13 +155,44 @@ def upright(image: Image.Image, orientation: int | None) -> Image.Image:
     return image if orientation is None else image.transpose(UPRIGHT[orientation])
 
 
+BAND_PIXELS = 1 << 20
+"""Pixels converted at a time from 16-bit or float to 8 bits: the float64 scratch of a band is 8 MiB, whatever
+the image's size (a 40-megapixel 16-bit PNG of 80 KB once took 1 GB of whole-image float64 temporaries)."""
+
+
+def to_8_bit_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit integer, or float, grey image -> 8-bit 'L': integers scaled by 1/257 (65535 -> 255),
+    floats by 255 when they lie in [0, 1] and by 1/257 otherwise; NaN and infinities are 0; clipped to 0..255.
+    A band of rows at a time, so that the peak beyond the image is its 8-bit copy and one band."""
+    pixels = np.asarray(image)  # the image's own 2- or 4-byte values, no float copy
+    height, width = pixels.shape
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    scale = 1.0 / 257.0
+    if image.mode == "F":
+        finite_peaks = (float(np.where(np.isfinite(band), band, 0).max(initial=0)) for band in _bands(pixels, rows))
+        peak = max(finite_peaks, default=0.0)
+        scale = 1.0 / 257.0 if peak > 1.0 else 255.0
+    grey = np.empty((height, width), dtype=np.uint8)
+    for start, band in enumerate(_bands(pixels, rows)):
+        scratch = band.astype(np.float64)
+        np.nan_to_num(scratch, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        scratch *= scale
+        np.clip(scratch, 0, 255, out=scratch)
+        np.rint(scratch, out=scratch)
+        grey[start * rows : start * rows + len(band)] = scratch
+    return Image.fromarray(grey)
+
+
+def _bands(pixels: np.ndarray, rows: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(pixels), rows):
+        yield pixels[start : start + rows]
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB: 16-bit and float scaled (not clipped), alpha and transparent colours
     (`tRNS` of P, L and RGB images) composited on white."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        scale = 1.0 / 257.0 if image.mode != "F" or pixels.max(initial=0) > 1.0 else 255.0
-        image = Image.fromarray(np.clip(pixels * scale, 0, 255).round().astype(np.uint8))
+        image = to_8_bit_grey(image)
     if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

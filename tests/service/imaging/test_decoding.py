@@ -2,6 +2,8 @@
 
 import io
 import random
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -13,6 +15,7 @@ from service.core.errors import InvalidImage, PayloadTooLarge, ServiceError, Uns
 from service.imaging.decoding import decode_image, to_rgb
 from tests.conftest import image_bytes
 from tests.crafted_files import png_header, psd_file
+from tests.real_server import ROOT
 from tests.tiny_models import TINY_PREPROCESSING
 
 
@@ -37,6 +40,55 @@ def test_exif_orientation_is_applied():
 def test_sixteen_bit_is_scaled_not_clipped():
     gray = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # half of 65535
     assert to_rgb(gray).getpixel((0, 0)) == (128, 128, 128)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_deep_images_become_8_bits_as_the_float64_formula_says(mode):
+    """Banded conversion, the same levels as `round(clip(x * scale, 0, 255))` in float64, NaN and
+    infinities 0, on a picture taller than one band."""
+    rng = np.random.default_rng(0)
+    if mode == "F":
+        pixels = rng.uniform(-0.2, 1.0, (2100, 600)).astype(np.float32)
+        pixels[0, :3] = [np.nan, np.inf, -np.inf]
+        scale = 255.0  # values in [0, 1]: scaled by 255
+    else:
+        dtype = np.uint16 if mode == "I;16" else np.int32
+        pixels = rng.integers(0, 70_000 if mode == "I" else 65_536, (2100, 600)).astype(dtype)
+        scale = 1 / 257
+    image = Image.fromarray(pixels)
+    assert image.mode == mode
+    expected = np.clip(np.nan_to_num(pixels.astype(np.float64), nan=0, posinf=0, neginf=0) * scale, 0, 255).round()
+    assert np.array_equal(np.asarray(to_rgb(image))[..., 0], expected.astype(np.uint8))
+
+
+def test_a_40_megapixel_16_bit_png_decodes_without_float64_copies(tmp_path):
+    """An 8000 x 5000 16-bit PNG (a few hundred KB): the decode's peak memory, measured in a fresh process as the
+    growth of its peak resident size, stays under 4x the image's 8-bit RGB size (it took 8x in float64)."""
+    width, height = 8000, 5000
+    gradient = (np.arange(width * height, dtype=np.uint32) % 65536).astype(np.uint16).reshape(height, width)
+    path = tmp_path / "deep.png"
+    Image.fromarray(gradient).save(path)
+    probe = f"""
+from pathlib import Path
+from service.imaging.decoding import open_rgb
+from tests.tiny_models import TINY_PREPROCESSING
+
+def kib(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+data = Path({str(path)!r}).read_bytes()
+Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident size (VmHWM) to the current one
+before = kib("VmRSS:")
+rgb, size = open_rgb(data, TINY_PREPROCESSING, 40_000_000, 512)
+assert rgb.mode == "RGB" and size == ({width}, {height})
+print((kib("VmHWM:") - before) * 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    grown = int(done.stdout.strip())
+    rgb_bytes = width * height * 3
+    print(f"peak grew {grown / 1e6:.0f} MB for {rgb_bytes / 1e6:.0f} MB of 8-bit RGB")
+    assert grown < 4 * rgb_bytes
 
 
 def test_transparency_is_composited_on_white():
