@@ -8,8 +8,10 @@ PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages
 # (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page).
 TEST_SYSTEM_PACKAGES := nginx kubectl chromium
+# npm tools the tests run (dclint: the compose file's linter), pinned, installed into .tools/ from the npm registry.
+TEST_NPM_TOOLS := dclint@3.1.0
 
-.PHONY: serve test docs openapi bench install install-test install-docs system-packages stack loadtest
+.PHONY: serve test docs openapi bench install install-test install-docs system-packages npm-tools stack loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,10 @@ serve: install
 system-packages:
 	scripts/install-system-packages $(TEST_SYSTEM_PACKAGES)
 
-test: install-test system-packages docs
+npm-tools:
+	npm install --prefix .tools --no-audit --no-fund --silent $(TEST_NPM_TOOLS)
+
+test: install-test system-packages npm-tools docs
 	$(PY) -m pytest -q
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a missing page fails.

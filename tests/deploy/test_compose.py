@@ -121,9 +121,23 @@ def test_the_deployment_is_closed_by_default(compose: dict):
     gateway = services["gateway"]
     assert "unprivileged" in gateway["image"]
     [published] = gateway["ports"]
-    bind = re.match(r"\$\{GATEWAY_BIND:-([^}]+)\}:", published)
-    assert bind and bind.group(1) == "127.0.0.1", published
+    assert published.startswith("127.0.0.1:"), published
     assert services["prometheus"]["secrets"] == ["explain_metrics_key"]
     assert compose["secrets"]["explain_metrics_key"] == {"environment": "EXPLAIN_METRICS_KEY"}
     scrape = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yml").read_text())["scrape_configs"][0]
     assert scrape["authorization"]["credentials_file"] == "/run/secrets/explain_metrics_key"
+
+
+def test_dclint_finds_no_error(tmp_path: Path):
+    """dclint (npm, installed into .tools/ by `make test`) accepts the file with no error, and is real: the same
+    file with the gateway published on every interface is an error."""
+    dclint = ROOT / ".tools/node_modules/.bin/dclint"
+    assert dclint.exists(), "dclint is missing: `make npm-tools` installs it"
+    clean = subprocess.run([dclint, COMPOSE], capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    exposed = tmp_path / "docker-compose.yml"
+    exposed.write_text(
+        COMPOSE.read_text().replace('"127.0.0.1:${GATEWAY_PORT:-8080}:8080"', '"${GATEWAY_PORT:-8080}:8080"')
+    )
+    refused = subprocess.run([dclint, exposed], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "no-unbound-port-interfaces" in refused.stdout
