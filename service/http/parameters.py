@@ -60,6 +60,11 @@ class ExplainPlan:
     cost: int
     """The same in forward-pass equivalents (a forward + backward pass counts 3), checked against the bound."""
 
+    @property
+    def class_count(self) -> int:
+        """Classes explained per method: the named ones, or the `top_k` best."""
+        return len(self.classes) if self.classes is not None else self.top_k
+
 
 def parse_parameters(model: type[P], query: QueryParams, body_fields: dict[str, Any]) -> P:
     """Merge query and body parameters and validate them with `model`.
@@ -117,8 +122,8 @@ def _json_fits(value: Any, schema: dict[str, Any]) -> bool:
 
 def _longest_list(schema: dict[str, Any]) -> int | None:
     """The most items any array branch of the field's schema allows (None: no array branch)."""
-    lengths = [b.get("maxItems") for b in schema.get("anyOf", [schema]) if b.get("type") == "array"]
-    return max((n for n in lengths if n is not None), default=None) if lengths else None
+    branches = schema.get("anyOf", [schema])
+    return max((b["maxItems"] for b in branches if b.get("type") == "array" and "maxItems" in b), default=None)
 
 
 def _json_is(value: Any, kind: str) -> bool:

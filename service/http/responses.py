@@ -84,7 +84,6 @@ def estimate_explain_bytes(plan: ExplainPlan, model: LoadedModel, overlay_size: 
     """About how many bytes the explain answer of `plan` will take as JSON, from the plan alone (before any work):
     every explanation's map (nested lists or base64 float32) and overlay (base64 of its format at `overlay_size`,
     (width, height)), and the logits."""
-    classes = len(plan.classes) if plan.classes is not None else plan.top_k
     total = 4096 + (len(model.labels.names) * FLOAT_JSON_BYTES if "logits" in plan.include else 0)
     for method in plan.methods:
         if method.input_resolution or plan.layer is None:
@@ -98,7 +97,7 @@ def estimate_explain_bytes(plan: ExplainPlan, model: LoadedModel, overlay_size: 
         if "overlay" in plan.include and overlay_size is not None:
             raw = overlay_size[0] * overlay_size[1] * 3
             explanation += int(raw * OVERLAY_BYTES_PER_RAW_BYTE[plan.overlay_format] * 4 / 3)
-        total += explanation * classes
+        total += explanation * plan.class_count
     return total
 
 

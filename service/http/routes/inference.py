@@ -89,7 +89,7 @@ def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, ma
         mib = 1024 * 1024
         raise AnswerTooLarge(
             f"the answer would take about {estimate / mib:.1f} MiB ({len(plan.methods)} methods x "
-            f"{len(plan.classes) if plan.classes is not None else plan.top_k} classes); the bound is "
+            f"{plan.class_count} classes); the bound is "
             f"{max_bytes / mib:.1f} MiB. Shrink it with map_encoding=base64, overlay_format=jpeg or webp, a smaller "
             "overlay_max_side, include= without overlay or map, or fewer methods and classes"
         )
