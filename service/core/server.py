@@ -1,10 +1,12 @@
 """Serving an app with uvicorn, with a drain phase on SIGTERM/SIGINT before uvicorn's own shutdown.
 
     SIGTERM ─> draining: /readyz 503, new requests 503 `shutting_down` (Retry-After, Connection: close);
-               admitted requests run on; the listener stays open so that probes and clients see the 503s
-            ─> no request in flight, or the grace period over (queued requests then fail with 503
-               `worker_stopped`) ─> uvicorn shutdown: listener closed (new connections refused), open
-               connections finished (the tasks of those still running are cancelled: uvicorn answers 500)
+               admitted requests and accepted jobs run on (jobs stay readable); the listener stays open so
+               that probes and clients see the 503s
+            ─> nothing busy (no request in flight, no job unfinished), or the grace period over (queued
+               work then fails with 503 `worker_stopped`) ─> uvicorn shutdown: listener closed (new
+               connections refused), open connections finished (the tasks of those still running are
+               cancelled: uvicorn answers 500)
             ─> lifespan shutdown: workers stopped ─> exit 0, or 1 when the grace period cut requests off
 
 An unrecoverable device error that ends a worker stops the server at once and exits with 70, so that the
@@ -52,7 +54,7 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
 
     async def on_tick(self, counter: int) -> bool:
-        """Every 0.1 s in uvicorn's main loop: end the drain once nothing is in flight or the grace is over;
+        """Every 0.1 s in uvicorn's main loop: end the drain once nothing is busy or the grace is over;
         stop at once after an unrecoverable device error."""
         runtime = self.app.state.runtime
         if runtime is not None and runtime.fatal_error is not None and not self.should_exit:
@@ -61,19 +63,24 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
         if self.lifecycle.draining and not self.should_exit:
             remaining_s = self.lifecycle.remaining_s() or 0.0
-            in_flight = self.lifecycle.busy()
+            busy = self.lifecycle.busy()
             if not self._drain_logged:
                 self._drain_logged = True
                 logger.info(
                     "draining for shutdown: %d requests in flight and %d jobs unfinished, %.1f s of grace",
                     self.lifecycle.in_flight,
-                    in_flight - self.lifecycle.in_flight,
+                    busy - self.lifecycle.in_flight,
                     remaining_s,
                 )
-            if in_flight == 0 or remaining_s <= 0:
-                if in_flight:
+            if busy == 0 or remaining_s <= 0:
+                if busy:
                     self.cut_short = True
-                    logger.error("grace period of %.1f s over with %d requests in flight", self.grace_s, in_flight)
+                    logger.error(
+                        "grace period of %.1f s over with %d requests in flight and %d jobs unfinished",
+                        self.grace_s,
+                        self.lifecycle.in_flight,
+                        busy - self.lifecycle.in_flight,
+                    )
                     self.lifecycle.grace_over()  # queued requests are answered 503 rather than cut off
                 # uvicorn waits this long for open connections, then cancels their tasks
                 self.config.timeout_graceful_shutdown = max(remaining_s, 0.1)

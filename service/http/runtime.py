@@ -76,13 +76,10 @@ class ServiceRuntime:
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
 
-    def fail_unfinished_jobs(self) -> None:
-        """End the unfinished jobs with 503 `shutting_down` and stop their work (the service is draining)."""
-        self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
-
     async def end_jobs(self) -> None:
-        """Fail the unfinished jobs (the service is stopping) and wait for their tasks to end."""
-        self.fail_unfinished_jobs()
+        """Fail the unfinished jobs with 503 `shutting_down` (the service is stopping: a drain has let them run
+        until now), stop their work, and wait for their tasks to end."""
+        self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
         for task in list(self._job_tasks):
             task.cancel()
         await asyncio.gather(*self._job_tasks, return_exceptions=True)
