@@ -15,7 +15,7 @@ fuzzers catch `Exception` for that reason), so any of them while parsing the fil
 
 import io
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -167,25 +167,20 @@ def to_8_bit_grey(image: Image.Image) -> Image.Image:
     pixels = np.asarray(image)  # the image's own 2- or 4-byte values, no float copy
     height, width = pixels.shape
     rows = max(1, BAND_PIXELS // max(width, 1))
+    bands = range(0, height, rows)  # the first row of each band
     scale = 1.0 / 257.0
     if image.mode == "F":
-        finite_peaks = (float(np.where(np.isfinite(band), band, 0).max(initial=0)) for band in _bands(pixels, rows))
-        peak = max(finite_peaks, default=0.0)
-        scale = 1.0 / 257.0 if peak > 1.0 else 255.0
+        finite = (np.where(np.isfinite(band), band, 0) for band in (pixels[top : top + rows] for top in bands))
+        scale = 1.0 / 257.0 if max((float(f.max(initial=0)) for f in finite), default=0.0) > 1.0 else 255.0
     grey = np.empty((height, width), dtype=np.uint8)
-    for start, band in enumerate(_bands(pixels, rows)):
-        scratch = band.astype(np.float64)
+    for top in bands:
+        scratch = pixels[top : top + rows].astype(np.float64)
         np.nan_to_num(scratch, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         scratch *= scale
         np.clip(scratch, 0, 255, out=scratch)
         np.rint(scratch, out=scratch)
-        grey[start * rows : start * rows + len(band)] = scratch
+        grey[top : top + rows] = scratch
     return Image.fromarray(grey)
-
-
-def _bands(pixels: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(pixels), rows):
-        yield pixels[start : start + rows]
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
