@@ -1,7 +1,8 @@
 """Domain errors of the service; one handler (in `service.http.app`) renders them as the one error body.
 
     ServiceError (500)                internal_error, method_failed; status, code, message, headers
-    ├── BadRequest (400)              bad_request, invalid_json, invalid_multipart, missing_image
+    ├── BadRequest (400)              bad_request, invalid_json, invalid_multipart, missing_image,
+    │                                 invalid_idempotency_key
     │   ├── UnknownMethod             unknown_method
     │   ├── UnknownLayer              unknown_layer
     │   ├── UnknownClass              unknown_class
@@ -17,6 +18,7 @@
     ├── PayloadTooLarge (413)         payload_too_large, image_too_large
     ├── UnsupportedMediaType (415)    unsupported_media_type, unsupported_image
     ├── InvalidImage (422)            invalid_image, invalid_base64
+    ├── IdempotencyKeyReused (422)    idempotency_key_reused
     ├── ClientDisconnected (499)      client_closed_request  (nobody reads it; counted in the metrics)
     ├── Cancelled (499)               cancelled  (a job deleted, or long work whose client left)
     ├── ServiceUnavailable (503)      queue_full, not_ready, worker_stopped, shutting_down,
@@ -121,6 +123,13 @@ class UnsupportedMediaType(ServiceError):
 class InvalidImage(ServiceError):
     status = 422
     code = "invalid_image"
+
+
+class IdempotencyKeyReused(ServiceError):
+    """An `Idempotency-Key` sent again with another request (IETF draft-ietf-httpapi-idempotency-key-header)."""
+
+    status = 422
+    code = "idempotency_key_reused"
 
 
 class ClientDisconnected(ServiceError):

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_batch_delay_ms: float = Field(default=5.0, ge=0, le=1000)
     max_queue: int = Field(default=64, ge=1)
+    max_queue_per_tenant: int | None = Field(
+        default=None,
+        ge=1,
+        description="Of those queue places, how many one API key's requests may hold (waiting or in a batch); "
+        "default half of MAX_QUEUE (rounded up) when keys are on, all of them when keys are off (one tenant).",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     cpu_workers: int = Field(default=2, ge=1, le=64, description="Threads for decoding and encoding.")
 
@@ -91,7 +97,21 @@ class Settings(BaseSettings):
         le=100_000,
         description="Jobs kept per API key (the key's own finished ones are forgotten first to make room).",
     )
-    job_ttl_s: float = Field(default=600.0, gt=0, description="How long a finished job's answer is kept.")
+    max_job_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of job results kept in memory (a job not ended counts its answer's estimate).",
+    )
+    max_job_bytes_per_tenant: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Of those, how many one API key's jobs may hold (its own finished ones are forgotten first).",
+    )
+    job_ttl_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a finished job's answer is kept (expired jobs are swept every few seconds).",
+    )
     job_min_keep_s: float = Field(
         default=60.0,
         ge=0,
@@ -176,9 +196,25 @@ class Settings(BaseSettings):
 
     @property
     def long_tasks_per_tenant(self) -> int:
-        if self.max_long_tasks_per_tenant is not None:
-            return min(self.max_long_tasks_per_tenant, self.max_long_tasks)
-        return -(-self.max_long_tasks // 2) if self.api_keys else self.max_long_tasks
+        return self._tenant_share(self.max_long_tasks_per_tenant, self.max_long_tasks)
+
+    @property
+    def queue_per_tenant(self) -> int:
+        return self._tenant_share(self.max_queue_per_tenant, self.max_queue)
+
+    def _tenant_share(self, setting: int | None, total: int) -> int:
+        """A tenant's share of `total`: the setting, or half (rounded up) when keys are on, all when off."""
+        if setting is not None:
+            return min(setting, total)
+        return -(-total // 2) if self.api_keys else total
+
+    @model_validator(mode="after")
+    def _a_job_fits_its_share(self) -> "Settings":
+        if self.max_job_bytes_per_tenant < self.max_answer_bytes or self.max_job_bytes < self.max_answer_bytes:
+            raise ValueError(
+                "MAX_JOB_BYTES and MAX_JOB_BYTES_PER_TENANT must each hold at least one answer (MAX_ANSWER_BYTES)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _closed_by_default(self) -> "Settings":

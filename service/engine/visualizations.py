@@ -7,7 +7,9 @@ when nothing is running and comes back with the next order.
 """
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -15,12 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model_store import LoadedModel
-from service.core.errors import Cancelled, ServiceError, ServiceUnavailable
+from service.core.errors import Cancelled, DeadlineExceeded, ServiceError, ServiceUnavailable
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.scheduler import LongTask
 from service.visualization.engine import Description, Visualization, VisualizationSpec, describe, step_together
 
 logger = logging.getLogger(__name__)
+OOM_CODE = "device_out_of_memory"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class VisualizationOrder:
         cancel_requested: set to stop it at the next step.
         future: resolved with a `VisualizationOutcome` or a `ServiceError`.
         owner: who asked (the digest of the API key; '' when keys are off), for the worker's share of long work.
+        deadline: `time.monotonic()` past which it stops with 504 `timeout` (none by default).
     """
 
     spec: VisualizationSpec
@@ -48,6 +52,7 @@ class VisualizationOrder:
     cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False)
     future: Future = field(default_factory=Future, compare=False)
     owner: str = ""
+    deadline: float = math.inf
 
 
 class VisualizationBatch(LongTask):
@@ -82,7 +87,7 @@ class VisualizationBatch(LongTask):
             except UNRECOVERABLE:
                 raise
             except OUT_OF_MEMORY:
-                self._fail_running(ServiceUnavailable("the device ran out of memory", code="device_out_of_memory"))
+                self._fail_running(ServiceUnavailable("the device ran out of memory", code=OOM_CODE))
             except Exception:
                 logger.exception("a visualization step failed on model %s", self.model.name)
                 self._fail_running(ServiceError("the visualization failed; the error was logged"))
@@ -105,12 +110,20 @@ class VisualizationBatch(LongTask):
             return
         try:
             self._running.append((order, Visualization(order.spec, self.model)))
+        except UNRECOVERABLE:
+            raise
+        except OUT_OF_MEMORY:  # its image and optimiser did not fit: this order fails, the running ones go on
+            error = ServiceUnavailable("the device ran out of memory starting the visualization", code=OOM_CODE)
+            order.future.set_exception(error)
         except ServiceError as exc:
             order.future.set_exception(exc)
 
     def _stopped(self, order: VisualizationOrder) -> bool:
         if order.cancel_requested.is_set():
             order.future.set_exception(Cancelled("the visualization was cancelled"))
+            return True
+        if time.monotonic() > order.deadline:
+            order.future.set_exception(DeadlineExceeded("the visualization did not end before its deadline"))
             return True
         return False
 

@@ -30,7 +30,8 @@ class ExplainJob:
         on_progress: called on the worker thread with (passes done, passes in all) after each chunk of long work.
         cancel_requested: set to stop long work between two chunks (the client left, the job was deleted).
         future: resolved by the worker with a `JobResult` or a `ServiceError`.
-        owner: who asked (the digest of the API key; '' when keys are off): long work is shared out by owner.
+        owner: who asked (the digest of the API key; '' when keys are off): queue places and long work are
+            shared out by owner.
     """
 
     image: torch.Tensor

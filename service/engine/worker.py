@@ -24,7 +24,6 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from service.engine.batcher import collect_batch
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.explainer import run_batch
 from service.engine.scheduler import DeviceCall, ExplainTask, LongWork
+from service.engine.shares import Shares
 from service.engine.visualizations import VisualizationBatch, VisualizationOrder
 from service.engine.work import ExplainJob, JobResult
 from service.methods.passes import chunk_size_for
@@ -66,6 +66,7 @@ class ModelWorker:
         evaluation_steps: int = 16,
         max_long_tasks: int = 4,
         max_long_tasks_per_owner: int | None = None,
+        max_queue_per_owner: int | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.name = name
@@ -86,11 +87,10 @@ class ModelWorker:
         self.on_fatal = on_fatal
         self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
         self.long_work = LongWork()
-        self.max_long_tasks = max_long_tasks
-        self.max_long_tasks_per_owner = max_long_tasks_per_owner or max_long_tasks
-        self._long_count = 0  # long requests, jobs and calls admitted and not resolved
-        self._long_by_owner: Counter[str] = Counter()
-        self._long_lock = threading.Lock()
+        self.long_tasks = Shares(max_long_tasks, max_long_tasks_per_owner or max_long_tasks)
+        """Long requests, jobs and calls admitted and not resolved."""
+        self.queue_places = Shares(max_queue, max_queue_per_owner or max_queue)
+        """Short jobs queued or in a batch, per owner (the queue itself bounds them all)."""
         self._stopping = threading.Event()
         self._dead = threading.Event()
         self._loaded = threading.Event()
@@ -98,7 +98,7 @@ class ModelWorker:
         self._incoming = 0  # requests being decoded for this model; changed on the event loop's thread only
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
         metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
-        metrics.long_tasks.labels(model=name).set_function(lambda: self._long_count)
+        metrics.long_tasks.labels(model=name).set_function(lambda: self.long_tasks.held)
 
     @property
     def alive(self) -> bool:
@@ -129,8 +129,9 @@ class ModelWorker:
         """Queue a job (as long work when its extra passes span more than one chunk), or refuse at once.
 
         Raises:
-            ServiceUnavailable: the worker is not running (`worker_stopped`), the queue is full (`queue_full`), or
-                `max_long_tasks` long tasks are running (`too_many_jobs`).
+            ServiceUnavailable: the worker is not running (`worker_stopped`), the queue is full or the owner holds
+                its share of it (`queue_full`), or `max_long_tasks` long tasks are running, or the owner's share
+                of them (`too_many_jobs`).
         """
         if not self.alive:
             raise ServiceUnavailable(f"model '{self.name}' is not being served", code="worker_stopped")
@@ -138,9 +139,16 @@ class ModelWorker:
             self._admit_long(job.future, job.owner)
             self.long_work.add(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
         else:
+            if self.queue_places.take(job.owner, job.future) == "owner":
+                raise ServiceUnavailable(
+                    f"this key has {self.queue_places.per_owner} requests waiting or running on model "
+                    f"'{self.name}', its share of the queue; retry shortly",
+                    code="queue_full",
+                )
             try:
                 self.queue.put_nowait(job)
             except queue.Full:
+                job.future.cancel()  # gives the place back
                 raise self.queue_full_error() from None
         self._fail_if_died()
 
@@ -177,35 +185,25 @@ class ModelWorker:
 
     def _admit_long(self, future: Future, owner: str) -> None:
         """Count long work in until `future` is resolved, or refuse it when `max_long_tasks` are running, or
-        `max_long_tasks_per_owner` of this owner's (so that one key at its bound leaves the others theirs).
+        `max_long_tasks_per_owner` of this owner's.
 
         Raises:
             ServiceUnavailable: `too_many_jobs`.
         """
-        with self._long_lock:
-            if self._long_by_owner[owner] >= self.max_long_tasks_per_owner:
-                raise ServiceUnavailable(
-                    f"this key runs {self.max_long_tasks_per_owner} long requests or jobs on model '{self.name}' "
-                    "already, its share; retry later",
-                    code="too_many_jobs",
-                    retry_after_s=5,
-                )
-            if self._long_count >= self.max_long_tasks:
-                raise ServiceUnavailable(
-                    f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
-                    code="too_many_jobs",
-                    retry_after_s=5,
-                )
-            self._long_count += 1
-            self._long_by_owner[owner] += 1
-        future.add_done_callback(lambda _: self._long_resolved(owner))
-
-    def _long_resolved(self, owner: str) -> None:
-        with self._long_lock:
-            self._long_count -= 1
-            self._long_by_owner[owner] -= 1
-            if not self._long_by_owner[owner]:
-                del self._long_by_owner[owner]
+        refused = self.long_tasks.take(owner, future)
+        if refused == "owner":
+            raise ServiceUnavailable(
+                f"this key runs {self.long_tasks.per_owner} long requests or jobs on model '{self.name}' "
+                "already, its share; retry later",
+                code="too_many_jobs",
+                retry_after_s=5,
+            )
+        if refused == "total":
+            raise ServiceUnavailable(
+                f"model '{self.name}' runs {self.long_tasks.total} long requests or jobs already; retry later",
+                code="too_many_jobs",
+                retry_after_s=5,
+            )
 
     @contextmanager
     def incoming(self) -> Iterator[None]:

@@ -31,8 +31,16 @@ from service.http.runtime import ServiceRuntime
 logger = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
-CORS_ALLOW_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Prefer")
-CORS_EXPOSE_HEADERS = ("X-Request-ID", "Retry-After", "Location", "Server-Timing")
+CORS_ALLOW_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Prefer", "Idempotency-Key")
+CORS_EXPOSE_HEADERS = (
+    "X-Request-ID",
+    "Retry-After",
+    "Location",
+    "Server-Timing",
+    "X-Instance",
+    "Idempotent-Replayed",
+    "Preference-Applied",
+)
 
 
 def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] | None = None) -> FastAPI:
@@ -52,10 +60,12 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
         lifecycle.also_wait_for(runtime.jobs.unfinished)
         app.state.runtime = runtime
+        sweeper = asyncio.create_task(runtime.sweep_jobs())
         logger.info("serving models %s", sorted(loaders))
         try:
             yield
         finally:
+            sweeper.cancel()
             await runtime.end_jobs()
             app.state.runtime = None
             remaining_s = lifecycle.remaining_s()  # while draining, stopping must fit in what is left of the grace

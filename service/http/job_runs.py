@@ -40,12 +40,14 @@ def start_explain_job(
 
 
 def spawn_job(runtime: ServiceRuntime, job: Job, answer: Callable[[], Awaitable[BaseModel]]) -> None:
-    """Finish `job` with what `answer()` returns (or its error), in the background."""
+    """Finish `job` with what `answer()` returns (or its error), in the background; the result is serialised
+    once, in the CPU pool, and kept as bytes."""
     request_id = REQUEST_ID.get()
 
     async def run() -> None:
         try:
-            job.succeed(await answer())
+            result = await answer()
+            job.succeed(await runtime.run_cpu(_json_bytes, result))
         except ServiceError as exc:
             job.fail(exc, request_id)
         except asyncio.CancelledError:
@@ -56,6 +58,10 @@ def spawn_job(runtime: ServiceRuntime, job: Job, answer: Callable[[], Awaitable[
             job.fail(ServiceError("the job failed; the error was logged"), request_id)
 
     runtime.spawn(run())
+
+
+def _json_bytes(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 def _stop(work: ExplainJob) -> None:

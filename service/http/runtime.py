@@ -15,6 +15,7 @@ from service.engine.worker import ModelLoader, ModelWorker
 from service.jobs.store import JobStore
 
 T = TypeVar("T")
+JOB_SWEEP_S = 5.0
 logger = logging.getLogger(__name__)
 
 
@@ -26,7 +27,12 @@ class ServiceRuntime:
         """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
         self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
         self.jobs = JobStore(
-            settings.max_jobs, settings.max_jobs_per_tenant, settings.job_ttl_s, settings.job_min_keep_s
+            settings.max_jobs,
+            settings.max_jobs_per_tenant,
+            settings.job_ttl_s,
+            settings.job_min_keep_s,
+            max_bytes=settings.max_job_bytes,
+            max_bytes_per_tenant=settings.max_job_bytes_per_tenant,
         )
         self._job_tasks: set[asyncio.Task] = set()
         self.workers = {
@@ -42,6 +48,7 @@ class ServiceRuntime:
                 evaluation_steps=settings.evaluation_steps,
                 max_long_tasks=settings.max_long_tasks,
                 max_long_tasks_per_owner=settings.long_tasks_per_tenant,
+                max_queue_per_owner=settings.queue_per_tenant,
                 on_fatal=self._worker_died,
             )
             for name, load in loaders.items()
@@ -75,6 +82,13 @@ class ServiceRuntime:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
+
+    async def sweep_jobs(self) -> None:
+        """Forget expired jobs every few seconds (until cancelled), so that their results do not wait for the
+        next request to be let go."""
+        while True:
+            await asyncio.sleep(min(self.settings.job_ttl_s, JOB_SWEEP_S))
+            self.jobs.forget_expired()
 
     async def end_jobs(self) -> None:
         """Fail the unfinished jobs with 503 `shutting_down` (the service is stopping: a drain has let them run

@@ -7,31 +7,47 @@ A job is created by a route, run by an asyncio task of its own (`service.http.jo
 reports progress through `Job.progress_threadsafe`. A job is visible only to the API key that created it (an
 unknown id and another key's id are the same 404).
 
-Bounds, so that no key (tenant) can take the store from the others: at most `max_jobs` jobs are kept, and at
-most `max_jobs_per_tenant` of one key. When a new job needs room, one finished job is chosen to be forgotten:
-the key's own oldest finished job, else the oldest finished job of another key that ended at least
-`min_keep_s` ago; with none, the new job is refused (503 `too_many_jobs`, Retry-After). The chosen job is
-forgotten only once the new job's work has been admitted (`admit`): a request the worker refuses erases
-nothing. A finished job is forgotten `ttl_s` after it ended.
+A result is kept as the bytes of its JSON, serialised once (in the CPU pool, by the job's run); a status read
+splices them in only when asked (`status_json(with_result=True)`).
+
+Bounds, so that no key (tenant) can take the store from the others: at most `max_jobs` jobs and `max_bytes` of
+results are kept, and at most `max_jobs_per_tenant` jobs and `max_bytes_per_tenant` bytes of one key. A job
+weighs its result's bytes once it has one, and the estimate it was created with until then. When a new job
+needs room, finished jobs are chosen to be forgotten: the key's own, oldest first, then other keys' that ended
+at least `min_keep_s` ago, oldest first; when they do not make room, the new job is refused (503
+`too_many_jobs`, Retry-After). The chosen jobs are forgotten only once the new job's work has been admitted
+(`admit`): a request the worker refuses erases nothing. A finished job is forgotten `ttl_s` after it ended
+(`forget_expired`, on a timer and at each create and read).
+
+`Idempotency-Key`: a job created with a key (`create(..., idempotency=...)`) is found again by `replay` while it
+is kept: the same key from the same owner with the same request returns it, with another request is refused.
 """
 
 import asyncio
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from pydantic import BaseModel
 
 from api_schemas import ErrorDetail
 from api_schemas.jobs import JobKind, JobProgress, JobState, JobStatus
-from service.core.errors import Cancelled, JobNotFound, ServiceError, ServiceUnavailable
+from service.core.errors import Cancelled, IdempotencyKeyReused, JobNotFound, ServiceError, ServiceUnavailable
 
 FINISHED: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled"})
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A job-creating request's `Idempotency-Key` and a digest of what it asks (its parameters and image)."""
+
+    key: str
+    fingerprint: str
 
 
 class Job:
-    def __init__(self, kind: JobKind, model: str, owner: str, total: int) -> None:
+    def __init__(self, kind: JobKind, model: str, owner: str, total: int, reserved_bytes: int = 0) -> None:
         self.id = secrets.token_urlsafe(12)
         self.kind = kind
         self.model = model
@@ -42,7 +58,11 @@ class Job:
         self.created_at = time.time()
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.result: BaseModel | None = None
+        self.result_json: bytes | None = None
+        """The result's JSON, once the job has succeeded."""
+        self.reserved_bytes = reserved_bytes
+        """The result's estimated size, which the job weighs in the store until it has ended."""
+        self.idempotency: Idempotency | None = None
         self.error: ErrorDetail | None = None
         self.stop_work: Callable[[], None] = lambda: None
         """Set by the job's run: asks its work to stop at the next chunk."""
@@ -54,6 +74,13 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def stored_bytes(self) -> int:
+        """What the job weighs in the store: its result, or its estimate until it has ended."""
+        if self.result_json is not None:
+            return len(self.result_json)
+        return 0 if self.finished else self.reserved_bytes
 
     def progress_threadsafe(self, done: int, total: int) -> None:
         """Report progress from any thread (the worker's)."""
@@ -67,10 +94,11 @@ class Job:
         self.done, self.total = done, total
         self._change()
 
-    def succeed(self, result: BaseModel) -> None:
+    def succeed(self, result_json: bytes) -> None:
+        """End the job with its result, already serialised as JSON."""
         if not self.finished:
             self.done = self.total
-            self.result = result
+            self.result_json = result_json
             self._end("succeeded")
 
     def fail(self, error: ServiceError, request_id: str) -> None:
@@ -83,7 +111,14 @@ class Job:
         self.stop_work()
         self.fail(Cancelled("the job was cancelled"), request_id)
 
-    def status_model(self) -> JobStatus:
+    def status_json(self, with_result: bool) -> bytes:
+        """The job's `JobStatus` as JSON; `result` is there when asked for and the job has one."""
+        status = self._status_model().model_dump_json(by_alias=True, exclude={"result"}).encode()
+        if not with_result or self.result_json is None:
+            return status
+        return status[:-1] + b',"result":' + self.result_json + b"}"
+
+    def _status_model(self) -> JobStatus:
         return JobStatus(
             id=self.id,
             kind=self.kind,
@@ -93,7 +128,6 @@ class Job:
             created_at=_utc(self.created_at),
             started_at=_utc(self.started_at),
             finished_at=_utc(self.finished_at),
-            result=self.result,
             error=self.error,
         )
 
@@ -119,55 +153,76 @@ class Job:
 
 
 class JobStore:
-    def __init__(self, max_jobs: int, max_jobs_per_tenant: int, ttl_s: float, min_keep_s: float) -> None:
+    def __init__(
+        self,
+        max_jobs: int,
+        max_jobs_per_tenant: int,
+        ttl_s: float,
+        min_keep_s: float,
+        max_bytes: int = 1024 * MIB,
+        max_bytes_per_tenant: int = 256 * MIB,
+    ) -> None:
         self.max_jobs = max_jobs
         self.max_jobs_per_tenant = max_jobs_per_tenant
+        self.max_bytes = max_bytes
+        self.max_bytes_per_tenant = max_bytes_per_tenant
         self.ttl_s = ttl_s
         self.min_keep_s = min_keep_s
         self._jobs: dict[str, Job] = {}
-        self._room_for: dict[str, str] = {}
-        """New job's id -> the finished job to forget once the new job's work is admitted."""
+        self._room_for: dict[str, list[str]] = {}
+        """New job's id -> the finished jobs to forget once the new job's work is admitted."""
+        self._by_idempotency: dict[tuple[str, str], Job] = {}
+        """(owner, Idempotency-Key) -> the job it created, while the job is kept."""
 
-    def create(self, kind: JobKind, model: str, owner: str, total: int) -> Job:
-        """A new queued job (on the event loop); call `admit` once its work is accepted, `forget` if refused.
+    def replay(self, owner: str, idempotency: Idempotency) -> Job | None:
+        """The job that `owner` created earlier with the same `Idempotency-Key`, if it is still kept.
 
         Raises:
-            ServiceUnavailable: `too_many_jobs`, when no finished job may make room for it.
+            IdempotencyKeyReused: the key was used for another request (other parameters or image).
         """
-        self._forget_expired()
-        mine = [job for job in self._jobs.values() if secrets.compare_digest(job.owner, owner)]
-        victim: Job | None = None
-        if len(mine) >= self.max_jobs_per_tenant:
-            victim = _oldest_finished(mine)
-            if victim is None:
-                raise ServiceUnavailable(
-                    f"this key has {len(mine)} jobs running or queued, its bound; retry later",
-                    code="too_many_jobs",
-                    retry_after_s=5,
-                )
-        elif len(self._jobs) >= self.max_jobs:
-            kept_long_enough = time.time() - self.min_keep_s
-            settled = [
-                j for j in self._jobs.values() if j.finished_at is not None and j.finished_at <= kept_long_enough
-            ]
-            victim = _oldest_finished(mine) or _oldest_finished(settled)
-            if victim is None:
-                raise ServiceUnavailable(
-                    f"{self.max_jobs} jobs are running, queued or recently finished; retry later",
-                    code="too_many_jobs",
-                    retry_after_s=5,
-                )
-        job = Job(kind, model, owner, total)
+        self.forget_expired()
+        job = self._by_idempotency.get((owner, idempotency.key))
+        if job is None:
+            return None
+        if job.idempotency != idempotency:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for another request (other parameters or image); a new request "
+                "needs a new key"
+            )
+        return job
+
+    def create(
+        self,
+        kind: JobKind,
+        model: str,
+        owner: str,
+        total: int,
+        reserved_bytes: int = 0,
+        idempotency: Idempotency | None = None,
+    ) -> Job:
+        """A new queued job (on the event loop) whose result is expected to weigh about `reserved_bytes`; call
+        `admit` once its work is accepted, `forget` if refused.
+
+        Raises:
+            ServiceUnavailable: `too_many_jobs`, when finished jobs that may be forgotten do not make room for it.
+        """
+        self.forget_expired()
+        victims = self._make_room(owner, reserved_bytes)
+        job = Job(kind, model, owner, total, reserved_bytes)
+        job.idempotency = idempotency
         self._jobs[job.id] = job
-        if victim is not None:
-            self._room_for[job.id] = victim.id
+        if idempotency is not None:
+            self._by_idempotency[(owner, idempotency.key)] = job
+        if victims:
+            self._room_for[job.id] = [victim.id for victim in victims]
         return job
 
     def admit(self, job: Job) -> None:
-        """The job's work was accepted: forget the finished job chosen to make room for it."""
-        victim = self._room_for.pop(job.id, None)
-        if victim is not None and victim in self._jobs and self._jobs[victim].finished:
-            del self._jobs[victim]
+        """The job's work was accepted: forget the finished jobs chosen to make room for it."""
+        for victim_id in self._room_for.pop(job.id, []):
+            victim = self._jobs.get(victim_id)
+            if victim is not None and victim.finished:
+                self._drop(victim)
 
     def get(self, job_id: str, owner: str) -> Job:
         """The job `job_id` of `owner`.
@@ -175,20 +230,25 @@ class JobStore:
         Raises:
             JobNotFound: no such job, forgotten, or another key's.
         """
-        self._forget_expired()
+        self.forget_expired()
         job = self._jobs.get(job_id)
         if job is None or not secrets.compare_digest(job.owner, owner):
             raise JobNotFound(f"no job '{job_id}' here (jobs live on the replica that ran them, for {self.ttl_s:g} s)")
         return job
 
     def forget(self, job: Job) -> None:
-        """Drop a job whose work was refused before it started (the job chosen to make room stays)."""
-        self._jobs.pop(job.id, None)
+        """Drop a job whose work was refused before it started (the jobs chosen to make room stay)."""
         self._room_for.pop(job.id, None)
+        if job.id in self._jobs:
+            self._drop(job)
 
     def unfinished(self) -> int:
         """How many jobs are queued or running."""
         return sum(1 for job in self._jobs.values() if not job.finished)
+
+    def stored_bytes(self) -> int:
+        """The results kept, and the estimates of the jobs not ended."""
+        return sum(job.stored_bytes for job in self._jobs.values())
 
     def fail_unfinished(self, error: ServiceError) -> None:
         """End every unfinished job with `error` and stop its work (the service is shutting down)."""
@@ -197,15 +257,79 @@ class JobStore:
                 job.stop_work()
                 job.fail(error, "-")
 
-    def _forget_expired(self) -> None:
+    def forget_expired(self) -> None:
+        """Forget the finished jobs that ended more than `ttl_s` ago."""
         now = time.time()
-        for job_id in [j.id for j in self._jobs.values() if j.finished and (j.finished_at or now) + self.ttl_s < now]:
-            del self._jobs[job_id]
+        for job in [j for j in self._jobs.values() if j.finished and (j.finished_at or now) + self.ttl_s < now]:
+            self._drop(job)
+
+    def _make_room(self, owner: str, new_bytes: int) -> list[Job]:
+        """The finished jobs to forget so that a new job of `owner` weighing `new_bytes` fits every bound.
+
+        Raises:
+            ServiceUnavailable: `too_many_jobs`, when those that may be forgotten are not enough.
+        """
+        mine = [job for job in self._jobs.values() if secrets.compare_digest(job.owner, owner)]
+        mine_bytes = sum(job.stored_bytes for job in mine)
+        mine_finished = _oldest([job for job in mine if job.finished])
+        victims = _to_forget(
+            mine_finished, len(mine), mine_bytes, new_bytes, self.max_jobs_per_tenant, self.max_bytes_per_tenant
+        )
+        if victims is None:
+            raise ServiceUnavailable(
+                f"this key has {len(mine)} jobs and {_mib(mine_bytes)} of results running, queued or recently "
+                f"finished; its share is {self.max_jobs_per_tenant} jobs and {_mib(self.max_bytes_per_tenant)} "
+                f"(this job needs about {_mib(new_bytes)}); retry later",
+                code="too_many_jobs",
+                retry_after_s=5,
+            )
+        kept_long_enough = time.time() - self.min_keep_s
+        others_settled = [
+            job
+            for job in self._jobs.values()
+            if job.finished_at is not None and job.finished_at <= kept_long_enough and job.owner != owner
+        ]
+        count = len(self._jobs) - len(victims)
+        weight = self.stored_bytes() - sum(job.stored_bytes for job in victims)
+        candidates = mine_finished[len(victims) :] + _oldest(others_settled)
+        more = _to_forget(candidates, count, weight, new_bytes, self.max_jobs, self.max_bytes)
+        if more is None:
+            raise ServiceUnavailable(
+                f"{len(self._jobs)} jobs and {_mib(self.stored_bytes())} of results are running, queued or recently "
+                f"finished (bounds {self.max_jobs} jobs, {_mib(self.max_bytes)}); retry later",
+                code="too_many_jobs",
+                retry_after_s=5,
+            )
+        return victims + more
+
+    def _drop(self, job: Job) -> None:
+        del self._jobs[job.id]
+        if job.idempotency is not None:
+            self._by_idempotency.pop((job.owner, job.idempotency.key), None)
 
 
-def _oldest_finished(jobs: list[Job]) -> Job | None:
-    finished = [job for job in jobs if job.finished]
-    return min(finished, key=lambda job: job.finished_at or 0) if finished else None
+def _to_forget(
+    candidates: list[Job], count: int, weight: int, new_bytes: int, max_jobs: int, max_bytes: int
+) -> list[Job] | None:
+    """The fewest of `candidates`, in their order, to forget so that `count` jobs weighing `weight` bytes and a
+    new one of `new_bytes` are within `max_jobs` and `max_bytes`; None when all of them are not enough."""
+    chosen: list[Job] = []
+    for job in [*candidates, None]:
+        if count + 1 <= max_jobs and weight + new_bytes <= max_bytes:
+            return chosen
+        if job is None:
+            return None
+        chosen.append(job)
+        count, weight = count - 1, weight - job.stored_bytes
+    return None
+
+
+def _oldest(jobs: list[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda job: job.finished_at or 0)
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:.1f} MiB"
 
 
 def _utc(timestamp: float | None) -> datetime | None:

@@ -15,6 +15,9 @@ A failure is dropped only when the service answered with the one error body and 
         service (`at most N classes per request`, `at most N per request` explanations, `overlay_max_side is at
         most`): bounds set by the service's settings; or a layer of the model that is not a convolution over the
         colour channels (filters)
+    idempotency_key_reused (422)
+        an `Idempotency-Key` the generator sends again with another request: what the key was first used for
+        is state, not schema
     503 with `Retry-After` (queue_full, too_many_jobs, ...)
         the documented overload answer, which a fast generator of long jobs provokes on purpose
 
@@ -44,6 +47,7 @@ INHERENT_CODES = {
     "method_not_applicable",
     "cost_exceeded",
     "answer_too_large",
+    "idempotency_key_reused",
 }
 JOBS_PATH = "/v1/jobs/"
 IMAGE_MADE_EXTRA = re.compile(r"`additionalProperties`[^\n]*\(was image\)")

@@ -1,22 +1,28 @@
 """Jobs: explain requests sent with `Prefer: respond-async`, their status, events, cancellation and bounds."""
 
 import asyncio
+import io
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.api.test_long_work import LONG, URL, slow_model
 from tests.tiny_models import tiny_loaded
 
 pytestmark = pytest.mark.anyio
 ASYNC = {"prefer": "respond-async"}
+URL_TINY = "/v1/models/tiny/explain"
 
 
 async def wait_until_finished(client, location: str, timeout_s: float = 30) -> dict:
+    """Poll the job's status (which leaves the result out) until it ends; then its status with the result."""
     for _ in range(int(timeout_s / 0.02)):
         status = (await client.get(location)).json()
+        assert "result" not in status
         if status["status"] in ("succeeded", "failed", "cancelled"):
-            return status
+            return (await client.get(location, params={"result": "true"})).json()
         await asyncio.sleep(0.02)
     raise AssertionError(f"the job did not end: {status}")
 
@@ -31,7 +37,7 @@ async def test_an_explain_request_sent_async_is_a_job_with_the_same_answer(serve
         location = accepted.headers["location"]
         body = accepted.json()
         assert location == f"/v1/jobs/{body['id']}" and body["kind"] == "explain" and body["model"] == "tiny"
-        assert body["status"] in ("queued", "running") and body["result"] is None
+        assert body["status"] in ("queued", "running") and "result" not in body
         status = await wait_until_finished(client, location)
         direct = (await client.post(url, params=params, files={"image": noise_png})).json()
     assert status["status"] == "succeeded" and status["progress"]["done"] == status["progress"]["total"]
@@ -107,6 +113,66 @@ async def test_jobs_are_bounded_and_finished_ones_make_room(serve, noise_png):
         second = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
         assert second.status_code == 202
         assert (await client.get(first.headers["location"])).status_code == 404  # forgotten to make room
+
+
+async def test_a_job_creating_request_sent_again_with_its_idempotency_key_returns_the_same_job(serve, noise_png):
+    other_png = noise_png[:-16] + bytes(16)  # another image (a broken one: it is refused before it is decoded)
+    async with serve({"tiny": tiny_loaded()}) as client:
+        key = {"idempotency-key": "0b6f6c2e-5d7e-4c38-9a43-3e5f1d2a7c10"}
+        first = await client.post(URL_TINY, params={"method": "cam"}, files={"image": noise_png}, headers=ASYNC | key)
+        assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+        # The same request as JSON fields instead of a query string is the same request.
+        again = await client.post(URL_TINY, data={"method": "cam"}, files={"image": noise_png}, headers=ASYNC | key)
+        assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+        assert again.headers["location"] == first.headers["location"]
+        other = await client.post(URL_TINY, params={"method": "cam"}, files={"image": other_png}, headers=ASYNC | key)
+        assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+        changed = await client.post(
+            URL_TINY, params={"method": "saliency"}, files={"image": noise_png}, headers=ASYNC | key
+        )
+        assert changed.status_code == 422
+        unkeyed = await client.post(URL_TINY, params={"method": "cam"}, files={"image": noise_png}, headers=ASYNC)
+        assert unkeyed.headers["location"] != first.headers["location"]  # no key: a new job
+
+        request = {"objective": {"kind": "class", "class": 1}, "steps": 4, "size": [16, 16]}
+        vis = "/v1/models/tiny/visualizations"
+        made = await client.post(vis, json=request, headers={"idempotency-key": "vis-1"})
+        remade = await client.post(vis, json=request, headers={"idempotency-key": "vis-1"})
+        assert remade.headers["location"] == made.headers["location"] and remade.headers["idempotent-replayed"]
+        for bad in ("", "x" * 256, "spaces are not allowed"):
+            refused = await client.post(vis, json=request, headers={"idempotency-key": bad})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+async def test_finished_jobs_are_swept_when_their_ttl_is_over_without_a_request(serve, noise_png, monkeypatch):
+    monkeypatch.setattr("service.http.runtime.JOB_SWEEP_S", 0.05)
+    async with serve({"tiny": tiny_loaded()}, job_ttl_s=0.2) as client:
+        accepted = await client.post(URL_TINY, files={"image": noise_png}, headers=ASYNC)
+        store = client.app.state.runtime.jobs
+        await wait_until_finished(client, accepted.headers["location"])
+        assert store.stored_bytes() > 0
+        for _ in range(100):
+            if store.stored_bytes() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert store.stored_bytes() == 0 and store.unfinished() == 0
+
+
+async def test_a_key_at_its_share_of_job_bytes_is_refused(serve):
+    """A job weighs its answer's estimate until it ends: a 512 px PNG overlay, about 1 MiB, twice is over 2 MiB."""
+    mib = 1024 * 1024
+    limits = {"max_answer_bytes": 2 * mib, "max_job_bytes_per_tenant": 2 * mib, "max_job_bytes": 8 * mib}
+    pixels = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    async with serve(slow_model(0.05), pass_chunk_size=1, **limits) as client:
+        big = {**LONG, "include": "overlay", "overlay_format": "png"}
+        first = await client.post(URL, params=big, files={"image": photo}, headers=ASYNC)
+        assert first.status_code == 202, first.text
+        refused = await client.post(URL, params=big, files={"image": photo}, headers=ASYNC)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "too_many_jobs"
+        assert "its share" in refused.json()["error"]["message"]
 
 
 async def test_while_draining_jobs_run_on_and_stay_readable_and_cancellable(serve, noise_png):

@@ -148,7 +148,7 @@ def test_sigterm_lets_accepted_jobs_finish_and_keeps_them_readable_until_exit(no
         wait_for(lambda: httpx.get(server.url + "/readyz").status_code == 503, what="readyz 503", timeout_s=2)
         statuses = []
         while True:
-            status = httpx.get(location, timeout=10).json()
+            status = httpx.get(location, params={"result": "true"}, timeout=10).json()
             statuses.append(status["status"])
             if status["status"] not in ("queued", "running"):
                 break

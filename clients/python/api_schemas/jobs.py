@@ -104,6 +104,8 @@ class JobStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result: ExplainResponse | VisualizationResult | None = Field(
-        default=None, description="Once `succeeded`: the explain answer, or the visualization."
+        default=None,
+        description="Once `succeeded`: the explain answer, or the visualization; sent by "
+        "`GET /v1/jobs/{id}?result=true` and by the event stream's last event, left out of other status answers.",
     )
     error: ErrorDetail | None = Field(default=None, description="Once `failed` or `cancelled`: why.")

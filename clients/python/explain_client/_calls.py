@@ -3,6 +3,7 @@ clients; parameters are validated by the `api_schemas` models before anything is
 
 import io
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,8 @@ class Call:
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True
-    """Safe to send again after a broken connection: it changes nothing on the service."""
+    """Safe to send again after a broken connection: it changes nothing on the service, or it creates a job with
+    an `Idempotency-Key` (sent again, it returns the job the first one created)."""
 
 
 def read_image(image: ImageInput) -> tuple[str, bytes]:
@@ -130,7 +132,6 @@ def image_post(path: str, image: ImageInput, fields: dict[str, Any], headers: di
         data=form_fields(fields),
         files={"image": (name, data, "application/octet-stream")},
         headers=headers or {},
-        idempotent=not headers,  # a request that becomes a job is not repeated
     )
 
 
@@ -138,8 +139,16 @@ def predict(model: str, image: ImageInput) -> Call:
     return image_post(model_path(model, "predict"), image, {})
 
 
-def explain(model: str, image: ImageInput, parameters: dict[str, Any], as_job: bool = False) -> Call:
-    headers = {"Prefer": "respond-async"} if as_job else None
+def job_headers(idempotency_key: str | None) -> dict[str, str]:
+    """The `Idempotency-Key` of a request that creates a job: the caller's, or a new UUID. Every retry of the
+    call sends the same key, so that a request whose 202 was lost is not run twice."""
+    return {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+
+
+def explain(
+    model: str, image: ImageInput, parameters: dict[str, Any], as_job: bool = False, idempotency_key: str | None = None
+) -> Call:
+    headers = {"Prefer": "respond-async", **job_headers(idempotency_key)} if as_job else None
     return image_post(model_path(model, "explain"), image, parameters, headers)
 
 
@@ -152,10 +161,12 @@ def filters(model: str, layer: str | None) -> Call:
     return Call("GET", model_path(model, "filters"), params={"layer": layer} if layer else None)
 
 
-def visualize(model: str, objective: dict[str, Any], options: dict[str, Any]) -> Call:
+def visualize(
+    model: str, objective: dict[str, Any], options: dict[str, Any], idempotency_key: str | None = None
+) -> Call:
     body = {"objective": objective, **{k: v for k, v in options.items() if v is not None}}
     VisualizationRequest.model_validate(body)
-    return Call("POST", model_path(model, "visualizations"), json=body, idempotent=False)
+    return Call("POST", model_path(model, "visualizations"), json=body, headers=job_headers(idempotency_key))
 
 
 def objective(
@@ -171,6 +182,11 @@ def objective(
     if x is None and y is None:
         return {"kind": "channel", "layer": layer, "channel": channel}
     return {"kind": "neuron", "layer": layer, "channel": channel, "x": x, "y": y}
+
+
+def job_status(job_id: str) -> Call:
+    """A job's status, with its result once it has succeeded."""
+    return Call("GET", job_path(job_id), params={"result": "true"})
 
 
 def get(path: str) -> Call:

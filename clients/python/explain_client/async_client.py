@@ -117,11 +117,16 @@ class AsyncExplainClient(ClientBase):
         *,
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
+        idempotency_key: str | None = None,
         **options: Unpack[ExplainOptions],
     ) -> JobStatus:
-        """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result."""
+        """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result. It carries an
+        `Idempotency-Key` (`idempotency_key`, or a new UUID), so that a retry returns the same job."""
         parameters = _calls.explain_parameters(method, classes, **options)
-        return self._parse(JobStatus, await self._send(_calls.explain(model, image, parameters, as_job=True)))
+        return self._parse(
+            JobStatus,
+            await self._send(_calls.explain(model, image, parameters, as_job=True, idempotency_key=idempotency_key)),
+        )
 
     async def visualize(
         self,
@@ -132,15 +137,19 @@ class AsyncExplainClient(ClientBase):
         channel: int | None = None,
         x: int | None = None,
         y: int | None = None,
+        idempotency_key: str | None = None,
         **options: Unpack[VisualizationOptions],
     ) -> JobStatus:
-        """Start a feature visualization of a class, a channel of a layer, or a neuron (with x/y); a job."""
+        """Start a feature visualization of a class, a channel of a layer, or a neuron (with x/y); a job (with an
+        `Idempotency-Key`, as `submit_explain`)."""
         objective = _calls.objective(class_, layer, channel, x, y)
-        return self._parse(JobStatus, await self._send(_calls.visualize(model, objective, dict(options))))
+        return self._parse(
+            JobStatus, await self._send(_calls.visualize(model, objective, dict(options), idempotency_key))
+        )
 
     async def job(self, job_id: str | JobStatus) -> JobStatus:
         """A job's status (and its result once it has succeeded)."""
-        return self._parse(JobStatus, await self._send(_calls.get(_calls.job_path(_job_id(job_id)))))
+        return self._parse(JobStatus, await self._send(_calls.job_status(_job_id(job_id))))
 
     async def cancel(self, job_id: str | JobStatus) -> JobStatus:
         """Cancel a job (harmless when it has ended)."""

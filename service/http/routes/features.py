@@ -8,6 +8,8 @@ The torch work runs on the model's worker, between batches; the PNGs are drawn i
 """
 
 import asyncio
+import math
+import time
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
@@ -32,6 +34,7 @@ from model_store import LoadedModel
 from service.core.errors import CostExceeded, MethodNotApplicable, ServiceError
 from service.engine.visualizations import VisualizationOrder
 from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
+from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import spawn_job
 from service.http.parameters import parse_parameters, resolve_class, validate_fields
 from service.http.request_body import read_json_object, read_posted_image
@@ -39,7 +42,7 @@ from service.http.responses import top_classes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES, error_responses
 from service.http.routes.inference import image_body_doc
-from service.http.routes.jobs import ACCEPTED_DOC, accepted
+from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.imaging.decoding import open_rgb
 from service.imaging.encoding import encode_base64
 from service.methods import GRADIENT_PASS_COST
@@ -74,16 +77,29 @@ def engine_objective(
     return objectives.NeuronObjective(objective.layer, objective.channel, objective.x, objective.y)
 
 
+def visualization_cost(steps: int, canvas: tuple[int, int], input_size: tuple[int, int]) -> int:
+    """Forward-pass equivalents of a visualization: each step is a forward and backward pass over its canvas,
+    which costs as many of the model's input-sized passes as it has pixels (at least one)."""
+    pixels_per_input = math.ceil(canvas[0] * canvas[1] / (input_size[0] * input_size[1]))
+    return steps * GRADIENT_PASS_COST * max(pixels_per_input, 1)
+
+
+def png_answer_bytes(height: int, width: int) -> int:
+    """The most a visualization's answer weighs: its PNG uncompressed, in base64, and the rest of the JSON."""
+    return math.ceil(height * width * 3 * 4 / 3) + 4096
+
+
 @router.post(
     "/{model}/visualizations",
     status_code=202,
     response_model=JobStatus,
-    responses={**ACCEPTED_DOC, **error_responses(400, 401, 404, 413, 415, 503)},
-    openapi_extra=VISUALIZATION_BODY,
+    responses={**ACCEPTED_DOC, **error_responses(400, 401, 404, 413, 415, 422, 503)},
+    openapi_extra=with_job_headers(VISUALIZATION_BODY),
 )
 async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """Start a feature visualization (activation maximization, Lucid's recipe) as a job: the image that
-    maximises a class logit, a channel or a neuron, with the weights fixed. Follow it at `Location`."""
+    maximises a class logit, a channel or a neuron, with the weights fixed. Follow it at `Location`. Its cost
+    counts its steps and its canvas; it has the deadline of a job (`JOB_TIMEOUT_S`)."""
     worker = runtime.worker(model)
     body = validate_fields(VisualizationRequest, await read_json_object(request, runtime.settings.max_body_bytes))
     spec = engine.validate_spec(
@@ -99,13 +115,32 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
         ),
         worker.model,
     )
-    cost = spec.steps * GRADIENT_PASS_COST
+    height, width = spec.size or worker.model.preprocessing.input_size
+    cost = visualization_cost(spec.steps, (height, width), worker.model.preprocessing.input_size)
     if cost > runtime.settings.max_request_cost:
         raise CostExceeded(
-            f"{spec.steps} steps cost {cost} forward-pass equivalents; the bound is {runtime.settings.max_request_cost}"
+            f"{spec.steps} steps on a {height}x{width} canvas cost {cost} forward-pass equivalents; the bound is "
+            f"{runtime.settings.max_request_cost}"
         )
-    job = runtime.jobs.create("visualization", model, owner, total=spec.steps)
-    order = VisualizationOrder(spec, on_progress=job.progress_threadsafe, owner=owner)
+    idempotency = None
+    key = idempotency_key(request)
+    if key is not None:
+        idempotency = await runtime.run_cpu(
+            fingerprint, key, f"visualize {model}".encode(), body.model_dump_json(by_alias=True).encode()
+        )
+        earlier = runtime.jobs.replay(owner, idempotency)
+        if earlier is not None:
+            return accepted(earlier, replayed=True)
+    answer_bytes = png_answer_bytes(height, width)
+    job = runtime.jobs.create(
+        "visualization", model, owner, spec.steps, reserved_bytes=answer_bytes, idempotency=idempotency
+    )
+    order = VisualizationOrder(
+        spec,
+        on_progress=job.progress_threadsafe,
+        owner=owner,
+        deadline=time.monotonic() + runtime.settings.job_timeout_s,
+    )
     try:
         worker.visualize(order)
     except ServiceError:

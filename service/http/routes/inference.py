@@ -22,17 +22,19 @@ from service.engine.work import ExplainJob
 from service.engine.worker import ModelWorker
 from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.disconnect import wait_for_disconnect
+from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
 from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
 from service.http.request_body import read_posted_image
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
-from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_prefer_header
+from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
 from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
+PREFERENCE_APPLIED = {"Preference-Applied": "respond-async"}
 
 
 def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
@@ -77,8 +79,9 @@ def _without_null(prop: dict) -> dict:
     return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
 
 
-def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, max_bytes: int) -> None:
-    """Refuse, before any work, a request whose answer would weigh more than `max_bytes`.
+def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, max_bytes: int) -> int:
+    """The answer's estimated bytes; a request whose answer would weigh more than `max_bytes` is refused before
+    any work.
 
     Raises:
         AnswerTooLarge: with the estimate, the bound and what shrinks the answer.
@@ -93,6 +96,7 @@ def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, ma
             f"{max_bytes / mib:.1f} MiB. Shrink it with map_encoding=base64, overlay_format=jpeg or webp, a smaller "
             "overlay_max_side, include= without overlay or map, or fewer methods and classes"
         )
+    return estimate
 
 
 async def _decode(
@@ -136,7 +140,7 @@ async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, re
     responses=ERROR_RESPONSES,
     openapi_extra=image_body_doc(PredictJSONRequest, PredictParameters),
 )
-async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response:
+async def predict(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """Logits and top classes of one image."""
     clock = StageClock()
     settings = runtime.settings
@@ -153,6 +157,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
         layer=None,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
+        owner=owner,
     )
     result = await _run(runtime, worker, job, request, clock)
     body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
@@ -165,17 +170,19 @@ async def predict(model: str, request: Request, runtime: RuntimeDep) -> Response
     "/{model}/explain",
     response_model=ExplainResponse,
     responses={**ACCEPTED_DOC, **ERROR_RESPONSES},
-    openapi_extra=with_prefer_header(image_body_doc(ExplainJSONRequest, ExplainParameters)),
+    openapi_extra=with_job_headers(image_body_doc(ExplainJSONRequest, ExplainParameters), prefer=True),
 )
 async def explain(model: str, request: Request, runtime: RuntimeDep, owner: OwnerDep) -> Response:
     """Maps of one image for one or several methods and classes, from the model's shared batched pass.
 
     With `Prefer: respond-async` (RFC 7240) the request becomes a job: 202 with `Location: /v1/jobs/{id}` at
-    once, the answer later in the job's `result`, and no request deadline but the job's (`JOB_TIMEOUT_S`).
+    once, the answer later in the job's `result`, and no request deadline but the job's (`JOB_TIMEOUT_S`). With
+    an `Idempotency-Key` too, sending the same request again returns the same job.
     """
     clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
+    key = idempotency_key(request)
     data, fields = await read_posted_image(request, settings.max_body_bytes)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
@@ -189,7 +196,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     )
     image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
     clock.lap("decode")
-    _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
+    answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
     work = ExplainJob(
         image=image.tensor,
         methods=plan.methods,
@@ -204,7 +211,16 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         owner=owner,
     )
     if prefers_async(request.headers.get("prefer")):
-        job = runtime.jobs.create("explain", model, owner, total=max(plan.extra_passes, 1))
+        idempotency = None
+        if key is not None:
+            asked = params.model_dump_json(by_alias=True).encode()
+            idempotency = await runtime.run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
+            earlier = runtime.jobs.replay(owner, idempotency)
+            if earlier is not None:
+                return accepted(earlier, replayed=True, headers=PREFERENCE_APPLIED)
+        job = runtime.jobs.create(
+            "explain", model, owner, max(plan.extra_passes, 1), reserved_bytes=answer_bytes, idempotency=idempotency
+        )
         work = replace(work, deadline=time.monotonic() + settings.job_timeout_s, on_progress=job.progress_threadsafe)
         try:
             start_explain_job(runtime, worker, job, work, image, plan)
@@ -212,9 +228,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
             runtime.jobs.forget(job)
             raise
         runtime.jobs.admit(job)
-        response = accepted(job)
-        response.headers["Preference-Applied"] = "respond-async"
-        return response
+        return accepted(job, headers=PREFERENCE_APPLIED)
     result = await _run(runtime, worker, work, request, clock)
     body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
     clock.lap("encode")

@@ -5,8 +5,9 @@ Jobs are made by `POST /v1/models/{model}/visualizations` and by an explain requ
 """
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from api_schemas.jobs import JobStatus
@@ -26,21 +27,41 @@ ACCEPTED_DOC = {
         "headers": {
             "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
             "Retry-After": {"description": "Seconds before polling.", "schema": {"type": "integer", "minimum": 0}},
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the job an earlier request with the same `Idempotency-Key` made.",
+                "schema": {"type": "string", "enum": ["true"]},
+            },
         },
     }
 }
 
 
-def with_prefer_header(doc: dict) -> dict:
-    """`doc` (an operation's `openapi_extra`) with the `Prefer` header that turns the request into a job."""
-    prefer = {
-        "name": "Prefer",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "`respond-async` (RFC 7240): answer 202 at once with a job instead of waiting for the result.",
-    }
-    return {**doc, "parameters": [*doc.get("parameters", []), prefer]}
+def with_job_headers(doc: dict, prefer: bool = False) -> dict:
+    """`doc` (an operation's `openapi_extra`) with the `Idempotency-Key` header of a request that creates a job,
+    and the `Prefer` header that turns a request into a job when `prefer`."""
+    headers = [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "A key of the client's (a UUID): the same request sent again with it, while its job is "
+            "kept, returns that job (`Idempotent-Replayed: true`) instead of starting another; with another request "
+            "it is refused (422 `idempotency_key_reused`).",
+        }
+    ]
+    if prefer:
+        headers.append(
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "`respond-async` (RFC 7240): answer 202 at once with a job instead of waiting for "
+                "the result.",
+            }
+        )
+    return {**doc, "parameters": [*doc.get("parameters", []), *headers]}
 
 
 EVENTS_DOC = {
@@ -70,21 +91,35 @@ EVENTS_DOC = {
 }
 
 
-def accepted(job: Job) -> Response:
-    """202 with the job and where to follow it (the answer of every request that makes a job)."""
+def accepted(job: Job, replayed: bool = False, headers: dict[str, str] | None = None) -> Response:
+    """202 with the job and where to follow it (the answer of every request that makes a job); `replayed`: the
+    job an earlier request with the same `Idempotency-Key` made."""
     return Response(
-        status_json(job),
+        job.status_json(with_result=False),
         status_code=202,
         media_type="application/json",
-        headers={"Location": f"/v1/jobs/{job.id}", "Retry-After": "1"},
+        headers={
+            "Location": f"/v1/jobs/{job.id}",
+            "Retry-After": "1",
+            **({"Idempotent-Replayed": "true"} if replayed else {}),
+            **(headers or {}),
+        },
     )
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
-async def get_job(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> Response:
-    """A job's status and progress; its result once it has succeeded, its error once it has failed."""
+async def get_job(
+    job_id: str,
+    runtime: JobsRuntimeDep,
+    owner: OwnerDep,
+    result: Annotated[
+        bool, Query(description="Include the result once the job has succeeded (left out otherwise).")
+    ] = False,
+) -> Response:
+    """A job's status and progress; its error once it has failed, and with `?result=true` its result once it
+    has succeeded (the last event of its event stream carries the result too)."""
     job = runtime.jobs.get(job_id, owner)
-    return Response(status_json(job), media_type="application/json")
+    return Response(job.status_json(with_result=result), media_type="application/json")
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
@@ -93,7 +128,7 @@ async def cancel_job(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> R
     it is (deleting twice is harmless)."""
     job = runtime.jobs.get(job_id, owner)
     job.cancel(REQUEST_ID.get())
-    return Response(status_json(job), media_type="application/json")
+    return Response(job.status_json(with_result=False), media_type="application/json")
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses={**EVENTS_DOC, **JOB_RESPONSES})
@@ -107,19 +142,19 @@ async def job_events(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> S
     )
 
 
-def status_json(job: Job, with_result: bool = True) -> str:
-    return job.status_model().model_dump_json(by_alias=True, exclude=None if with_result else {"result"})
+def _event(name: str, event_id: int, data: bytes) -> bytes:
+    return b"event: %s\nid: %d\ndata: %s\n\n" % (name.encode(), event_id, data)
 
 
-async def _events(job: Job) -> AsyncIterator[str]:
+async def _events(job: Job) -> AsyncIterator[bytes]:
     seen = -1
     while True:
         if job.version != seen:
             seen = job.version
             if job.finished:
-                yield f"event: {job.status}\nid: {seen}\ndata: {status_json(job)}\n\n"
+                yield _event(job.status, seen, job.status_json(with_result=True))
                 return
-            yield f"event: progress\nid: {seen}\ndata: {status_json(job, with_result=False)}\n\n"
+            yield _event("progress", seen, job.status_json(with_result=False))
         await job.wait_for_change(seen, KEEP_ALIVE_S)
         if job.version == seen:
-            yield ": keep-alive\n\n"
+            yield b": keep-alive\n\n"

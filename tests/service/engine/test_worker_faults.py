@@ -172,3 +172,83 @@ def test_work_handed_to_a_worker_that_died_meanwhile_fails_at_once(monkeypatch, 
         future = worker.call(lambda model: 1)
     error = future.exception(timeout=5)
     assert isinstance(error, ServiceUnavailable) and error.code == "worker_stopped"
+
+
+def test_out_of_memory_while_a_visualization_starts_fails_that_visualization_only(monkeypatch):
+    from service.core.errors import ServiceUnavailable
+    from service.engine import visualizations
+    from service.engine.visualizations import VisualizationBatch, VisualizationOrder
+    from service.visualization import ClassObjective, VisualizationSpec
+
+    class OutOfMemoryOnLargeCanvas(visualizations.Visualization):
+        def __init__(self, spec, model):  # type: ignore[no-untyped-def]
+            if spec.size == (64, 64):
+                raise torch.OutOfMemoryError("injected: the canvas does not fit")
+            super().__init__(spec, model)
+
+    monkeypatch.setattr(visualizations, "Visualization", OutOfMemoryOnLargeCanvas)
+    batch = VisualizationBatch(tiny_loaded(), schedule=lambda task: None)
+    running = VisualizationOrder(VisualizationSpec(ClassObjective(1), steps=3, size=(32, 32)))
+    batch.add(running)
+    batch.step()
+    too_big = VisualizationOrder(VisualizationSpec(ClassObjective(1), steps=3, size=(64, 64)))
+    batch.add(too_big)
+    while not batch.step():
+        pass
+    error = too_big.future.exception(timeout=0)
+    assert isinstance(error, ServiceUnavailable) and error.code == "device_out_of_memory"
+    assert running.future.result(timeout=0).image.shape == (3, 32, 32)
+
+
+def test_a_visualization_past_its_deadline_stops_with_a_timeout():
+    import time
+
+    from service.core.errors import DeadlineExceeded
+    from service.engine.visualizations import VisualizationBatch, VisualizationOrder
+    from service.visualization import ClassObjective, VisualizationSpec
+
+    batch = VisualizationBatch(tiny_loaded(), schedule=lambda task: None)
+    order = VisualizationOrder(VisualizationSpec(ClassObjective(1), steps=1000), deadline=time.monotonic() + 0.2)
+    batch.add(order)
+    started = time.monotonic()
+    while not batch.step():
+        assert time.monotonic() - started < 30
+    assert isinstance(order.future.exception(timeout=0), DeadlineExceeded)
+
+
+def test_a_key_at_its_share_of_the_queue_leaves_the_others_theirs():
+    import time
+    from concurrent.futures import Future
+
+    from service.core.errors import ServiceUnavailable
+    from service.core.prometheus import Metrics
+    from service.engine.work import ExplainJob
+    from service.engine.worker import ModelWorker
+
+    worker = ModelWorker(
+        "tiny", tiny_loaded, Metrics(), max_batch_size=4, max_batch_delay_s=0.0, max_queue=8, max_queue_per_owner=2
+    )
+    worker.start()
+    worker.wait_until_loaded()
+    blocker: Future = worker.call(lambda model: time.sleep(0.5))  # the worker is busy: jobs stay queued
+
+    def job(owner: str) -> ExplainJob:
+        return ExplainJob(
+            torch.zeros(3, 32, 32), (), None, 1, None, time.monotonic() + 30, request_id=owner, owner=owner
+        )
+
+    try:
+        held = [job("a"), job("a")]
+        for queued in held:
+            worker.submit(queued)
+        with pytest.raises(ServiceUnavailable, match="its share of the queue") as refused:
+            worker.submit(job("a"))
+        assert refused.value.code == "queue_full"
+        theirs = job("b")
+        worker.submit(theirs)
+        blocker.result(timeout=10)
+        for done in [*held, theirs]:
+            done.future.result(timeout=10)
+        worker.submit(job("a"))  # its places came back once its jobs were answered
+    finally:
+        worker.stop()
