@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/request_path.py
 	$(PY) bench/fairness.py
+	$(PY) bench/tenants.py
 	$(PY) bench/visualization.py
 
 # The deployment's topology without Docker: nginx (deploy/gateway/) on GATEWAY_PORT in front of REPLICAS replicas

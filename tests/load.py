@@ -84,13 +84,15 @@ async def closed_loop(
     duration_s: float,
     timeout_s: float,
     max_requests: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """`clients` loops posting `body` to `path` on 127.0.0.1:`port` for `duration_s` (or until `max_requests`
-    have been sent); records every answer."""
+    have been sent), with `headers` besides the content's; records every answer."""
     result = LoadResult()
     sent = 0
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n{extra}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     stop_at = time.monotonic() + duration_s

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     cpu_workers: int = Field(default=2, ge=1, le=64, description="Threads for decoding and encoding.")
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_decoding_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of posted images read and not yet decoded, all requests together; a request that would "
+        "pass it is refused (503 `queue_full`, Retry-After) unless it is the only one. A decode takes a few times "
+        "its image's size in memory, so this bounds what a burst of large uploads costs.",
+    )
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     overlay_max_side: int = Field(default=512, ge=16, le=4096)
     max_classes_per_request: int = Field(default=10, ge=1, le=MAX_CLASSES)

@@ -89,8 +89,7 @@ class ModelWorker:
         self.long_work = LongWork()
         self.long_tasks = Shares(max_long_tasks, max_long_tasks_per_owner or max_long_tasks)
         """Long requests, jobs and calls admitted and not resolved."""
-        self.queue_places = Shares(max_queue, max_queue_per_owner or max_queue)
-        """Short jobs queued or in a batch, per owner (the queue itself bounds them all)."""
+        self.max_queue_per_owner = min(max_queue_per_owner or max_queue, max_queue)
         self._stopping = threading.Event()
         self._dead = threading.Event()
         self._loaded = threading.Event()
@@ -139,16 +138,15 @@ class ModelWorker:
             self._admit_long(job.future, job.owner)
             self.long_work.add(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
         else:
-            if self.queue_places.take(job.owner, job.future) == "owner":
+            if self._queued_of(job.owner) >= self.max_queue_per_owner:
                 raise ServiceUnavailable(
-                    f"this key has {self.queue_places.per_owner} requests waiting or running on model "
-                    f"'{self.name}', its share of the queue; retry shortly",
+                    f"this key has {self.max_queue_per_owner} requests waiting on model '{self.name}', its share "
+                    "of the queue; retry shortly",
                     code="queue_full",
                 )
             try:
                 self.queue.put_nowait(job)
             except queue.Full:
-                job.future.cancel()  # gives the place back
                 raise self.queue_full_error() from None
         self._fail_if_died()
 
@@ -177,6 +175,11 @@ class ModelWorker:
         self.long_work.add(task)
         self._fail_if_died()
         return task.future
+
+    def _queued_of(self, owner: str) -> int:
+        """How many of the queued jobs are `owner`'s (the queue holds at most `max_queue`)."""
+        with self.queue.mutex:
+            return sum(1 for queued in self.queue.queue if queued.owner == owner)
 
     def _fail_if_died(self) -> None:
         """The worker died while work was being handed to it: nobody will take that work, fail it now."""

@@ -4,10 +4,13 @@
     application/json             {"image": "<base64>", ...parameters}
     image/* or application/octet-stream   the body is the image file
 
-The body is counted as it streams and refused past the limit (413), whatever Content-Length says.
+The body is counted as it streams and refused past the limit (413), whatever Content-Length says. A JSON body
+is parsed, and its base64 image decoded, in the CPU pool (`run_cpu`): 10 MB of them would hold the event loop
+for tens of milliseconds.
 """
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,6 +24,12 @@ from service.core.errors import BadRequest, InvalidImage, InvalidParameter, Payl
 from service.imaging.encoding import decode_base64_image
 
 RAW_IMAGE_TYPES = ("application/octet-stream",)
+RunCpu = Callable[..., Awaitable[Any]]
+"""`ServiceRuntime.run_cpu`: runs a function in the CPU pool."""
+MAX_JSON_SEPARATORS = 4096
+"""Commas a JSON body may hold: its parameters take a few hundred values at most (34 methods, 64 classes) and
+a base64 image none, so a body of millions of values is refused as it arrives, before it is parsed (a parse of
+10 MB of them takes a quarter of a second of CPU)."""
 
 
 class JsonFields(dict[str, Any]):
@@ -44,22 +53,28 @@ MAX_FORM_FIELDS = most_form_fields(ExplainParameters, ActivationsParameters)
 """Fields a multipart body may hold: as many as the schema allows, no more (the parser stops at once past it)."""
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, or 413 as soon as more than `max_bytes` have been announced or received."""
+async def read_body(request: Request, max_bytes: int, json_values: bool = False) -> bytes:
+    """The whole body, or 413 as soon as more than `max_bytes` have been announced or received. With
+    `json_values`, a JSON body is refused (400 `invalid_json`, and the connection closed) as soon as it has
+    received more separators than parameters take, without reading the rest of it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {max_bytes} bytes")
     chunks: list[bytes] = []
-    received = 0
+    received = separators = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > max_bytes:
             raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+        if json_values:
+            separators += chunk.count(b",")
+            if separators > MAX_JSON_SEPARATORS:
+                raise too_many_json_values(separators, close_connection=True)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+async def read_posted_image(request: Request, max_bytes: int, run_cpu: RunCpu) -> tuple[bytes, dict[str, Any]]:
     """(image file bytes, body fields other than the image) of a request.
 
     Raises:
@@ -71,9 +86,9 @@ async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, di
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         return await _read_multipart(request, max_bytes)
-    body = await read_body(request, max_bytes)
+    body = await read_body(request, max_bytes, json_values=media_type == "application/json")
     if media_type == "application/json":
-        return _read_json(body)
+        return await run_cpu(_read_json, body)
     if media_type.startswith("image/") or media_type in RAW_IMAGE_TYPES:
         return body, {}
     raise UnsupportedMediaType(
@@ -82,7 +97,7 @@ async def read_posted_image(request: Request, max_bytes: int) -> tuple[bytes, di
     )
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+async def read_json_object(request: Request, max_bytes: int, run_cpu: RunCpu) -> dict[str, Any]:
     """The JSON object of an `application/json` body.
 
     Raises:
@@ -93,22 +108,21 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType(f"unsupported content type '{media_type or '(none)'}'; send application/json")
-    return _parse_json_object(await read_body(request, max_bytes))
+    return await run_cpu(_parse_json_object, await read_body(request, max_bytes, json_values=True))
 
 
-MAX_JSON_SEPARATORS = 4096
-"""Commas a JSON body may hold: its parameters take a few hundred values at most (34 methods, 64 classes) and
-a base64 image none, so a body of millions of values is refused before it is parsed (which would hold the event
-loop for a quarter of a second per 10 MB)."""
+def too_many_json_values(separators: int, close_connection: bool = False) -> BadRequest:
+    return BadRequest(
+        f"the JSON body holds {separators} values or more; parameters take at most {MAX_JSON_SEPARATORS}",
+        code="invalid_json",
+        headers={"Connection": "close"} if close_connection else None,
+    )
 
 
 def _parse_json_object(body: bytes) -> dict[str, Any]:
     separators = body.count(b",")
     if separators > MAX_JSON_SEPARATORS:
-        raise BadRequest(
-            f"the JSON body holds {separators} values or more; parameters take at most {MAX_JSON_SEPARATORS}",
-            code="invalid_json",
-        )
+        raise too_many_json_values(separators)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # also over-deep nesting and integers of > 4300 digits

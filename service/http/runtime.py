@@ -3,8 +3,9 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from service.core.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
@@ -35,6 +36,7 @@ class ServiceRuntime:
             max_bytes_per_tenant=settings.max_job_bytes_per_tenant,
         )
         self._job_tasks: set[asyncio.Task] = set()
+        self._decoding_bytes = 0
         self.workers = {
             name: ModelWorker(
                 name,
@@ -135,6 +137,26 @@ class ServiceRuntime:
         if worker.queue.full():
             raise worker.queue_full_error()
         return worker
+
+    @contextmanager
+    def decoding(self, size: int) -> Iterator[None]:
+        """Count `size` bytes of a posted image toward `MAX_DECODING_BYTES` while it is decoded (on the event loop's
+        thread only); the first image is always let in, so that one as large as a body may be is never refused.
+
+        Raises:
+            ServiceUnavailable: `queue_full`, the images being decoded already take the bound.
+        """
+        if self._decoding_bytes and self._decoding_bytes + size > self.settings.max_decoding_bytes:
+            raise ServiceUnavailable(
+                f"{self._decoding_bytes / 1024 / 1024:.1f} MiB of posted images are being decoded (the bound is "
+                f"{self.settings.max_decoding_bytes / 1024 / 1024:.1f} MiB); retry shortly",
+                code="queue_full",
+            )
+        self._decoding_bytes += size
+        try:
+            yield
+        finally:
+            self._decoding_bytes -= size
 
     async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:
         """Run CPU work (decode, encode) in the bounded thread pool, off the event loop and off the worker."""

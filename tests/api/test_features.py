@@ -46,8 +46,8 @@ async def test_visualization_requests_are_checked_before_they_run(serve):
             ({"objective": {"kind": "neuron", "layer": "features", "channel": 0, "x": 8}}, "invalid_parameter"),
             ({"objective": {"kind": "pixel"}}, "invalid_parameter"),
             ({"objective": {"kind": "class", "class": 1}, "steps": 11}, "cost_exceeded"),  # 33 > 30
-            # A canvas of 4 input sizes: each step costs 4 passes of 3, 36 > 30.
-            ({"objective": {"kind": "class", "class": 1}, "steps": 3, "size": [64, 64]}, "cost_exceeded"),
+            # A canvas of 4 input sizes adds a pass to each step: 8 x 4 > 30 (8 x 3 at the input size).
+            ({"objective": {"kind": "class", "class": 1}, "steps": 8, "size": [64, 64]}, "cost_exceeded"),
         ):
             answer = await client.post(url, json=body)
             assert answer.status_code == 400 and answer.json()["error"]["code"] == code, (body, answer.text)

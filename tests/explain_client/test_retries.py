@@ -3,6 +3,7 @@
 import socket
 import threading
 
+import httpx
 import pytest
 
 from explain_client import (
@@ -110,3 +111,37 @@ def test_retry_after_in_seconds_or_as_an_http_date():
     assert retry_after_s(header("Wed, 21 Oct 2015 07:28:10 GMT"), now=1445412500.0) == 0.0  # already past
     assert retry_after_s(header("soon")) is None and retry_after_s(header("-1")) is None
     assert retry_after_s(httpx.Response(503)) is None
+
+
+class LosesTheFirstJobAnswer(httpx.HTTPTransport):
+    """Sends every request; the first answer to a job-creating POST is lost on the way back (a broken
+    connection after the service made the job), as a read error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: list[httpx.Response] = []
+        self.keys: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and "idempotency-key" in request.headers:
+            self.keys.append(request.headers["idempotency-key"])
+            if not self.lost:
+                response.read()
+                self.lost.append(response)
+                raise httpx.ReadError("connection reset while reading the answer")
+        return response
+
+
+@pytest.mark.parametrize("submit", ["explain", "visualize"])
+def test_a_job_whose_answer_was_lost_is_retried_with_its_key_and_is_one_job(server, submit):
+    transport = LosesTheFirstJobAnswer()
+    with ExplainClient(server.url, transport=transport, retry=RetryPolicy(max_retries=2, backoff_s=0.01)) as client:
+        if submit == "explain":
+            job = client.submit_explain("tiny", photo(seed=3), method="cam")
+        else:
+            job = client.visualize("tiny", class_=1, steps=3, size=[16, 16])
+        lost = transport.lost[0]
+        assert lost.status_code == 202 and job.id == lost.json()["id"]  # the job the lost answer named
+        assert len(transport.keys) == 2 and transport.keys[0] == transport.keys[1]
+        assert client.wait(job, timeout=60).status == "succeeded"

@@ -32,9 +32,9 @@ from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
 from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
+from service.jobs.store import Idempotency
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
-PREFERENCE_APPLIED = {"Preference-Applied": "respond-async"}
 
 
 def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
@@ -105,7 +105,7 @@ async def _decode(
     """Decode the posted bytes for the worker's model, in the CPU pool: the model's input and the picture that
     overlays are drawn on (when `with_display`) are resized side by side."""
     preprocessing = worker.model.preprocessing
-    with worker.incoming():
+    with worker.incoming(), runtime.decoding(len(data)):
         rgb, size = await runtime.run_cpu(
             open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side
         )
@@ -134,6 +134,37 @@ async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, re
     return result
 
 
+def _start_job(
+    runtime: ServiceRuntime,
+    worker: ModelWorker,
+    work: ExplainJob,
+    image: DecodedImage,
+    plan: ExplainPlan,
+    answer_bytes: int,
+    idempotency: Idempotency | None,
+) -> Response:
+    """202 with a new job running `work`, or with the job that an earlier request with the same
+    `Idempotency-Key` made."""
+    headers = {"Preference-Applied": "respond-async"}
+    if idempotency is not None:
+        earlier = runtime.jobs.replay(work.owner, idempotency)
+        if earlier is not None:
+            return accepted(earlier, replayed=True, headers=headers)
+    job = runtime.jobs.create(
+        "explain", worker.name, work.owner, max(plan.extra_passes, 1), answer_bytes, idempotency=idempotency
+    )
+    work = replace(
+        work, deadline=time.monotonic() + runtime.settings.job_timeout_s, on_progress=job.progress_threadsafe
+    )
+    try:
+        start_explain_job(runtime, worker, job, work, image, plan)
+    except ServiceError:
+        runtime.jobs.forget(job)
+        raise
+    runtime.jobs.admit(job)
+    return accepted(job, headers=headers)
+
+
 @router.post(
     "/{model}/predict",
     response_model=PredictResponse,
@@ -145,9 +176,10 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
-    data, fields = await read_posted_image(request, settings.max_body_bytes)
+    data, fields = await read_posted_image(request, settings.max_body_bytes, runtime.run_cpu)
     parse_parameters(PredictParameters, request.query_params, fields)
     image = await _decode(runtime, worker, data, settings.overlay_max_side, with_display=False)
+    del data  # the tensor is what is kept
     clock.lap("decode")
     job = ExplainJob(
         image=image.tensor,
@@ -183,7 +215,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
     key = idempotency_key(request)
-    data, fields = await read_posted_image(request, settings.max_body_bytes)
+    data, fields = await read_posted_image(request, settings.max_body_bytes, runtime.run_cpu)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
         params,
@@ -194,7 +226,13 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.overlay_max_side,
         settings.max_explanations_per_request,
     )
+    as_job = prefers_async(request.headers.get("prefer"))
+    idempotency = None
+    if as_job and key is not None:
+        asked = params.model_dump_json(by_alias=True).encode()
+        idempotency = await runtime.run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
     image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
+    del data  # the tensor and the picture are what is kept
     clock.lap("decode")
     answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
     work = ExplainJob(
@@ -210,25 +248,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         extra_passes=plan.extra_passes,
         owner=owner,
     )
-    if prefers_async(request.headers.get("prefer")):
-        idempotency = None
-        if key is not None:
-            asked = params.model_dump_json(by_alias=True).encode()
-            idempotency = await runtime.run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
-            earlier = runtime.jobs.replay(owner, idempotency)
-            if earlier is not None:
-                return accepted(earlier, replayed=True, headers=PREFERENCE_APPLIED)
-        job = runtime.jobs.create(
-            "explain", model, owner, max(plan.extra_passes, 1), reserved_bytes=answer_bytes, idempotency=idempotency
-        )
-        work = replace(work, deadline=time.monotonic() + settings.job_timeout_s, on_progress=job.progress_threadsafe)
-        try:
-            start_explain_job(runtime, worker, job, work, image, plan)
-        except ServiceError:
-            runtime.jobs.forget(job)
-            raise
-        runtime.jobs.admit(job)
-        return accepted(job, headers=PREFERENCE_APPLIED)
+    if as_job:
+        return _start_job(runtime, worker, work, image, plan, answer_bytes, idempotency)
     result = await _run(runtime, worker, work, request, clock)
     body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
     clock.lap("encode")
