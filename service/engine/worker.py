@@ -5,9 +5,10 @@ One thread matters on a CPU: torch's OpenMP thread team belongs to the thread th
 operation, and a model loaded on one thread and served on another (or small torch operations on other threads
 beside it) leaves several teams spinning for the same cores, which made one image 2.3x slower on two cores.
 
-Requests put `ExplainJob`s on the model's bounded queue; the worker thread gathers batches (`collect_batch`) of
-at most the size that serves fastest (measured at warm-up and in trials while serving: `service.engine.batch_sizing`),
-drops jobs whose client has gone or whose deadline has passed, runs the batch and resolves each job's future.
+Requests put `ExplainJob`s on the model's bounded queue (`FairQueue`: round robin by API key); the worker
+thread gathers batches (`collect_batch`) of at most the size that serves fastest (measured at warm-up and in
+trials while serving: `service.engine.batch_sizing`), drops jobs whose client has gone or whose deadline has
+passed, runs the batch and resolves each job's future.
 A job whose extra passes span more than one chunk is long work instead (`service.engine.scheduler`): between two
 batches the worker runs one chunk of long work, so that heavy requests never stall the cheap ones.
 
@@ -38,6 +39,7 @@ from service.engine.batch_sizing import BatchSizer
 from service.engine.batcher import collect_batch
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.explainer import run_batch
+from service.engine.fair_queue import FairQueue
 from service.engine.scheduler import DeviceCall, ExplainTask, LongWork
 from service.engine.shares import Shares
 from service.engine.visualizations import VisualizationBatch, VisualizationOrder
@@ -85,7 +87,7 @@ class ModelWorker:
         self.pass_chunk_ms = pass_chunk_ms
         self.evaluation_steps = evaluation_steps
         self.on_fatal = on_fatal
-        self.queue: queue.Queue[ExplainJob] = queue.Queue(maxsize=max_queue)
+        self.queue = FairQueue(maxsize=max_queue)
         self.long_work = LongWork()
         self.long_tasks = Shares(max_long_tasks, max_long_tasks_per_owner or max_long_tasks)
         """Long requests, jobs and calls admitted and not resolved."""
@@ -138,7 +140,7 @@ class ModelWorker:
             self._admit_long(job.future, job.owner)
             self.long_work.add(ExplainTask(self.model, job, self.pass_chunk_size, self.evaluation_steps))
         else:
-            if self._queued_of(job.owner) >= self.max_queue_per_owner:
+            if self.queue.waiting_of(job.owner) >= self.max_queue_per_owner:
                 raise ServiceUnavailable(
                     f"this key has {self.max_queue_per_owner} requests waiting on model '{self.name}', its share "
                     "of the queue; retry shortly",
@@ -175,11 +177,6 @@ class ModelWorker:
         self.long_work.add(task)
         self._fail_if_died()
         return task.future
-
-    def _queued_of(self, owner: str) -> int:
-        """How many of the queued jobs are `owner`'s (the queue holds at most `max_queue`)."""
-        with self.queue.mutex:
-            return sum(1 for queued in self.queue.queue if queued.owner == owner)
 
     def _fail_if_died(self) -> None:
         """The worker died while work was being handed to it: nobody will take that work, fail it now."""
