@@ -11,7 +11,7 @@ TEST_SYSTEM_PACKAGES := nginx kubectl chromium
 # npm tools the tests run (dclint: the compose file's linter), pinned, installed into .tools/ from the npm registry.
 TEST_NPM_TOOLS := dclint@3.1.0
 
-.PHONY: serve test docs openapi bench install install-test install-docs system-packages npm-tools stack loadtest
+.PHONY: serve test docs openapi bench install install-test install-docs lock system-packages npm-tools stack loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,20 @@ $(PY):
 # service imports too) is installed with the service, so that the service's dependency on it is met from this tree.
 CLIENT := -e ./clients/python
 
-install: $(PY)
-	$(PIP) --quiet $(CLIENT) -e .
+# Runtime dependencies from the lock (requirements.lock: every one pinned with the hashes of its files; `make lock`
+# writes it), then this tree's two distributions; the test and docs extras on top, under constraints.txt.
+LOCK := requirements.lock
 
-install-test: $(PY)
+install: $(PY)
+	$(PY) -m pip install --quiet --require-hashes --requirement $(LOCK)
+	$(PIP) --quiet --no-deps $(CLIENT) -e .
+
+install-test: install
 	$(PIP) --quiet $(CLIENT) -e '.[test,docs]'
+
+lock: $(PY)
+	$(PY) -m pip install --quiet pip-tools==7.7.0
+	$(PY) scripts/lock-requirements
 
 serve: install
 	EXPLAIN_HOST=$(HOST) EXPLAIN_PORT=$(PORT) $(PY) -m service
@@ -40,7 +49,7 @@ test: install-test system-packages npm-tools docs
 	$(PY) -m pytest -q
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a missing page fails.
-install-docs: $(PY)
+install-docs: install
 	$(PIP) --quiet $(CLIENT) -e '.[docs]'
 
 docs: install-docs
