@@ -2,10 +2,11 @@
 
 On SIGTERM the server (`service.core.server`) calls `begin_drain`: from then on readiness answers 503 and new
 requests are refused with 503 `shutting_down`, while the requests already admitted, and the jobs already
-accepted, run to the end (jobs stay readable meanwhile). The server closes its listener once nothing is `busy`
-or the grace period is over.
+accepted, run to the end (jobs stay readable meanwhile, and a job that ends during the drain keeps it open until
+its end has been read). The server closes its listener once nothing is `busy` or the grace period is over.
 """
 
+import math
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,12 @@ class Lifecycle:
             self.drain_started = time.monotonic()
             self.deadline = self.drain_started + grace_s
             self.draining = True
+
+    def drain_started_at(self) -> float:
+        """When the drain began, as `time.time()`; infinity when not draining."""
+        if self.drain_started is None:
+            return math.inf
+        return time.time() - (time.monotonic() - self.drain_started)
 
     def remaining_s(self) -> float | None:
         """Seconds left of the grace period, None when not draining."""

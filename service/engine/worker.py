@@ -87,7 +87,7 @@ class ModelWorker:
         self.pass_chunk_ms = pass_chunk_ms
         self.evaluation_steps = evaluation_steps
         self.on_fatal = on_fatal
-        self.queue = FairQueue(maxsize=max_queue)
+        self.queue: FairQueue[ExplainJob] = FairQueue(maxsize=max_queue)
         self.long_work = LongWork()
         self.long_tasks = Shares(max_long_tasks, max_long_tasks_per_owner or max_long_tasks)
         """Long requests, jobs and calls admitted and not resolved."""

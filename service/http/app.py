@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         await asyncio.to_thread(runtime.start)
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
         lifecycle.also_wait_for(runtime.jobs.unfinished)
+        lifecycle.also_wait_for(lambda: runtime.jobs.undelivered(ended_after=lifecycle.drain_started_at()))
         app.state.runtime = runtime
         sweeper = asyncio.create_task(runtime.sweep_jobs())
         logger.info("serving models %s", sorted(loaders))

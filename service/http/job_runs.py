@@ -34,7 +34,8 @@ def start_explain_job(
 
     async def answer() -> BaseModel:
         result = await asyncio.wrap_future(work.future)
-        return await runtime.run_cpu(build_explain, worker.model, image, result, plan, runtime.settings.top_classes, {})
+        top = runtime.settings.top_classes
+        return await runtime.run_cpu(build_explain, worker.model, image, result, plan, top, {}, owner=job.owner)
 
     spawn_job(runtime, job, answer)
 
@@ -47,7 +48,7 @@ def spawn_job(runtime: ServiceRuntime, job: Job, answer: Callable[[], Awaitable[
     async def run() -> None:
         try:
             result = await answer()
-            job.succeed(await runtime.run_cpu(_json_bytes, result))
+            job.succeed(await runtime.run_cpu(_json_bytes, result, owner=job.owner))
         except ServiceError as exc:
             job.fail(exc, request_id)
         except asyncio.CancelledError:

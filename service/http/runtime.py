@@ -4,8 +4,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import TypeVar
 
 from service.core.errors import ClientDisconnected, DeadlineExceeded, ModelNotFound, ServiceUnavailable
@@ -13,6 +13,7 @@ from service.core.prometheus import Metrics
 from service.core.settings import Settings
 from service.engine.work import ExplainJob, JobResult
 from service.engine.worker import ModelLoader, ModelWorker
+from service.http.cpu_pool import CpuPool
 from service.jobs.store import JobStore
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ class ServiceRuntime:
         self.metrics = metrics
         self.fatal_error: BaseException | None = None
         """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
-        self.cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu")
+        self.cpu_pool = CpuPool(settings.cpu_workers)
         self.jobs = JobStore(
             settings.max_jobs,
             settings.max_jobs_per_tenant,
@@ -77,7 +78,7 @@ class ServiceRuntime:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every worker (each may finish the batch in hand for up to `timeout_s`) and the CPU pool."""
         self.stop_workers(timeout_s)
-        self.cpu_pool.shutdown(wait=True, cancel_futures=True)
+        self.cpu_pool.shutdown()
 
     def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         """Run a job's coroutine in the background (on the event loop), keeping a reference until it ends."""
@@ -158,9 +159,14 @@ class ServiceRuntime:
         finally:
             self._decoding_bytes -= size
 
-    async def run_cpu(self, fn: Callable[..., T], *args: object) -> T:
-        """Run CPU work (decode, encode) in the bounded thread pool, off the event loop and off the worker."""
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, fn, *args)
+    async def run_cpu(self, fn: Callable[..., T], *args: object, owner: str = "") -> T:
+        """Run CPU work (decode, encode, parse) in the CPU pool, in `owner`'s turn, off the event loop and off the
+        worker."""
+        return await asyncio.wrap_future(self.cpu_pool.submit(owner, fn, *args))
+
+    def cpu_for(self, owner: str) -> Callable[..., Awaitable]:
+        """`run_cpu` in `owner`'s turn: what a request's CPU work goes through."""
+        return partial(self.run_cpu, owner=owner)
 
     def deadline(self) -> float:
         return time.monotonic() + self.settings.request_timeout_s

@@ -63,6 +63,8 @@ class Job:
         self.reserved_bytes = reserved_bytes
         """The result's estimated size, which the job weighs in the store until it has ended."""
         self.idempotency: Idempotency | None = None
+        self.delivered = False
+        """Whether its end has been sent to a client: the result of a succeeded job, the status of another."""
         self.error: ErrorDetail | None = None
         self.stop_work: Callable[[], None] = lambda: None
         """Set by the job's run: asks its work to stop at the next chunk."""
@@ -112,7 +114,9 @@ class Job:
         self.fail(Cancelled("the job was cancelled"), request_id)
 
     def status_json(self, with_result: bool) -> bytes:
-        """The job's `JobStatus` as JSON; `result` is there when asked for and the job has one."""
+        """The job's `JobStatus` as JSON to send; `result` is there when asked for and the job has one."""
+        if self.finished and (with_result or self.status != "succeeded"):
+            self.delivered = True
         status = self._status_model().model_dump_json(by_alias=True, exclude={"result"}).encode()
         if not with_result or self.result_json is None:
             return status
@@ -245,6 +249,14 @@ class JobStore:
     def unfinished(self) -> int:
         """How many jobs are queued or running."""
         return sum(1 for job in self._jobs.values() if not job.finished)
+
+    def undelivered(self, ended_after: float) -> int:
+        """How many jobs that ended after `ended_after` (`time.time()`) have not had their end sent yet."""
+        return sum(
+            1
+            for job in self._jobs.values()
+            if job.finished and not job.delivered and (job.finished_at or 0) > ended_after
+        )
 
     def stored_bytes(self) -> int:
         """The results kept, and the estimates of the jobs not ended."""

@@ -176,8 +176,8 @@ async def test_a_key_at_its_share_of_job_bytes_is_refused(serve):
 
 
 async def test_while_draining_jobs_run_on_and_stay_readable_and_cancellable(serve, noise_png):
-    """SIGTERM's drain refuses new work, but the jobs accepted before it go on (the drain waits for them, up to
-    its grace), and their reads, events and cancels keep working."""
+    """SIGTERM's drain refuses new work, but the jobs accepted before it go on (the drain waits for them, and for
+    their results to be read, up to its grace), and their reads, events and cancels keep working."""
     async with serve(slow_model(0.05), pass_chunk_size=1) as client:
         accepted = await client.post(URL, params=LONG, files={"image": noise_png}, headers=ASYNC)
         short = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
@@ -187,8 +187,13 @@ async def test_while_draining_jobs_run_on_and_stay_readable_and_cancellable(serv
         refused = await client.post(URL, files={"image": noise_png}, headers=ASYNC)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
 
-        finished = await wait_until_finished(client, short.headers["location"])
+        jobs, began = client.app.state.runtime.jobs, lifecycle.drain_started_at()
+        while (await client.get(short.headers["location"])).json()["status"] != "succeeded":
+            await asyncio.sleep(0.02)
+        assert jobs.undelivered(ended_after=began) == 1  # ended in the drain, its result not read: waited for
+        finished = (await client.get(short.headers["location"], params={"result": "true"})).json()
         assert finished["status"] == "succeeded" and finished["result"]["explanations"]
+        assert jobs.undelivered(ended_after=began) == 0
         location = accepted.headers["location"]
         running = await client.get(location)
         assert running.status_code == 200 and running.json()["status"] in ("queued", "running")

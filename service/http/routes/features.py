@@ -103,8 +103,9 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
     maximises a class logit, a channel or a neuron, with the weights fixed. Follow it at `Location`. Its cost
     counts its steps and its canvas; it has the deadline of a job (`JOB_TIMEOUT_S`)."""
     worker = runtime.worker(model)
+    run_cpu = runtime.cpu_for(owner)
     body = validate_fields(
-        VisualizationRequest, await read_json_object(request, runtime.settings.max_body_bytes, runtime.run_cpu)
+        VisualizationRequest, await read_json_object(request, runtime.settings.max_body_bytes, run_cpu)
     )
     spec = engine.validate_spec(
         engine.VisualizationSpec(
@@ -129,7 +130,7 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
     idempotency = None
     key = idempotency_key(request)
     if key is not None:
-        idempotency = await runtime.run_cpu(
+        idempotency = await run_cpu(
             fingerprint, key, f"visualize {model}".encode(), body.model_dump_json(by_alias=True).encode()
         )
         earlier = runtime.jobs.replay(owner, idempotency)
@@ -155,7 +156,7 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
 
     async def result() -> BaseModel:
         outcome = await asyncio.wrap_future(order.future)
-        png = await runtime.run_cpu(encode_image_png, outcome.image)
+        png = await run_cpu(encode_image_png, outcome.image)
         description = outcome.description
         return VisualizationResult(
             image_png=encode_base64(png),
@@ -179,7 +180,8 @@ async def activations(model: str, request: Request, runtime: RuntimeDep, owner: 
     clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
-    data, fields = await read_posted_image(request, settings.max_body_bytes, runtime.run_cpu)
+    run_cpu = runtime.cpu_for(owner)
+    data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
     params = parse_parameters(ActivationsParameters, request.query_params, fields)
     layer = params.layer or worker.model.default_layer
     if layer is None:
@@ -187,10 +189,8 @@ async def activations(model: str, request: Request, runtime: RuntimeDep, owner: 
     objectives.require_layer(worker.model, layer)
     preprocessing = worker.model.preprocessing  # the model's input only: no overlay picture is drawn
     with runtime.decoding(len(data)):
-        rgb, _size = await runtime.run_cpu(
-            open_rgb, data, preprocessing, settings.max_image_pixels, settings.overlay_max_side
-        )
-        tensor = await runtime.run_cpu(preprocessing.to_tensor, rgb)
+        rgb, _size = await run_cpu(open_rgb, data, preprocessing, settings.max_image_pixels, settings.overlay_max_side)
+        tensor = await run_cpu(preprocessing.to_tensor, rgb)
     del data, rgb
     clock.lap("decode")
     top_n = params.top_n or DEFAULT_TOP_N
@@ -201,7 +201,7 @@ async def activations(model: str, request: Request, runtime: RuntimeDep, owner: 
 
     maps = await asyncio.wrap_future(worker.call(capture, owner))
     clock.lap("inference")
-    grid = await runtime.run_cpu(encode_feature_map_grid, maps.maps.numpy())
+    grid = await run_cpu(encode_feature_map_grid, maps.maps.numpy())
     clock.lap("encode")
     means = maps.means.tolist()
     answer = ActivationsResponse(
@@ -231,7 +231,7 @@ async def filters(model: str, runtime: RuntimeDep, owner: OwnerDep, layer: str |
 
     chosen, weights = await asyncio.wrap_future(worker.call(kernels, owner))
     clock.lap("inference")
-    grid = await runtime.run_cpu(encode_filter_grid, weights.numpy())
+    grid = await runtime.run_cpu(encode_filter_grid, weights.numpy(), owner=owner)
     clock.lap("encode")
     answer = FiltersResponse(model=model, layer=chosen, shape=list(weights.shape), grid_png=encode_base64(grid))
     return json_response(answer, clock)

@@ -25,7 +25,7 @@ from service.http.disconnect import wait_for_disconnect
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
 from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
-from service.http.request_body import read_posted_image
+from service.http.request_body import RunCpu, read_posted_image
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
@@ -100,19 +100,22 @@ def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, ma
 
 
 async def _decode(
-    runtime: ServiceRuntime, worker: ModelWorker, data: bytes, display_max_side: int, with_display: bool
+    runtime: ServiceRuntime,
+    run_cpu: RunCpu,
+    worker: ModelWorker,
+    data: bytes,
+    display_max_side: int,
+    with_display: bool,
 ) -> DecodedImage:
     """Decode the posted bytes for the worker's model, in the CPU pool: the model's input and the picture that
     overlays are drawn on (when `with_display`) are resized side by side."""
     preprocessing = worker.model.preprocessing
     with worker.incoming(), runtime.decoding(len(data)):
-        rgb, size = await runtime.run_cpu(
-            open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side
-        )
+        rgb, size = await run_cpu(open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side)
         if not with_display:
-            return DecodedImage(await runtime.run_cpu(preprocessing.to_tensor, rgb), None, size)
+            return DecodedImage(await run_cpu(preprocessing.to_tensor, rgb), None, size)
         tensor, display = await asyncio.gather(
-            runtime.run_cpu(preprocessing.to_tensor, rgb), runtime.run_cpu(display_picture, rgb, display_max_side)
+            run_cpu(preprocessing.to_tensor, rgb), run_cpu(display_picture, rgb, display_max_side)
         )
         return DecodedImage(tensor, display, size)
 
@@ -176,9 +179,10 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     clock = StageClock()
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
-    data, fields = await read_posted_image(request, settings.max_body_bytes, runtime.run_cpu)
+    run_cpu = runtime.cpu_for(owner)
+    data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
     parse_parameters(PredictParameters, request.query_params, fields)
-    image = await _decode(runtime, worker, data, settings.overlay_max_side, with_display=False)
+    image = await _decode(runtime, run_cpu, worker, data, settings.overlay_max_side, with_display=False)
     del data  # the tensor is what is kept
     clock.lap("decode")
     job = ExplainJob(
@@ -192,7 +196,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         owner=owner,
     )
     result = await _run(runtime, worker, job, request, clock)
-    body = await runtime.run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
+    body = await run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
     clock.lap("encode")
     body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
     return json_response(body, clock)
@@ -215,7 +219,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     settings = runtime.settings
     worker = runtime.worker_with_room(model)
     key = idempotency_key(request)
-    data, fields = await read_posted_image(request, settings.max_body_bytes, runtime.run_cpu)
+    run_cpu = runtime.cpu_for(owner)
+    data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
         params,
@@ -230,8 +235,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     idempotency = None
     if as_job and key is not None:
         asked = params.model_dump_json(by_alias=True).encode()
-        idempotency = await runtime.run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
-    image = await _decode(runtime, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
+        idempotency = await run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
+    image = await _decode(runtime, run_cpu, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
     del data  # the tensor and the picture are what is kept
     clock.lap("decode")
     answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
@@ -251,7 +256,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     if as_job:
         return _start_job(runtime, worker, work, image, plan, answer_bytes, idempotency)
     result = await _run(runtime, worker, work, request, clock)
-    body = await runtime.run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
+    body = await run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
     clock.lap("encode")
     body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
     return json_response(body, clock)
