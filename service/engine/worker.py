@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -41,7 +42,6 @@ from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.explainer import run_batch
 from service.engine.fair_queue import FairQueue
 from service.engine.scheduler import DeviceCall, ExplainTask, LongWork
-from service.engine.shares import Shares
 from service.engine.visualizations import VisualizationBatch, VisualizationOrder
 from service.engine.work import ExplainJob, JobResult
 from service.methods.passes import chunk_size_for
@@ -89,8 +89,11 @@ class ModelWorker:
         self.on_fatal = on_fatal
         self.queue: FairQueue[ExplainJob] = FairQueue(maxsize=max_queue)
         self.long_work = LongWork()
-        self.long_tasks = Shares(max_long_tasks, max_long_tasks_per_owner or max_long_tasks)
-        """Long requests, jobs and calls admitted and not resolved."""
+        self.max_long_tasks = max_long_tasks
+        self.max_long_tasks_per_owner = max_long_tasks_per_owner or max_long_tasks
+        self._long_count = 0  # long requests, jobs and calls admitted and not resolved
+        self._long_by_owner: Counter[str] = Counter()
+        self._long_lock = threading.Lock()
         self.max_queue_per_owner = min(max_queue_per_owner or max_queue, max_queue)
         self._stopping = threading.Event()
         self._dead = threading.Event()
@@ -99,7 +102,7 @@ class ModelWorker:
         self._incoming = 0  # requests being decoded for this model; changed on the event loop's thread only
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
         metrics.queue_depth.labels(model=name).set_function(self.queue.qsize)
-        metrics.long_tasks.labels(model=name).set_function(lambda: self.long_tasks.held)
+        metrics.long_tasks.labels(model=name).set_function(lambda: self._long_count)
 
     @property
     def alive(self) -> bool:
@@ -185,25 +188,35 @@ class ModelWorker:
 
     def _admit_long(self, future: Future, owner: str) -> None:
         """Count long work in until `future` is resolved, or refuse it when `max_long_tasks` are running, or
-        `max_long_tasks_per_owner` of this owner's.
+        `max_long_tasks_per_owner` of this owner's (so that one key at its bound leaves the others theirs).
 
         Raises:
             ServiceUnavailable: `too_many_jobs`.
         """
-        refused = self.long_tasks.take(owner, future)
-        if refused == "owner":
-            raise ServiceUnavailable(
-                f"this key runs {self.long_tasks.per_owner} long requests or jobs on model '{self.name}' "
-                "already, its share; retry later",
-                code="too_many_jobs",
-                retry_after_s=5,
-            )
-        if refused == "total":
-            raise ServiceUnavailable(
-                f"model '{self.name}' runs {self.long_tasks.total} long requests or jobs already; retry later",
-                code="too_many_jobs",
-                retry_after_s=5,
-            )
+        with self._long_lock:
+            if self._long_by_owner[owner] >= self.max_long_tasks_per_owner:
+                raise ServiceUnavailable(
+                    f"this key runs {self.max_long_tasks_per_owner} long requests or jobs on model '{self.name}' "
+                    "already, its share; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
+                )
+            if self._long_count >= self.max_long_tasks:
+                raise ServiceUnavailable(
+                    f"model '{self.name}' runs {self.max_long_tasks} long requests or jobs already; retry later",
+                    code="too_many_jobs",
+                    retry_after_s=5,
+                )
+            self._long_count += 1
+            self._long_by_owner[owner] += 1
+        future.add_done_callback(lambda _: self._long_resolved(owner))
+
+    def _long_resolved(self, owner: str) -> None:
+        with self._long_lock:
+            self._long_count -= 1
+            self._long_by_owner[owner] -= 1
+            if not self._long_by_owner[owner]:
+                del self._long_by_owner[owner]
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
