@@ -316,8 +316,8 @@ class JobStore:
 
     def _drop(self, job: Job) -> None:
         del self._jobs[job.id]
-        if job.idempotency is not None:
-            self._by_idempotency.pop((job.owner, job.idempotency.key), None)
+        if job.idempotency is not None and self._by_idempotency.get((job.owner, job.idempotency.key)) is job:
+            del self._by_idempotency[(job.owner, job.idempotency.key)]
 
 
 def _to_forget(
