@@ -18,7 +18,6 @@ import asyncio
 import base64
 import csv
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,37 +27,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from bench.request_path import MODEL, OUT, jpegs, multipart  # noqa: E402
-from tests.load import LoadResult, closed_loop, percentile  # noqa: E402
+from tests.load import HealthProbe, LoadResult, closed_loop, percentile  # noqa: E402
 from tests.real_server import real_server  # noqa: E402
 
 EXPLAIN = f"/v1/models/{MODEL}/explain"
 KEY_A = "tenant-a-bench-key-0123456789"
 KEY_B = "tenant-b-bench-key-0123456789"
 LONG_VISUALIZATION = {"objective": {"kind": "class", "class": 130}, "steps": 1000}
-
-
-class Probe:
-    """Reads `/healthz` every 20 ms on its own thread and keeps the latencies."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.latencies, self._done = url, [], threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def __enter__(self) -> "Probe":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._done.is_set():
-                started = time.perf_counter()
-                client.get("/healthz")
-                self.latencies.append(time.perf_counter() - started)
-                time.sleep(0.02)
 
 
 class LongWorkOfA:
@@ -128,11 +103,11 @@ def main() -> None:
     with real_server(settings, module="service") as server:
         as_b = dict(port=server.port, path=EXPLAIN, body=body, content_type=content_type, timeout_s=120)
         asyncio.run(closed_loop(**as_b, clients=1, duration_s=1.0, headers={"x-api-key": KEY_B}))  # warm-up
-        with Probe(server.url) as probe_alone:
+        with HealthProbe(server.url) as probe_alone:
             alone = asyncio.run(closed_loop(**as_b, clients=1, duration_s=args.seconds, headers={"x-api-key": KEY_B}))
         long_work = LongWorkOfA(server.url)
         try:
-            with Probe(server.url) as probe_flooded:
+            with HealthProbe(server.url) as probe_flooded:
                 flooded, cheap_a, hostile_a = asyncio.run(
                     flood_and_measure(server.port, body, content_type, args.seconds, long_work, floods)
                 )

@@ -7,8 +7,11 @@ same machine (an httpx client with 64 connections is slower than the server it m
 
 import asyncio
 import json
+import threading
 import time
 from dataclasses import dataclass, field
+
+import httpx
 
 
 @dataclass
@@ -38,6 +41,37 @@ class LoadResult:
                 f"p99={percentile(values, 99) * 1000:.0f} ms max={max(values) * 1000:.0f} ms"
             )
         return "\n".join(lines)
+
+
+class HealthProbe:
+    """Reads `/healthz` every 20 ms on a thread of its own while in its `with` block, and keeps the latencies (in
+    seconds) of the answers, every one of which must be 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> "HealthProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+        assert not self.failures, self.failures[:3]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._done.is_set():
+                started = time.perf_counter()
+                status = client.get("/healthz").status_code
+                self.latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    self.failures.append(f"/healthz answered {status}")
+                time.sleep(0.02)
 
 
 def percentile(values: list[float], q: float) -> float:

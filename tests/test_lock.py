@@ -10,7 +10,9 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = {"explain-client"}
-ENTRY = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;]+)(?:\s*;[^\\]*)? \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", re.M)
+ENTRY = re.compile(
+    r"^([A-Za-z0-9._-]+)==([^\s;]+)(?:\s*;[^\\]*)? \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", re.M
+)
 
 
 def locked() -> dict[str, tuple[str, int]]:

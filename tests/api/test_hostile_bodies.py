@@ -2,8 +2,6 @@
 parsed, and `/healthz` keeps answering meanwhile (a real server process, the tiny model)."""
 
 import base64
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,6 +9,7 @@ import pytest
 
 from tests.conftest import image_bytes
 from tests.explain_client.conftest import photo
+from tests.load import HealthProbe
 from tests.real_server import real_server
 
 pytestmark = pytest.mark.slow
@@ -31,33 +30,17 @@ def test_millions_of_json_values_are_refused_while_health_checks_stay_fast():
     bodies = hostile_bodies()
     assert all(8_000_000 < len(body) < 10 * 1024 * 1024 for body in bodies)
     with real_server({}) as server, httpx.Client(base_url=server.url, timeout=60) as client:
-        latencies: list[float] = []
-        done = threading.Event()
-
-        def probe() -> None:
-            with httpx.Client(base_url=server.url, timeout=30) as prober:
-                while not done.is_set():
-                    start = time.perf_counter()
-                    assert prober.get("/healthz").status_code == 200
-                    latencies.append(time.perf_counter() - start)
-                    time.sleep(0.02)
 
         def post(body: bytes) -> httpx.Response:
             return client.post(URL, content=body, headers={"content-type": "application/json"})
 
-        prober = threading.Thread(target=probe)
-        prober.start()
-        try:
-            with ThreadPoolExecutor(3) as pool:
-                answers = list(pool.map(post, bodies * 2))
-        finally:
-            done.set()
-            prober.join()
+        with HealthProbe(server.url) as probe, ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(post, bodies * 2))
         for answer in answers:
             assert answer.status_code == 400, answer.text
             error = answer.json()["error"]
             assert error["code"] == "invalid_json" and "at most 4096" in error["message"]
-        assert latencies and max(latencies) < 1.0, sorted(latencies)[-5:]
+        assert probe.latencies and max(probe.latencies) < 1.0, sorted(probe.latencies)[-5:]
 
         # Below the separator bound, a long list is refused by its length before any item is checked.
         listed = {"image": IMAGE, "class": [0] * 2000}
