@@ -69,7 +69,11 @@ async def read_body(request: Request, max_bytes: int, json_values: bool = False)
         if json_values:
             separators += chunk.count(b",")
             if separators > MAX_JSON_SEPARATORS:
-                raise too_many_json_values(separators, close_connection=True)
+                raise BadRequest(
+                    f"the JSON body holds {separators} values or more; parameters take at most {MAX_JSON_SEPARATORS}",
+                    code="invalid_json",
+                    headers={"Connection": "close"},  # the rest of the body is not read
+                )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -111,18 +115,8 @@ async def read_json_object(request: Request, max_bytes: int, run_cpu: RunCpu) ->
     return await run_cpu(_parse_json_object, await read_body(request, max_bytes, json_values=True))
 
 
-def too_many_json_values(separators: int, close_connection: bool = False) -> BadRequest:
-    return BadRequest(
-        f"the JSON body holds {separators} values or more; parameters take at most {MAX_JSON_SEPARATORS}",
-        code="invalid_json",
-        headers={"Connection": "close"} if close_connection else None,
-    )
-
-
 def _parse_json_object(body: bytes) -> dict[str, Any]:
-    separators = body.count(b",")
-    if separators > MAX_JSON_SEPARATORS:
-        raise too_many_json_values(separators)
+    """The JSON object of a body that `read_body(..., json_values=True)` read (its separators already counted)."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # also over-deep nesting and integers of > 4300 digits
