@@ -86,28 +86,36 @@ def main() -> None:
 
 
 def write_outputs(rows: list[dict], alone: list[float], loaded: list[float], device: str) -> None:
+    series = {"alone": alone, "with score_cam + 2 visualizations": loaded}
+    title = f"{MODEL} on {device}: 2 clients, with and without long work"
+    save_latency_cdf("fairness", rows, series, "latency of the default request (ms)", title)
+
+
+def save_latency_cdf(stem: str, rows: list[dict], series: dict[str, list[float]], xlabel: str, title: str) -> None:
+    """`rows` as bench/out/<stem>.csv, and the latencies (seconds) of each series as cumulative distributions,
+    with the 95th percentile marked, in bench/out/<stem>.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     OUT.mkdir(exist_ok=True)
-    with open(OUT / "fairness.csv", "w", newline="") as file:
+    with open(OUT / f"{stem}.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, latencies in (("alone", alone), ("with score_cam + 2 visualizations", loaded)):
+    for name, latencies in series.items():
         ordered = sorted(x * 1000 for x in latencies)
         ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=name)
     ax.axhline(0.95, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("latency of the default request (ms)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of answers")
-    ax.set_title(f"{MODEL} on {device}: 2 clients, with and without long work")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT / "fairness.png", dpi=120)
-    print(f"saved {OUT / 'fairness.csv'} and {OUT / 'fairness.png'}")
+    fig.savefig(OUT / f"{stem}.png", dpi=120)
+    print(f"saved {OUT / f'{stem}.csv'} and {OUT / f'{stem}.png'}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Usage: python bench/tenants.py [--seconds 20] [--device cpu] [--floods cheap,lon
 import argparse
 import asyncio
 import base64
-import csv
 import sys
 import time
 from collections import Counter
@@ -26,7 +25,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from bench.request_path import MODEL, OUT, jpegs, multipart  # noqa: E402
+from bench.fairness import save_latency_cdf  # noqa: E402
+from bench.request_path import MODEL, jpegs, multipart  # noqa: E402
 from tests.load import HealthProbe, LoadResult, closed_loop, percentile  # noqa: E402
 from tests.real_server import real_server  # noqa: E402
 
@@ -146,28 +146,12 @@ def outcomes(result: LoadResult) -> str:
 
 
 def write_outputs(rows: list[dict], alone: LoadResult, flooded: LoadResult, device: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "tenants.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, result in (("B alone", alone), ("B while A floods (4x rate, long work, hostile JSON)", flooded)):
-        ordered = sorted(x * 1000 for x in result.latencies[200])
-        ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=name)
-    ax.axhline(0.95, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("latency of tenant B's default request (ms)")
-    ax.set_ylabel("fraction of answers")
-    ax.set_title(f"{MODEL} on {device}: two tenants on one replica")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(OUT / "tenants.png", dpi=120)
-    print(f"saved {OUT / 'tenants.csv'} and {OUT / 'tenants.png'}")
+    series = {
+        "B alone": alone.latencies[200],
+        "B while A floods (4x rate, long work, hostile JSON)": flooded.latencies[200],
+    }
+    title = f"{MODEL} on {device}: two tenants on one replica"
+    save_latency_cdf("tenants", rows, series, "latency of tenant B's default request (ms)", title)
 
 
 if __name__ == "__main__":
