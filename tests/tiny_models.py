@@ -55,3 +55,20 @@ def prepare_tiny(name: str, module: nn.Module) -> LoadedModel:
 
 def tiny_loaded(name: str = "tiny", module_type: type[nn.Module] = TinyGapNet, seed: int = 0) -> LoadedModel:
     return prepare_tiny(name, seeded(module_type, seed))
+
+
+def tiny_vit_loaded(name: str = "tiny_vit", seed: int = 0) -> LoadedModel:
+    """A seeded timm ViT at the tiny models' input size: 4 x 4 patches of 8 px and a class token, 2 blocks."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    module = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=5)
+    return prepare_model(
+        name=name,
+        source="test:VisionTransformer",
+        module=module,
+        preprocessing=TINY_PREPROCESSING,
+        default_layer="blocks.1.norm1",
+        classifier_layer="head",
+        device=torch.device("cpu"),
+    )

@@ -4,6 +4,7 @@ import re
 
 from service.core.errors import UnknownMethod
 from service.methods.ablation_cam import AblationCAM
+from service.methods.attention_rollout import AttentionRollout
 from service.methods.base import GRADIENT_PASS_COST, Method, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.cam import CAM
 from service.methods.deconvnet import Deconvnet
@@ -14,6 +15,7 @@ from service.methods.eigen_grad_cam import EigenGradCAM
 from service.methods.feature_ablation import FeatureAblation
 from service.methods.finer_cam import FinerCAM
 from service.methods.fullgrad import FullGrad
+from service.methods.generic_attention import GenericAttention
 from service.methods.grad_cam import GradCAM
 from service.methods.grad_cam_elementwise import GradCAMElementWise
 from service.methods.grad_cam_pp import GradCAMPlusPlus
@@ -37,6 +39,7 @@ from service.methods.shapley_cam import ShapleyCAM
 from service.methods.smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from service.methods.smoothgrad import SmoothGrad
 from service.methods.ss_cam import SSCAM
+from service.methods.transformer_attribution import TransformerAttribution
 from service.methods.xgrad_cam import XGradCAM
 
 METHODS: dict[str, Method] = {
@@ -76,6 +79,9 @@ METHODS: dict[str, Method] = {
         Lime(),
         KernelShap(),
         LRP(),
+        AttentionRollout(),
+        TransformerAttribution(),
+        GenericAttention(),
     )
 }
 

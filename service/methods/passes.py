@@ -19,6 +19,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model_store.grids import LayerGrid
 from model_store.hooks import forward_hooks
+from service.methods.attention_lrp import attention_relevances
+from service.methods.attention_maps import unfused_attention
 from service.methods.lrp_rules import epsilon_rule
 from service.methods.rescale import rescale_rule
 
@@ -204,6 +206,55 @@ class PassRunner:
             self.images_forwarded += 2 * len(chunk)
             yield
         return torch.cat(gradients)
+
+    def attentions(
+        self, inputs: torch.Tensor, layers: list[str], classes: torch.Tensor | None = None
+    ) -> Steps[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """The attention probabilities of the named attention modules for (M, 3, H, W) inputs, [(M, heads, T, T)]
+        in `layers`' order, and, given `classes` (M,), d logit_class / d probabilities of each row ([] without)."""
+        probabilities: list[list[torch.Tensor]] = [[] for _ in layers]
+        gradients: list[list[torch.Tensor]] = [[] for _ in layers]
+        readers = [f"{layer}.attn_drop" for layer in layers]
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(name: str, output: torch.Tensor) -> None:
+            captured[name] = output
+
+        wants_gradients = classes is not None
+        rows = classes if classes is not None else torch.zeros(len(inputs), dtype=torch.long, device=inputs.device)
+        for chunk, chunk_classes in zip(inputs.split(self.chunk_size), rows.split(self.chunk_size), strict=True):
+            grad_mode = torch.enable_grad() if wants_gradients else torch.inference_mode()
+            with grad_mode, unfused_attention(self.module, layers), forward_hooks(self.module, readers, capture):
+                # The parameters are frozen: the graph to the probabilities starts at an input that requires grad.
+                logits = self.module(chunk.detach().requires_grad_(wants_gradients))
+                chunk_probabilities = [captured[name] for name in readers]
+                if wants_gradients:
+                    score = logits.gather(1, chunk_classes[:, None]).sum()
+                    for i, gradient in enumerate(torch.autograd.grad(score, chunk_probabilities)):
+                        gradients[i].append(gradient)
+            for i, p in enumerate(chunk_probabilities):
+                probabilities[i].append(p.detach())
+            self.images_forwarded += len(chunk)
+            yield
+        return [torch.cat(p) for p in probabilities], [torch.cat(g) for g in gradients if g]
+
+    def attention_relevances(
+        self, inputs: torch.Tensor, layers: list[str], classes: torch.Tensor
+    ) -> Steps[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """For (M, 3, H, W) inputs and their (M,) classes, per attention module in `layers` (M, heads, T, T): the
+        gradient of logit_class at the attention probabilities, and their relevance for the class under Chefer
+        et al.'s rules (`service.methods.attention_lrp`)."""
+        gradients: list[list[torch.Tensor]] = [[] for _ in layers]
+        relevances: list[list[torch.Tensor]] = [[] for _ in layers]
+        for chunk, chunk_classes in zip(inputs.split(self.chunk_size), classes.split(self.chunk_size), strict=True):
+            with torch.enable_grad(), unfused_attention(self.module, layers):
+                chunk_gradients, chunk_relevances = attention_relevances(self.module, chunk, chunk_classes)
+            for i in range(len(layers)):
+                gradients[i].append(chunk_gradients[i])
+                relevances[i].append(chunk_relevances[i])
+            self.images_forwarded += len(chunk)
+            yield
+        return [torch.cat(g) for g in gradients], [torch.cat(r) for r in relevances]
 
     def relevances(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
         """Epsilon-rule relevances of logit_class at the input, (M, 3, H, W) -> (M, 3, H, W): the relevance

@@ -10,7 +10,7 @@ from api_schemas import Colormap, ExplainParameters, MethodName
 from service.http.openapi_export import openapi_yaml
 from service.imaging.encoding import colormap_names
 from service.methods import METHODS
-from tests.tiny_models import TinyFlatNet, tiny_loaded
+from tests.tiny_models import TinyFlatNet, tiny_loaded, tiny_vit_loaded
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).parents[2]
@@ -30,7 +30,9 @@ async def test_models_and_methods_are_listed(serve, models):
     assert [m["name"] for m in listed] == ["tiny", "flat"]
     assert tiny["input_size"] == [32, 32] and tiny["num_classes"] == 5 and tiny["default_layer"] == "features"
     assert tiny["layers"] == ["stem.0", "stem.1", "stem", "features.0", "features.1", "features"]  # execution order
-    assert tiny["methods"] == list(METHODS) and flat["methods"] == [m for m in METHODS if m != "cam"]
+    attention = ["attention_rollout", "transformer_attribution", "generic_attention"]  # transformers only
+    convolutional = [m for m in METHODS if m not in attention]
+    assert tiny["methods"] == convolutional and flat["methods"] == [m for m in convolutional if m != "cam"]
     assert tiny["device"] == "cpu"
     by_name = {m["name"]: m for m in methods}
     assert set(by_name) == set(METHODS)
@@ -98,3 +100,9 @@ def test_every_method_parameter_is_a_request_parameter_with_the_method_s_default
 
 def test_colormap_literal_matches_the_shipped_tables():
     assert set(typing.get_args(Colormap)) == set(colormap_names())
+
+
+async def test_a_vision_transformer_lists_the_methods_that_read_its_attention(serve, models):
+    async with serve({**models, "vit": tiny_vit_loaded("vit")}) as client:
+        vit = (await client.get("/v1/models/vit")).json()
+    assert {"attention_rollout", "transformer_attribution", "generic_attention", "grad_cam"} <= set(vit["methods"])

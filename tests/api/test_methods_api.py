@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from service.methods import METHODS
-from tests.tiny_models import TinyGapNet, tiny_loaded
+from tests.tiny_models import TinyGapNet, tiny_loaded, tiny_vit_loaded
 
 pytestmark = pytest.mark.anyio
 URL = "/v1/models/tiny/explain"
@@ -18,8 +18,18 @@ def models():
     return {"tiny": tiny_loaded()}
 
 
+@pytest.fixture(scope="module")
+def tiny_vit():
+    return tiny_vit_loaded()
+
+
 @pytest.mark.parametrize("method", list(METHODS))
-async def test_every_method_is_reachable_with_its_parameters(serve, models, noise_png, method):
+async def test_every_method_is_reachable_with_its_parameters(serve, models, tiny_vit, noise_png, method):
+    """On the tiny CNN, or, for the methods that read a transformer's attention, on a tiny ViT (the CNN refuses
+    them with a 400 that names the reason)."""
+    url, grid = URL, [8, 8]
+    if METHODS[method].not_applicable_to(models["tiny"].module) is not None:
+        url, grid = "/v1/models/tiny_vit/explain", [4, 4]
     params = {
         "method": method,
         "top_k": 2,
@@ -31,12 +41,16 @@ async def test_every_method_is_reachable_with_its_parameters(serve, models, nois
         "baseline": "mean",
         "nt_type": "vargrad",
     }
-    async with serve(models) as client:
-        response = await client.post(URL, params=params, files={"image": noise_png})
+    async with serve({**models, "tiny_vit": tiny_vit}) as client:
+        response = await client.post(url, params=params, files={"image": noise_png})
+        if url != URL:
+            refused = await client.post(URL, params=params, files={"image": noise_png})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
+            assert "vision transformer" in refused.json()["error"]["message"]
     assert response.status_code == 200, response.text
     explanations = response.json()["explanations"]
     assert [e["method"] for e in explanations] == [method, method]
-    shape = [32, 32] if METHODS[method].input_resolution else [8, 8]
+    shape = [32, 32] if METHODS[method].input_resolution else grid
     assert all(e["map"]["shape"] == shape and e["overlay_png"] for e in explanations)
     assert all(e["layer"] == ("features" if METHODS[method].uses_layer else None) for e in explanations)
 

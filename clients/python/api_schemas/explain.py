@@ -39,6 +39,9 @@ MethodName = Literal[
     "lime",
     "kernel_shap",
     "lrp",
+    "attention_rollout",
+    "transformer_attribution",
+    "generic_attention",
 ]
 Colormap = Literal["jet", "viridis", "inferno", "turbo"]
 Include = Literal["map", "overlay", "logits"]
@@ -48,6 +51,7 @@ Fill = Literal["black", "mean"]
 BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/*"}
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+HeadFusion = Literal["mean", "max", "min"]
 MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
 MAX_SEED = 2**32 - 1
@@ -170,6 +174,19 @@ class ExplainParameters(BaseModel):
         description="grad_cam, grad_cam_pp, xgrad_cam, layer_cam, hires_cam, grad_cam_elementwise, random_cam: the "
         "mean of the maps of six augmented inputs (horizontal flip x brightness 0.9, 1, 1.1; pytorch-grad-cam's "
         "aug_smooth), 6 extra passes per class; default false.",
+    )
+
+    head_fusion: HeadFusion | None = Field(
+        default=None,
+        description="attention_rollout: how a block's attention heads are fused, `mean` (the default), `max` or `min`.",
+    )
+    discard_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="attention_rollout: fraction of each fused attention matrix's smallest entries dropped before "
+        "the rollout; default 0.",
     )
 
 

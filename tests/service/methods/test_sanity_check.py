@@ -26,6 +26,7 @@ from service.methods.is_cam import ISCAMOptions
 from service.methods.smoothgrad import SmoothGradOptions
 from service.methods.ss_cam import SSCAMOptions
 from tests.service.methods.test_reference_agreement import seeded_plain_cnn
+from tests.token_models import seeded_vit  # noqa: F401  (fixture)
 
 PASS_BELOW = 0.9
 
@@ -54,14 +55,17 @@ def explain(model: LoadedModel, image: torch.Tensor, method: str, class_index: i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
-def test_maps_change_when_the_classifier_is_randomised_as_recorded(method, builtin_model, cat_photo):
-    """On the built-in model; a method that does not apply to it (lrp) on the seeded plain CNN of the agreement
-    tests, a VGG-like chain."""
-    model = builtin_model if METHODS[method].not_applicable_to(builtin_model.module) is None else seeded_plain_cnn()
+def test_maps_change_when_the_classifier_is_randomised_as_recorded(method, request, builtin_model, cat_photo):
+    """On the built-in model; a method that does not apply to it on the seeded plain CNN of the agreement tests, a
+    VGG-like chain (lrp), or on the seeded ViT-Tiny (the methods that read a transformer's attention)."""
+    model = builtin_model
+    if METHODS[method].not_applicable_to(model.module) is not None:
+        model = seeded_plain_cnn()
+        if METHODS[method].not_applicable_to(model.module) is not None:
+            model = request.getfixturevalue("seeded_vit")
     image = model.preprocessing.to_tensor(cat_photo)
-    image = F.interpolate(image[None], size=(112, 112), mode="bilinear", antialias=True)[
-        0
-    ]  # quicker; fully convolutional
+    if model.reshape == "none":  # quicker; fully convolutional (a ViT takes its own input size only)
+        image = F.interpolate(image[None], size=(112, 112), mode="bilinear", antialias=True)[0]
     with torch.no_grad():
         class_index = int(model.module(image[None]).argmax())
     original = explain(model, image, method, class_index).flatten().numpy()
