@@ -1,15 +1,18 @@
-// The methods as the page offers them: grouped (CAM family, gradients, perturbation), one line each from
-// `GET /v1/methods` (the paper and the cost in words; the whole definition and cost in the tooltip).
+// The methods as the page offers them: grouped (CAM family, gradients, perturbation, transformer attention), one
+// line each from `GET /v1/methods` (the paper and the cost in words; the whole definition and cost in the tooltip).
 const GROUPS = [
   ["cam", "CAM family", "maps on a layer's grid, from its feature maps"],
   ["gradients", "Gradients", "maps at the input resolution, from gradients to the image"],
   ["perturbation", "Perturbation", "maps from how the score drops when parts of the image are hidden"],
+  ["attention", "Transformer attention", "maps on the patch grid, from a vision transformer's attention"],
 ];
 const PERTURBATION = new Set(["occlusion"]);
+const ATTENTION = new Set(["attention_rollout", "transformer_attribution", "generic_attention"]);
 const DEFAULT_METHODS = new Set(["cam", "grad_cam"]);
 
 function methodGroup(method) {
   if (PERTURBATION.has(method.name)) return "perturbation";
+  if (ATTENTION.has(method.name)) return "attention";
   return method.input_resolution ? "gradients" : "cam";
 }
 
