@@ -14,6 +14,7 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     classifier_layer = "fc"              # the final nn.Linear; CAM uses its weight rows
     reshape = "vit"                      # token layers: vit | channels_last | none; inferred for timm's ViT/DeiT/Swin
     prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
+    task = "classification"              # classification (softmax over classes) | multilabel (a sigmoid per label)
 """
 
 import tomllib
@@ -25,6 +26,8 @@ from model_store.grids import RESHAPES
 
 SOURCE_KINDS = ("builtin", "timm", "torchvision", "torchscript")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+TASKS = ("classification", "multilabel")
+"""What a model's outputs mean: one label per image (softmax), or independent labels (one sigmoid each)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ModelManifest:
     num_classes: int | None = None
     reshape: str | None = None
     prefix_tokens: int | None = None
+    task: str = "classification"
 
     @property
     def source_kind(self) -> str:
@@ -85,6 +89,8 @@ def manifest_from_dict(raw: dict, base_dir: Path, origin: str) -> ModelManifest:
         raise ModelLoadError(f"{origin}: 'default_layer' must be a non-empty string")
     if raw.get("interpolation", "bilinear") not in INTERPOLATIONS:
         raise ModelLoadError(f"{origin}: interpolation must be one of {list(INTERPOLATIONS)}")
+    if raw.get("task", "classification") not in TASKS:
+        raise ModelLoadError(f"{origin}: task must be one of {list(TASKS)}")
     if raw.get("reshape", "none") not in RESHAPES:
         raise ModelLoadError(f"{origin}: reshape must be one of {list(RESHAPES)}")
     if "prefix_tokens" in raw:

@@ -51,6 +51,12 @@ class LoadedModel:
     """The reshape of each token or channels-last layer to its (C, h, w) grid; pass it to `forward_hooks`."""
     reshape: str = "none"
     """How token layers become grids: "vit", "channels_last" or "none" (see `model_store.grids`)."""
+    task: str = "classification"
+    """What the logits mean (`model_store.manifest.TASKS`): one label per image, or a sigmoid per label."""
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
 
     @property
     def layers(self) -> list[str]:
@@ -136,6 +142,7 @@ class ModelStore:
             device=device,
             reshape=manifest.reshape,
             prefix_tokens=manifest.prefix_tokens,
+            task=manifest.task,
         )
 
 
@@ -152,6 +159,7 @@ def prepare_model(
     base_dir: Path = Path("."),
     reshape: str | None = None,
     prefix_tokens: int | None = None,
+    task: str = "classification",
 ) -> LoadedModel:
     """Freeze `module`, move it to `device`, discover its layers, verify its head and warm it up.
 
@@ -235,6 +243,7 @@ def prepare_model(
         cam_layer=cam_layer,
         layer_grids={layer: grid for layer, grid in layer_grids.items() if layer in layer_shapes},
         reshape=reshape,
+        task=task,
     )
 
 

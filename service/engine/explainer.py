@@ -117,7 +117,10 @@ def _plan_steps(
             evaluated = []
             for m in maps[i]:
                 scores = yield from each_step_under(
-                    torch.no_grad, evaluate_map(runner, images[i], logits[i], m.class_index, m.map, evaluation_steps)
+                    torch.no_grad,
+                    evaluate_map(
+                        runner, images[i], logits[i], m.class_index, m.map, evaluation_steps, model.multilabel
+                    ),
                 )
                 evaluated.append(replace(m, evaluation=scores))
             maps[i] = evaluated
@@ -148,10 +151,14 @@ def _shared_forward(
 
 
 def _target_classes(job: ExplainJob, logits: torch.Tensor) -> list[int]:
-    """The job's explicit classes, or the indices of its top-k logits (K,)."""
+    """The job's explicit classes, or the indices of its top-k logits (K,); with a `threshold` (multilabel), only
+    those whose sigmoid reaches it."""
     if job.classes is not None:
         return list(job.classes)
-    return torch.topk(logits.detach(), k=min(job.top_k, logits.shape[0])).indices.tolist()
+    best = torch.topk(logits.detach(), k=min(job.top_k, logits.shape[0]))
+    if job.threshold is not None:
+        return best.indices[best.values.sigmoid() >= job.threshold].tolist()
+    return best.indices.tolist()
 
 
 def _per_target_gradients(

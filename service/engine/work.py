@@ -20,6 +20,8 @@ class ExplainJob:
         methods: methods to run; empty for a prediction only.
         classes: explicit class indices, or None to use the `top_k` best classes.
         top_k: number of best classes to explain when `classes` is None.
+        threshold: with `classes` None, explain only those of the `top_k` best whose sigmoid reaches it (the
+            labels a multilabel model predicts); None for classification.
         layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
         options: options of the methods that have parameters (instances of their `options_type`); a method
@@ -42,6 +44,7 @@ class ExplainJob:
     deadline: float
     request_id: str
     options: tuple[object, ...] = ()
+    threshold: float | None = None
     evaluate: bool = False
     extra_passes: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
-from api_schemas import ExplainParameters, OverlayFormat
+from api_schemas import DEFAULT_THRESHOLD, ExplainParameters, OverlayFormat
 from model_store import LoadedModel
 from model_store.labels import AmbiguousLabel, UnknownLabel
 from service.core.errors import (
@@ -44,6 +44,8 @@ class ExplainPlan:
     methods: tuple[Method, ...]
     classes: tuple[int, ...] | None
     top_k: int
+    threshold: float | None
+    """Multilabel models: the sigmoid a label reaches to be listed and, without `classes`, explained."""
     layer: str | None
     colormap: str
     alpha: float
@@ -62,7 +64,7 @@ class ExplainPlan:
 
     @property
     def class_count(self) -> int:
-        """Classes explained per method: the named ones, or the `top_k` best."""
+        """Classes explained per method: the named ones, or the `top_k` best (at most, for multilabel)."""
         return len(self.classes) if self.classes is not None else self.top_k
 
 
@@ -185,7 +187,11 @@ def plan_explanation(
     if len(class_specs) > max_classes or (params.top_k or 0) > max_classes:
         raise InvalidParameter(f"at most {max_classes} classes per request")
     classes = _unique(resolve_class(spec, model) for spec in class_specs) if class_specs else None
-    class_count = len(classes) if classes is not None else (params.top_k or 1)
+    threshold = resolve_threshold(params.threshold, model)
+    # A multilabel model explains the labels it predicts: as many as `top_k`, else up to the bound; the cost and
+    # the answer's size are counted for that many, since how many reach the threshold is known only later.
+    top_k = params.top_k or (max_classes if threshold is not None else 1)
+    class_count = len(classes) if classes is not None else top_k
     if len(methods) * class_count > max_explanations:
         raise InvalidParameter(
             f"{len(methods)} methods x {class_count} classes are {len(methods) * class_count} explanations; at most "
@@ -221,7 +227,8 @@ def plan_explanation(
     return ExplainPlan(
         methods=methods,
         classes=classes,
-        top_k=params.top_k or 1,
+        top_k=top_k,
+        threshold=threshold,
         layer=layer,
         colormap=params.colormap or DEFAULT_COLORMAP,
         alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
@@ -235,6 +242,21 @@ def plan_explanation(
         extra_passes=extra,
         cost=cost,
     )
+
+
+def resolve_threshold(requested: float | None, model: LoadedModel) -> float | None:
+    """The threshold of a multilabel model (the default when not given), None for classification.
+
+    Raises:
+        InvalidParameter: a threshold for a model that is not multilabel.
+    """
+    if not model.multilabel:
+        if requested is not None:
+            raise InvalidParameter(
+                f"'threshold' applies to multilabel models; model '{model.name}' is a {model.task} model"
+            )
+        return None
+    return DEFAULT_THRESHOLD if requested is None else requested
 
 
 def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: LoadedModel) -> str | None:

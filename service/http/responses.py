@@ -22,24 +22,44 @@ from service.imaging.encoding import encode_base64, encode_overlay
 from service.methods.localization import localize
 
 
-def top_classes(model: LoadedModel, logits: np.ndarray, k: int) -> list[TopClass]:
-    """The k best classes of (K,) logits, with softmax probabilities."""
+def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
+    """(K,) logits -> (K,) probabilities: softmax over the classes, or each label's sigmoid (multilabel)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if model.multilabel:
+        return 1 / (1 + np.exp(-logits))
+    exponentials = np.exp(logits - logits.max())
+    return exponentials / exponentials.sum()
+
+
+def top_classes(model: LoadedModel, logits: np.ndarray, k: int, threshold: float = 0.0) -> list[TopClass]:
+    """The k best classes of (K,) logits with their probabilities, those that reach `threshold`."""
     logits = np.asarray(logits)
-    exponentials = np.exp(logits.astype(np.float64) - logits.max())
-    probabilities = exponentials / exponentials.sum()
+    probabilities = class_probabilities(model, logits)
     best = np.argsort(-logits, kind="stable")[: min(k, len(logits))]
     return [
         TopClass(index=int(i), label=model.labels[i], logit=float(logits[i]), probability=float(probabilities[i]))
         for i in best
+        if probabilities[i] >= threshold
     ]
 
 
-def build_predict(model: LoadedModel, result: JobResult, top_k: int, timings: dict[str, float]) -> PredictResponse:
+def positive_classes(model: LoadedModel, logits: np.ndarray, threshold: float | None) -> list[TopClass] | None:
+    """A multilabel model's labels whose sigmoid reaches `threshold`, best first; None for classification."""
+    if threshold is None:
+        return None
+    return top_classes(model, logits, len(logits), threshold)
+
+
+def build_predict(
+    model: LoadedModel, result: JobResult, top_k: int, threshold: float | None, timings: dict[str, float]
+) -> PredictResponse:
     return PredictResponse(
         model=model.name,
+        task=model.task,
         input_size=list(model.preprocessing.input_size),
         logits=result.logits.tolist(),
         top_classes=top_classes(model, result.logits, top_k),
+        positive_classes=positive_classes(model, result.logits, threshold),
         timings_ms=timings,
     )
 
@@ -111,9 +131,11 @@ def build_explain(
 ) -> ExplainResponse:
     return ExplainResponse(
         model=model.name,
+        task=model.task,
         input_size=list(model.preprocessing.input_size),
         logits=np.asarray(result.logits).tolist() if "logits" in plan.include else None,
         top_classes=top_classes(model, result.logits, top_k),
+        positive_classes=positive_classes(model, result.logits, plan.threshold),
         explanations=[build_explanation(model, image, item, plan) for item in result.maps],
         timings_ms=timings,
     )

@@ -6,7 +6,8 @@
   in `steps` equal steps; lower is more faithful.
 - insertion AUC (same paper): p_c while the most salient pixels are put back into a blurred copy; higher is
   more faithful.
-Cost: 1 + 2 (steps + 1) forward passes per explanation.
+Cost: 1 + 2 (steps + 1) forward passes per explanation. p_c is the softmax probability of class c, or the
+sigmoid of its logit for a multilabel model.
 """
 
 from dataclasses import dataclass
@@ -33,7 +34,13 @@ def evaluation_passes(steps: int) -> int:
 
 
 def evaluate_map(
-    runner: PassRunner, image: torch.Tensor, logits: torch.Tensor, class_index: int, raw_map: torch.Tensor, steps: int
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    steps: int,
+    multilabel: bool = False,
 ) -> Steps[FaithfulnessScores]:
     """Score one map: (3, H, W) normalised image, its (K,) logits from the shared pass, (h, w) raw map."""
     height, width = image.shape[-2:]
@@ -53,8 +60,11 @@ def evaluate_map(
         inputs.append(image * (1 - shown))  # deletion
         inputs.append(blurred * (1 - shown) + image * shown)  # insertion
     logits_after = yield from runner.logits(torch.stack(inputs))
-    probabilities = torch.softmax(logits_after, dim=1)[:, class_index]
-    original = torch.softmax(logits, dim=0)[class_index]
+    if multilabel:
+        probabilities, original = logits_after[:, class_index].sigmoid(), logits[class_index].sigmoid()
+    else:
+        probabilities = torch.softmax(logits_after, dim=1)[:, class_index]
+        original = torch.softmax(logits, dim=0)[class_index]
     deletion, insertion = probabilities[1::2], probabilities[2::2]
     return FaithfulnessScores(
         confidence_change=float(probabilities[0] - original),

@@ -7,6 +7,7 @@ clients that want typed responses.
 from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
 from api_schemas.errors import ErrorBody, ErrorDetail
 from api_schemas.explain import (
+    DEFAULT_THRESHOLD,
     BoundingBox,
     ClassRef,
     Colormap,
@@ -23,10 +24,12 @@ from api_schemas.explain import (
     PredictJSONRequest,
     PredictParameters,
     PredictResponse,
+    Task,
     TopClass,
 )
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "BoundingBox",
     "Evaluation",
     "MapEncoding",
@@ -50,5 +53,6 @@ __all__ = [
     "PredictJSONRequest",
     "PredictParameters",
     "PredictResponse",
+    "Task",
     "TopClass",
 ]

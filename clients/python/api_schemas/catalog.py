@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, Field
 
-from api_schemas.explain import MethodName
+from api_schemas.explain import MethodName, Task
 
 
 class MethodInfo(BaseModel):
@@ -31,6 +31,7 @@ class ModelInfo(BaseModel):
     source: str
     input_size: list[int]
     num_classes: int
+    task: Task = Field(description="`classification` (softmax over classes) or `multilabel` (a sigmoid per label).")
     default_layer: str | None
     classifier_layer: str | None
     layers: list[str] = Field(description="Layer names usable as `layer`: modules with a 2-D feature map.")

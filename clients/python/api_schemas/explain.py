@@ -52,6 +52,9 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
+Task = Literal["classification", "multilabel"]
+"""What a model's logits mean: one label per image (softmax over classes), or independent labels (a sigmoid each)."""
+DEFAULT_THRESHOLD = 0.5
 MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
 MAX_SEED = 2**32 - 1
@@ -75,7 +78,19 @@ class ExplainParameters(BaseModel):
         description="One or several classes, by index or label (case-insensitive); default the top-1 class.",
     )
     top_k: int | None = Field(
-        default=None, ge=1, le=MAX_CLASSES, description="Explain the k best classes instead of `class`."
+        default=None,
+        ge=1,
+        le=MAX_CLASSES,
+        description="Explain the k best classes instead of `class` (multilabel models: at most k of the labels at "
+        "or above `threshold`).",
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Multilabel models: the probability (sigmoid) a label must reach to be explained when no "
+        "`class` is given, and to be listed in `positive_classes`; default 0.5.",
     )
     layer: str | None = Field(default=None, description="Target layer; default the model's default layer.")
     colormap: Colormap | None = Field(default=None, description="Overlay colormap; default `jet`.")
@@ -202,9 +217,18 @@ class ExplainJSONRequest(ExplainParameters):
 
 
 class PredictParameters(BaseModel):
-    """Predict takes no parameters beside the image; unknown names are refused."""
+    """Predict takes one parameter beside the image; unknown names are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Multilabel models: the probability a label must reach to be listed in `positive_classes`; "
+        "default 0.5.",
+    )
 
 
 class PredictJSONRequest(PredictParameters):
@@ -220,7 +244,9 @@ class ClassRef(BaseModel):
 
 class TopClass(ClassRef):
     logit: float
-    probability: float
+    probability: float = Field(
+        description="Softmax over the classes (classification), or the label's own sigmoid (multilabel)."
+    )
 
 
 class MapData(BaseModel):
@@ -276,9 +302,15 @@ class Explanation(BaseModel):
 
 class PredictResponse(BaseModel):
     model: str
+    task: Task = Field(description="What the logits mean (the model's manifest says).")
     input_size: list[int] = Field(description="`[height, width]` the image was resized to.")
     logits: list[float] | None = Field(default=None, description="One logit per class, in class-index order.")
     top_classes: list[TopClass]
+    positive_classes: list[TopClass] | None = Field(
+        default=None,
+        description="Multilabel models: every label whose probability reaches `threshold`, best first; null for "
+        "classification.",
+    )
     timings_ms: dict[str, float]
 
 

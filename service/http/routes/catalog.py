@@ -44,6 +44,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         source=model.source,
         input_size=list(model.preprocessing.input_size),
         num_classes=model.num_classes,
+        task=model.task,
         default_layer=model.default_layer,
         classifier_layer=model.classifier_layer,
         layers=model.layers,

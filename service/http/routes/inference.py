@@ -24,7 +24,7 @@ from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.disconnect import wait_for_disconnect
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
-from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
+from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation, resolve_threshold
 from service.http.request_body import RunCpu, read_posted_image
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
@@ -181,7 +181,8 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     worker = runtime.worker_with_room(model)
     run_cpu = runtime.cpu_for(owner)
     data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
-    parse_parameters(PredictParameters, request.query_params, fields)
+    params = parse_parameters(PredictParameters, request.query_params, fields)
+    threshold = resolve_threshold(params.threshold, worker.model)
     image = await _decode(runtime, run_cpu, worker, data, settings.overlay_max_side, with_display=False)
     del data  # the tensor is what is kept
     clock.lap("decode")
@@ -196,7 +197,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         owner=owner,
     )
     result = await _run(runtime, worker, job, request, clock)
-    body = await run_cpu(build_predict, worker.model, result, settings.top_classes, clock.stages)
+    body = await run_cpu(build_predict, worker.model, result, settings.top_classes, threshold, clock.stages)
     clock.lap("encode")
     body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
     return json_response(body, clock)
@@ -245,6 +246,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         methods=plan.methods,
         classes=plan.classes,
         top_k=plan.top_k,
+        threshold=plan.threshold,
         layer=plan.layer,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
