@@ -22,6 +22,7 @@ class ExplainOptions(TypedDict, total=False):
     """The explain parameters beside `method` and `classes` (see `api_schemas.ExplainParameters` and README)."""
 
     top_k: int
+    threshold: float
     layer: str
     colormap: Literal["jet", "viridis", "inferno", "turbo"]
     alpha: float
@@ -40,6 +41,8 @@ class ExplainOptions(TypedDict, total=False):
     window: int
     stride: int
     fill: Literal["black", "mean"]
+    head_fusion: Literal["mean", "max", "min"]
+    discard_ratio: float
 
 
 class VisualizationOptions(TypedDict, total=False):
@@ -135,8 +138,8 @@ def image_post(path: str, image: ImageInput, fields: dict[str, Any], headers: di
     )
 
 
-def predict(model: str, image: ImageInput) -> Call:
-    return image_post(model_path(model, "predict"), image, {})
+def predict(model: str, image: ImageInput, threshold: float | None = None) -> Call:
+    return image_post(model_path(model, "predict"), image, {} if threshold is None else {"threshold": threshold})
 
 
 def job_headers(idempotency_key: str | None) -> dict[str, str]:

@@ -81,9 +81,10 @@ class ExplainClient(ClientBase):
 
     # Inference
 
-    def predict(self, model: str, image: ImageInput) -> PredictResponse:
-        """Logits and top classes of one image."""
-        return self._parse(PredictResponse, self._send(_calls.predict(model, image)))
+    def predict(self, model: str, image: ImageInput, *, threshold: float | None = None) -> PredictResponse:
+        """Logits and top classes of one image; a multilabel model's labels that reach `threshold` (0.5 by
+        default) in `positive_classes`."""
+        return self._parse(PredictResponse, self._send(_calls.predict(model, image, threshold)))
 
     def explain(
         self,
