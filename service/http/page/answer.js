@@ -5,10 +5,14 @@ import { decodeMap, displayImage, upsampleNormalised } from "./overlay.js";
 const $ = (id) => document.getElementById(id);
 
 export function renderAnswer(answer, methods, bitmap) {
-  // The bars of the top classes and the grid of overlays; returns the overlays to draw.
+  // The bars of the top classes (a multilabel model's predicted labels, each its own sigmoid) and the grid of
+  // overlays; returns the overlays to draw.
   $("results").hidden = false;
+  const multilabel = answer.task === "multilabel";
+  $("classes-title").textContent = multilabel ? "Predicted labels (each its own probability)" : "Top classes";
+  const classes = multilabel && answer.positive_classes.length ? answer.positive_classes : answer.top_classes;
   $("top-classes").replaceChildren(
-    ...answer.top_classes.map((c) => {
+    ...classes.map((c) => {
       const row = document.createElement("li");
       row.dataset.testid = "top-class";
       const percent = (100 * c.probability).toFixed(1);
