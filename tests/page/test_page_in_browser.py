@@ -383,3 +383,35 @@ def test_slow_methods_run_as_a_job_with_live_progress(browser, noise_png):
         assert explains[0] == "POST /v1/models/tiny/explain" and explains[1].endswith("/events"), explains
         context.context.close()
         assert context.blocked == [] and context.errors == []
+
+
+def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_path):
+    """A seeded multilabel ResNet-18 from a store manifest: the bars are the labels that reach the threshold."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=20).state_dict(), tmp_path / "tags.pth")
+    (tmp_path / "tags.toml").write_text(
+        'name = "tags"\nsource = "torchvision:resnet18"\nweights = "tags.pth"\ntask = "multilabel"\n'
+        'num_classes = 20\ndefault_layer = "layer4"\nclassifier_layer = "fc"\n'
+    )
+    with real_server({"model_store_dir": str(tmp_path), "models": "tags"}, module="service") as tags:
+        predicted = httpx.post(f"{tags.url}/v1/models/tags/predict", files={"image": cat_jpeg}, timeout=60).json()
+        positives = [c["label"] for c in predicted["positive_classes"]]
+        assert positives, "the seeded model should predict some labels"
+        context = Offline(browser, viewport={"width": 1280, "height": 1000})
+        try:
+            page = context.page()
+            page.goto(tags.url + "/")
+            page.get_by_test_id("image-input").set_input_files(
+                {"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_jpeg}
+            )
+            expect(page.get_by_test_id("explain-button")).to_be_enabled()
+            page.get_by_test_id("explain-button").click()
+            expect(page.locator("#classes-title")).to_contain_text("Predicted labels")
+            expect(page.get_by_test_id("top-class")).to_have_count(len(positives))
+            expect(page.locator("#grid th[scope=row]")).to_have_text(positives[:3])  # the page asks for top_k=3
+            assert context.blocked == [] and context.errors == [] and context.refused == []
+        finally:
+            context.context.close()
