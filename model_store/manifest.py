@@ -14,7 +14,7 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     classifier_layer = "fc"              # the final nn.Linear; CAM uses its weight rows
     reshape = "vit"                      # token layers: vit | channels_last | none; inferred for timm's ViT/DeiT/Swin
     prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
-    task = "classification"              # classification (softmax over classes) | multilabel (a sigmoid per label)
+    task = "classification"              # classification (softmax) | multilabel (a sigmoid per label) | embedding
 """
 
 import tomllib
@@ -26,8 +26,9 @@ from model_store.grids import RESHAPES
 
 SOURCE_KINDS = ("builtin", "timm", "torchvision", "torchscript")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-TASKS = ("classification", "multilabel")
-"""What a model's outputs mean: one label per image (softmax), or independent labels (one sigmoid each)."""
+TASKS = ("classification", "multilabel", "embedding")
+"""What a model's outputs mean: one label per image (softmax), independent labels (one sigmoid each), or a
+vector that describes the image (compared by cosine similarity)."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,10 @@ class LoadedModel:
         return self.task == "multilabel"
 
     @property
+    def embedding(self) -> bool:
+        return self.task == "embedding"
+
+    @property
     def layers(self) -> list[str]:
         return list(self.layer_shapes)
 

@@ -85,24 +85,32 @@ def batch_steps(
 def _plan_steps(
     model: LoadedModel, jobs: Sequence[ExplainJob], runner: PassRunner, evaluation_steps: int
 ) -> Steps[Outcomes]:
-    images = torch.stack([job.image for job in jobs]).to(model.device, non_blocking=True)
+    compared = [i for i, job in enumerate(jobs) if job.reference is not None]
+    references = [jobs[i].reference for i in compared]
+    # Reference images ride in the shared pass as extra rows after the batch's own: their embeddings are targets.
+    stacked = torch.stack([job.image for job in jobs] + references).to(model.device, non_blocking=True)  # type: ignore[arg-type]
+    images = stacked[: len(jobs)]
 
     def wanting(need: Need) -> list[int]:
         return [i for i, job in enumerate(jobs) if any(need in m.needs for m in job.methods)]
 
     layer_grad_jobs, input_grad_jobs = wanting(Need.LAYER_GRADIENTS), wanting(Need.INPUT_GRADIENTS)
     layers = sorted({job.layer for job in jobs if job.layer is not None and any(m.uses_layer for m in job.methods)})
-    inputs = images.detach().requires_grad_(bool(input_grad_jobs))
-    activations, logits = _shared_forward(model, inputs, layers, needs_graph=bool(layer_grad_jobs or input_grad_jobs))
+    inputs = stacked.detach().requires_grad_(bool(input_grad_jobs))
+    activations, all_logits = _shared_forward(
+        model, inputs, layers, needs_graph=bool(layer_grad_jobs or input_grad_jobs)
+    )
+    logits = all_logits[: len(jobs)]
+    seeds, similarities = _similarity_seeds(logits, all_logits[len(jobs) :], compared)
     classes = [_target_classes(job, logits[i]) for i, job in enumerate(jobs)]
 
     gradients: dict[str, dict[Target, torch.Tensor]] = {}
     if layer_grad_jobs:
         for layer in sorted({jobs[i].layer for i in layer_grad_jobs}):
             members = [i for i in layer_grad_jobs if jobs[i].layer == layer]
-            gradients[f"layer:{layer}"] = _per_target_gradients(logits, activations[layer], members, classes)
+            gradients[f"layer:{layer}"] = _per_target_gradients(logits, activations[layer], members, classes, seeds)
     if input_grad_jobs:
-        gradients["input"] = _per_target_gradients(logits, inputs, input_grad_jobs, classes)
+        gradients["input"] = _per_target_gradients(logits, inputs, input_grad_jobs, classes, seeds)
     for need, rule in ((Need.GUIDED_GRADIENTS, "guided"), (Need.DECONV_GRADIENTS, "deconvnet")):
         if members := wanting(need):
             gradients[rule] = _rectified_gradients(model, images, members, classes, rule)
@@ -126,9 +134,35 @@ def _plan_steps(
             maps[i] = evaluated
     logits_cpu = logits.float().cpu()
     return [
-        failures.get(i) or JobResult(logits=logits_cpu[i], maps=tuple(maps[i]), batch_size=len(jobs), inference_ms=0.0)
+        failures.get(i)
+        or JobResult(
+            logits=logits_cpu[i],
+            maps=tuple(maps[i]),
+            batch_size=len(jobs),
+            inference_ms=0.0,
+            similarity=similarities.get(i),
+        )
         for i in range(len(jobs))
     ]
+
+
+def _similarity_seeds(
+    logits: torch.Tensor, references: torch.Tensor, rows: list[int]
+) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """For the rows compared with a reference: the gradient of cos(embedding, reference) at the embedding (K,),
+    the seed of their backward passes in place of a class's one-hot (pytorch-grad-cam's
+    `SimilarityToConceptTarget`, the reference's embedding a constant), and the similarity itself.
+    (B, K) embeddings, (R, K) reference embeddings, R row indices."""
+    seeds: dict[int, torch.Tensor] = {}
+    similarities: dict[int, float] = {}
+    with torch.enable_grad():
+        # Clones: the shared pass may have run in inference mode, whose tensors take no part in autograd.
+        for row, reference in zip(rows, references.detach().clone(), strict=True):
+            embedding = logits[row].detach().clone().requires_grad_()
+            similarity = torch.nn.functional.cosine_similarity(embedding, reference, dim=0)
+            (seeds[row],) = torch.autograd.grad(similarity, embedding)
+            similarities[row] = float(similarity.detach())
+    return seeds, similarities
 
 
 def _shared_forward(
@@ -162,15 +196,23 @@ def _target_classes(job: ExplainJob, logits: torch.Tensor) -> list[int]:
 
 
 def _per_target_gradients(
-    logits: torch.Tensor, wrt: torch.Tensor, members: list[int], classes: list[list[int]]
+    logits: torch.Tensor,
+    wrt: torch.Tensor,
+    members: list[int],
+    classes: list[list[int]],
+    seeds: dict[int, torch.Tensor] | None = None,
 ) -> dict[Target, torch.Tensor]:
-    """{(row, class): d logits[row, class] / d wrt[row]} for the member rows: (B, K) logits, (B, ...) wrt."""
+    """{(row, class): d logits[row, class] / d wrt[row]} for the member rows: (B, K) logits, (B, ...) wrt. A row in
+    `seeds` takes its (K,) seed instead of the class's one-hot (the gradient of a similarity)."""
     gradients: dict[Target, torch.Tensor] = {}
     for r in range(max(len(classes[i]) for i in members)):
         seed = torch.zeros_like(logits)
         rows = [i for i in members if len(classes[i]) > r]
         for i in rows:
-            seed[i, classes[i][r]] = 1.0
+            if seeds and i in seeds:
+                seed[i] = seeds[i]
+            else:
+                seed[i, classes[i][r]] = 1.0
         (grad,) = torch.autograd.grad(logits, wrt, grad_outputs=seed, retain_graph=True, allow_unused=True)
         for i in rows:
             gradients[(i, classes[i][r])] = grad[i] if grad is not None else torch.zeros_like(wrt[i])

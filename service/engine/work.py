@@ -22,6 +22,8 @@ class ExplainJob:
         top_k: number of best classes to explain when `classes` is None.
         threshold: with `classes` None, explain only those of the `top_k` best whose sigmoid reaches it (the
             labels a multilabel model predicts); None for classification.
+        reference: (3, H, W) normalised second image of an embedding model's request: the target of every
+            explanation is the cosine similarity of the two images' embeddings (`classes` is then one placeholder).
         layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
         options: options of the methods that have parameters (instances of their `options_type`); a method
@@ -45,6 +47,7 @@ class ExplainJob:
     request_id: str
     options: tuple[object, ...] = ()
     threshold: float | None = None
+    reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
     evaluate: bool = False
     extra_passes: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
@@ -71,9 +74,11 @@ class MapResult:
 
 @dataclass(frozen=True)
 class JobResult:
-    """Logits (K,) on the CPU, and one map per (method, class), methods outermost."""
+    """Logits (K,) on the CPU, and one map per (method, class), methods outermost; an embedding model's job with a
+    reference also has the cosine similarity its maps explain."""
 
     logits: torch.Tensor
     maps: tuple[MapResult, ...]
     batch_size: int
     inference_ms: float
+    similarity: float | None = None

@@ -78,6 +78,29 @@ async def read_body(request: Request, max_bytes: int, json_values: bool = False)
     return b"".join(chunks)
 
 
+REFERENCE = "reference"
+"""The optional second image of a request (embedding models): a file part, or base64 text in JSON, returned among
+the fields (bytes from a file part) for the route to take out."""
+
+
+def take_reference(fields: dict[str, Any]) -> bytes | None:
+    """Take the second image out of a request's fields: its file bytes, or None when there is none.
+
+    Raises:
+        InvalidImage: base64 text that does not decode.
+        InvalidParameter: a JSON value that is not text.
+    """
+    value = fields.pop(REFERENCE, None)
+    if value is None or isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise InvalidParameter("'reference' must be an image file: a file part, or base64 text in JSON")
+    try:
+        return decode_base64_image(value)
+    except ValueError as exc:
+        raise InvalidImage(f"'reference' is not valid base64: {exc}", code="invalid_base64") from exc
+
+
 async def read_posted_image(request: Request, max_bytes: int, run_cpu: RunCpu) -> tuple[bytes, dict[str, Any]]:
     """(image file bytes, body fields other than the image) of a request.
 
@@ -145,10 +168,12 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=1, max_fields=MAX_FORM_FIELDS)
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as exc:
         raise BadRequest(f"malformed multipart body: {exc.detail}", code="invalid_multipart") from exc
     try:
+        if len(form.getlist("image")) > 1:
+            raise BadRequest("the multipart body has several 'image' parts; send one", code="invalid_multipart")
         image = form.get("image")
         if not isinstance(image, UploadFile):
             raise BadRequest("the multipart body needs a file field 'image'", code="missing_image")
@@ -158,6 +183,9 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict
             if key == "image":
                 continue
             values = form.getlist(key)
+            if key == REFERENCE and len(values) == 1 and isinstance(values[0], UploadFile):
+                fields[key] = await values[0].read()  # a second image (embedding models): bytes, not text
+                continue
             if not all(isinstance(v, str) for v in values):
                 raise InvalidParameter(f"field '{key}' must be text, not a file")
             fields[key] = values[0] if len(values) == 1 else values

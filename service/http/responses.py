@@ -32,7 +32,10 @@ def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
 
 
 def top_classes(model: LoadedModel, logits: np.ndarray, k: int, threshold: float = 0.0) -> list[TopClass]:
-    """The k best classes of (K,) logits with their probabilities, those that reach `threshold`."""
+    """The k best classes of (K,) logits with their probabilities, those that reach `threshold`; none for an
+    embedding model, whose outputs are no classes."""
+    if model.embedding:
+        return []
     logits = np.asarray(logits)
     probabilities = class_probabilities(model, logits)
     best = np.argsort(-logits, kind="stable")[: min(k, len(logits))]
@@ -75,7 +78,7 @@ def encode_map(raw: np.ndarray, encoding: str) -> MapData:
 def build_explanation(model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan) -> Explanation:
     return Explanation(
         method=item.method,
-        class_=ClassRef(index=item.class_index, label=model.labels[item.class_index]),
+        class_=None if model.embedding else ClassRef(index=item.class_index, label=model.labels[item.class_index]),
         layer=item.layer,
         map=encode_map(item.map, plan.map_encoding) if "map" in plan.include else None,
         **overlay_fields(image, item, plan),
@@ -136,6 +139,7 @@ def build_explain(
         logits=np.asarray(result.logits).tolist() if "logits" in plan.include else None,
         top_classes=top_classes(model, result.logits, top_k),
         positive_classes=positive_classes(model, result.logits, plan.threshold),
+        similarity=result.similarity,
         explanations=[build_explanation(model, image, item, plan) for item in result.maps],
         timings_ms=timings,
     )

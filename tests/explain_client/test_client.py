@@ -103,6 +103,9 @@ def test_errors_carry_the_error_body(client, server):
         client.explain("tiny", photo(), classes="no such label")
     assert caught.value.code == "unknown_class"
     with pytest.raises(BadRequestError) as caught:
+        client.explain("tiny", photo(), reference=photo())  # sent as a second file part
+    assert caught.value.code == "invalid_parameter" and "embedding models" in caught.value.message
+    with pytest.raises(BadRequestError) as caught:
         client.predict("tiny", photo(), threshold=0.5)
     assert caught.value.code == "invalid_parameter" and "multilabel" in caught.value.message
     with pytest.raises(NotFoundError) as caught:

@@ -52,8 +52,9 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
-Task = Literal["classification", "multilabel"]
-"""What a model's logits mean: one label per image (softmax over classes), or independent labels (a sigmoid each)."""
+Task = Literal["classification", "multilabel", "embedding"]
+"""What a model's output means: one label per image (softmax over classes), independent labels (a sigmoid each), or
+a vector that describes the image (explained by its cosine similarity to a reference image's)."""
 DEFAULT_THRESHOLD = 0.5
 MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
@@ -206,13 +207,21 @@ class ExplainParameters(BaseModel):
 
 
 class ExplainJSONRequest(ExplainParameters):
-    """The JSON form of an explain request; the multipart form takes the same fields, `image` as a file."""
+    """The JSON form of an explain request; the multipart form takes the same fields, `image` (and `reference`) as
+    files."""
 
     image: str = Field(
         min_length=1,
         json_schema_extra=BASE64_IMAGE,
         description="The image file (JPEG, PNG, WebP, GIF, BMP, TIFF), base64: standard or URL-safe alphabet, "
         "padding optional, whitespace ignored, an optional `data:<type>;base64,` prefix.",
+    )
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        json_schema_extra=BASE64_IMAGE,
+        description="Embedding models (required there, refused elsewhere): a second image, base64 as `image`; the "
+        "explanations target the cosine similarity of the two images' embeddings.",
     )
 
 
@@ -286,7 +295,9 @@ class Explanation(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     method: MethodName
-    class_: ClassRef = Field(alias="class")
+    class_: ClassRef | None = Field(
+        alias="class", description="The class explained; null for an embedding model (the target is the similarity)."
+    )
     layer: str | None = Field(description="The target layer; null for maps at the input resolution.")
     map: MapData | None = None
     overlay_png: str | None = Field(
@@ -304,8 +315,10 @@ class PredictResponse(BaseModel):
     model: str
     task: Task = Field(description="What the logits mean (the model's manifest says).")
     input_size: list[int] = Field(description="`[height, width]` the image was resized to.")
-    logits: list[float] | None = Field(default=None, description="One logit per class, in class-index order.")
-    top_classes: list[TopClass]
+    logits: list[float] | None = Field(
+        default=None, description="One logit per class, in class-index order; an embedding model's embedding."
+    )
+    top_classes: list[TopClass] = Field(description="The best classes; empty for an embedding model.")
     positive_classes: list[TopClass] | None = Field(
         default=None,
         description="Multilabel models: every label whose probability reaches `threshold`, best first; null for "
@@ -315,4 +328,9 @@ class PredictResponse(BaseModel):
 
 
 class ExplainResponse(PredictResponse):
+    similarity: float | None = Field(
+        default=None,
+        description="Embedding models: the cosine similarity of the image's and the reference's embeddings, the "
+        "score every explanation explains; null for the other tasks.",
+    )
     explanations: list[Explanation] = Field(description="One per (method, class), methods outermost.")

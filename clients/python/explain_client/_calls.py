@@ -127,13 +127,22 @@ def _listed(value: Any) -> Any:
     return list(value)
 
 
-def image_post(path: str, image: ImageInput, fields: dict[str, Any], headers: dict[str, str] | None = None) -> Call:
-    name, data = read_image(image)
+def image_post(
+    path: str,
+    image: ImageInput,
+    fields: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    reference: ImageInput | None = None,
+) -> Call:
+    """A multipart POST of `image` (and of an embedding model's `reference` image) with these fields."""
+    files = {"image": read_image(image)}
+    if reference is not None:
+        files["reference"] = read_image(reference)
     return Call(
         "POST",
         path,
         data=form_fields(fields),
-        files={"image": (name, data, "application/octet-stream")},
+        files={part: (name, data, "application/octet-stream") for part, (name, data) in files.items()},
         headers=headers or {},
     )
 
@@ -149,10 +158,15 @@ def job_headers(idempotency_key: str | None) -> dict[str, str]:
 
 
 def explain(
-    model: str, image: ImageInput, parameters: dict[str, Any], as_job: bool = False, idempotency_key: str | None = None
+    model: str,
+    image: ImageInput,
+    parameters: dict[str, Any],
+    as_job: bool = False,
+    idempotency_key: str | None = None,
+    reference: ImageInput | None = None,
 ) -> Call:
     headers = {"Prefer": "respond-async", **job_headers(idempotency_key)} if as_job else None
-    return image_post(model_path(model, "explain"), image, parameters, headers)
+    return image_post(model_path(model, "explain"), image, parameters, headers, reference)
 
 
 def activations(model: str, image: ImageInput, layer: str | None, top_n: int | None) -> Call:

@@ -93,11 +93,15 @@ class AsyncExplainClient(ClientBase):
         *,
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
+        reference: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> ExplainResponse:
-        """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes."""
+        """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes; for
+        an embedding model, maps of its similarity to `reference`, a second image."""
         parameters = _calls.explain_parameters(method, classes, **options)
-        return self._parse(ExplainResponse, await self._send(_calls.explain(model, image, parameters)))
+        return self._parse(
+            ExplainResponse, await self._send(_calls.explain(model, image, parameters, reference=reference))
+        )
 
     async def activations(
         self, model: str, image: ImageInput, *, layer: str | None = None, top_n: int | None = None
@@ -119,6 +123,7 @@ class AsyncExplainClient(ClientBase):
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
         idempotency_key: str | None = None,
+        reference: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> JobStatus:
         """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result. It carries an
@@ -126,7 +131,11 @@ class AsyncExplainClient(ClientBase):
         parameters = _calls.explain_parameters(method, classes, **options)
         return self._parse(
             JobStatus,
-            await self._send(_calls.explain(model, image, parameters, as_job=True, idempotency_key=idempotency_key)),
+            await self._send(
+                _calls.explain(
+                    model, image, parameters, as_job=True, idempotency_key=idempotency_key, reference=reference
+                )
+            ),
         )
 
     async def visualize(

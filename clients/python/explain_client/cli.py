@@ -91,6 +91,11 @@ class Progress:
                 sys.stderr.flush()
 
 
+def target_name(item: Any) -> str:
+    """What an explanation explains, in a file name: its class index, or `similarity` (embedding models)."""
+    return str(item.class_.index) if item.class_ is not None else "similarity"
+
+
 def top_classes_line(answer: Any, count: int = 3) -> str:
     return ", ".join(f"{c.label} ({c.index}) {c.probability:.1%}" for c in answer.top_classes[:count])
 
@@ -150,19 +155,24 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
         outdir.mkdir(parents=True, exist_ok=True)
 
     def explain_one(path: str) -> str:
-        answer = client.explain(model, path, method=args.method or None, classes=args.classes or None, **options)
+        answer = client.explain(
+            model, path, method=args.method or None, classes=args.classes or None, reference=args.reference, **options
+        )
         written = []
         if outdir is not None:
             stem = Path(path).stem
             for item in answer.explanations:
                 if item.overlay_format is None:
                     continue
-                target = outdir / f"{stem}.{item.method}.{item.class_.index}.{EXTENSIONS[item.overlay_format]}"
+                target = outdir / f"{stem}.{item.method}.{target_name(item)}.{EXTENSIONS[item.overlay_format]}"
                 target.write_bytes(item.overlay_bytes())
                 written.append(target.name)
             (outdir / f"{stem}.json").write_text(answer.model_dump_json(by_alias=True, exclude_none=True))
-        maps = ", ".join(f"{e.method}/{e.class_.label}" for e in answer.explanations)
-        return f"{top_classes_line(answer, args.show)}; explained {maps}" + (
+        maps = ", ".join(f"{e.method}/{e.class_.label if e.class_ else 'similarity'}" for e in answer.explanations)
+        found = (
+            top_classes_line(answer, args.show) if answer.similarity is None else f"similarity {answer.similarity:.4f}"
+        )
+        return f"{found}; explained {maps}" + (
             f"; wrote {len(written)} overlays and {Path(path).stem}.json to {outdir}" if outdir else ""
         )
 
@@ -259,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--overlay-max-side", type=int)
     explain.add_argument("--map-encoding", choices=["list", "base64"])
     explain.add_argument("--bbox", action="store_true", help="add the localization box")
+    explain.add_argument("--reference", metavar="IMAGE", help="embedding models: the image to compare with")
     explain.add_argument("-o", "--output", metavar="OUTDIR", help="write overlays and the answers (JSON) here")
     explain.set_defaults(run=cmd_explain)
 

@@ -93,11 +93,13 @@ class ExplainClient(ClientBase):
         *,
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
+        reference: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> ExplainResponse:
-        """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes."""
+        """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes; for
+        an embedding model, maps of its similarity to `reference`, a second image."""
         parameters = _calls.explain_parameters(method, classes, **options)
-        return self._parse(ExplainResponse, self._send(_calls.explain(model, image, parameters)))
+        return self._parse(ExplainResponse, self._send(_calls.explain(model, image, parameters, reference=reference)))
 
     def activations(
         self, model: str, image: ImageInput, *, layer: str | None = None, top_n: int | None = None
@@ -119,6 +121,7 @@ class ExplainClient(ClientBase):
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
         idempotency_key: str | None = None,
+        reference: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> JobStatus:
         """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result. It carries an
@@ -126,7 +129,11 @@ class ExplainClient(ClientBase):
         parameters = _calls.explain_parameters(method, classes, **options)
         return self._parse(
             JobStatus,
-            self._send(_calls.explain(model, image, parameters, as_job=True, idempotency_key=idempotency_key)),
+            self._send(
+                _calls.explain(
+                    model, image, parameters, as_job=True, idempotency_key=idempotency_key, reference=reference
+                )
+            ),
         )
 
     def visualize(

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
 from model_store import LoadedModel
 from service.http.deps import API_KEY_REQUIRED, RuntimeDep
+from service.http.parameters import SIMILARITY_NEEDS
 from service.http.routes.errors_doc import error_responses
 from service.methods import METHODS, Need
 
@@ -38,6 +39,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         and not (method.uses_layer and model.default_layer is None)
         and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
         and method.not_applicable_to(model.module) is None
+        and (not model.embedding or method.needs <= SIMILARITY_NEEDS)
     ]
     return ModelInfo(
         name=model.name,

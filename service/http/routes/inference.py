@@ -1,6 +1,7 @@
 """Predict and explain: decode (CPU pool) -> job on the model's queue -> batched worker -> encode (CPU pool)."""
 
 import asyncio
+import hashlib
 import time
 from dataclasses import replace
 
@@ -16,7 +17,7 @@ from api_schemas import (
     PredictResponse,
 )
 from model_store import LoadedModel
-from service.core.errors import AnswerTooLarge, ServiceError
+from service.core.errors import AnswerTooLarge, BadRequest, InvalidParameter, ServiceError
 from service.core.logs import REQUEST_ID
 from service.engine.work import ExplainJob
 from service.engine.worker import ModelWorker
@@ -25,7 +26,7 @@ from service.http.disconnect import wait_for_disconnect
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
 from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation, resolve_threshold
-from service.http.request_body import RunCpu, read_posted_image
+from service.http.request_body import RunCpu, read_posted_image, take_reference
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
@@ -55,6 +56,11 @@ def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> 
                         "properties": {
                             "image": {"type": "string", "format": "binary", "contentMediaType": "image/*"},
                             **fields,
+                            **(
+                                {"reference": {"type": "string", "format": "binary", "contentMediaType": "image/*"}}
+                                if "reference" in json_model.model_fields
+                                else {}
+                            ),
                         },
                     }
                     | ({"additionalProperties": False} if closed else {})
@@ -118,6 +124,22 @@ async def _decode(
             run_cpu(preprocessing.to_tensor, rgb), run_cpu(display_picture, rgb, display_max_side)
         )
         return DecodedImage(tensor, display, size)
+
+
+def check_reference(model: LoadedModel, reference: bytes | None) -> None:
+    """An embedding model needs the reference image its explanations compare with; no other model takes one.
+
+    Raises:
+        BadRequest: a reference missing for an embedding model (`missing_image`), or sent to another model.
+    """
+    if model.embedding and reference is None:
+        raise BadRequest(
+            f"model '{model.name}' is an embedding model: send a second image as 'reference' (a file part, or "
+            "base64 in JSON); the explanations target the cosine similarity of the two images",
+            code="missing_image",
+        )
+    if reference is not None and not model.embedding:
+        raise InvalidParameter(f"'reference' applies to embedding models; model '{model.name}' is a {model.task} model")
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -222,6 +244,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     key = idempotency_key(request)
     run_cpu = runtime.cpu_for(owner)
     data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
+    reference_data = take_reference(fields)
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
         params,
@@ -232,13 +255,19 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.overlay_max_side,
         settings.max_explanations_per_request,
     )
+    check_reference(worker.model, reference_data)
     as_job = prefers_async(request.headers.get("prefer"))
     idempotency = None
     if as_job and key is not None:
         asked = params.model_dump_json(by_alias=True).encode()
+        if reference_data is not None:
+            asked += b"\nreference " + hashlib.sha256(reference_data).digest()
         idempotency = await run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
     image = await _decode(runtime, run_cpu, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
-    del data  # the tensor and the picture are what is kept
+    reference = None
+    if reference_data is not None:
+        reference = (await _decode(runtime, run_cpu, worker, reference_data, plan.overlay_max_side, False)).tensor
+    del data, reference_data  # the tensors and the picture are what is kept
     clock.lap("decode")
     answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
     work = ExplainJob(
@@ -247,6 +276,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         classes=plan.classes,
         top_k=plan.top_k,
         threshold=plan.threshold,
+        reference=reference,
         layer=plan.layer,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
