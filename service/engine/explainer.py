@@ -86,9 +86,9 @@ def _plan_steps(
     model: LoadedModel, jobs: Sequence[ExplainJob], runner: PassRunner, evaluation_steps: int
 ) -> Steps[Outcomes]:
     compared = [i for i, job in enumerate(jobs) if job.reference is not None]
-    references = [jobs[i].reference for i in compared]
+    references = [job.reference for job in jobs if job.reference is not None]
     # Reference images ride in the shared pass as extra rows after the batch's own: their embeddings are targets.
-    stacked = torch.stack([job.image for job in jobs] + references).to(model.device, non_blocking=True)  # type: ignore[arg-type]
+    stacked = torch.stack([job.image for job in jobs] + references).to(model.device, non_blocking=True)
     images = stacked[: len(jobs)]
 
     def wanting(need: Need) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
-from api_schemas import DEFAULT_THRESHOLD, ExplainParameters, OverlayFormat
+from api_schemas import ExplainParameters, OverlayFormat
 from model_store import LoadedModel
 from model_store.labels import AmbiguousLabel, UnknownLabel
 from service.core.errors import (
@@ -26,7 +26,8 @@ from service.core.errors import (
     UnknownLayer,
 )
 from service.http.request_body import JsonFields
-from service.methods import GRADIENT_PASS_COST, METHODS, Method, Need, resolve_method
+from service.http.tasks import SIMILARITY_TARGET, check_embedding_request, resolve_threshold
+from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
 from service.metrics.faithfulness import evaluation_passes
 
 DEFAULT_METHOD = "grad_cam"
@@ -181,7 +182,7 @@ def plan_explanation(
         methods = (resolve_method(DEFAULT_METHOD),)
     layer = _resolve_layer(params.layer, methods, model)
     if model.embedding:
-        _check_embedding_request(params, methods, model)
+        check_embedding_request(params, methods, model)
 
     class_specs = _as_list(params.class_)
     if class_specs and params.top_k is not None:
@@ -246,58 +247,6 @@ def plan_explanation(
         extra_passes=extra,
         cost=cost,
     )
-
-
-SIMILARITY_TARGET = 0
-"""The one target of an embedding model's explanations (the similarity to the reference), in place of a class."""
-SIMILARITY_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT_GRADIENTS})
-"""What a method may need to explain a similarity: the shared pass's activations and gradients, whose seed is the
-similarity's gradient; methods with passes of their own score classes, not similarities."""
-
-
-def _check_embedding_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
-    """An embedding model's explanations target the similarity to the reference: no classes, no evaluation, and
-    only the methods that the shared pass serves.
-
-    Raises:
-        InvalidParameter: classes, top_k, threshold or evaluate asked for.
-        MethodNotApplicable: a method that scores classes in passes of its own.
-    """
-    for name, value in (("class", params.class_), ("top_k", params.top_k), ("threshold", params.threshold)):
-        if value is not None:
-            raise InvalidParameter(
-                f"'{name}' does not apply to model '{model.name}', an embedding model: its explanations target the "
-                "cosine similarity of the image to the 'reference' image"
-            )
-    if params.evaluate:
-        raise InvalidParameter(f"'evaluate' scores class probabilities; model '{model.name}' is an embedding model")
-    for method in methods:
-        extra = method.extra_passes(0, model.preprocessing.input_size, method.options_from(params.model_dump()), 1)
-        if not method.needs <= SIMILARITY_NEEDS or extra:
-            usable = sorted(
-                m.name
-                for m in METHODS.values()
-                if m.needs <= SIMILARITY_NEEDS and m.not_applicable_to(model.module) is None
-            )
-            raise MethodNotApplicable(
-                f"{method.name} does not apply to model '{model.name}', an embedding model: it scores classes in "
-                f"passes of its own (or with its classifier's weights); these methods explain a similarity: {usable}"
-            )
-
-
-def resolve_threshold(requested: float | None, model: LoadedModel) -> float | None:
-    """The threshold of a multilabel model (the default when not given), None for classification.
-
-    Raises:
-        InvalidParameter: a threshold for a model that is not multilabel.
-    """
-    if not model.multilabel:
-        if requested is not None:
-            raise InvalidParameter(
-                f"'threshold' applies to multilabel models; model '{model.name}' is a {model.task} model"
-            )
-        return None
-    return DEFAULT_THRESHOLD if requested is None else requested
 
 
 def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: LoadedModel) -> str | None:

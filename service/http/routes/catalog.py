@@ -5,8 +5,8 @@ from fastapi import APIRouter
 from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
 from model_store import LoadedModel
 from service.http.deps import API_KEY_REQUIRED, RuntimeDep
-from service.http.parameters import SIMILARITY_NEEDS
 from service.http.routes.errors_doc import error_responses
+from service.http.tasks import SIMILARITY_NEEDS
 from service.methods import METHODS, Need
 
 router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses=error_responses(401))

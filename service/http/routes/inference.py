@@ -17,7 +17,7 @@ from api_schemas import (
     PredictResponse,
 )
 from model_store import LoadedModel
-from service.core.errors import AnswerTooLarge, BadRequest, InvalidParameter, ServiceError
+from service.core.errors import AnswerTooLarge, ServiceError
 from service.core.logs import REQUEST_ID
 from service.engine.work import ExplainJob
 from service.engine.worker import ModelWorker
@@ -25,13 +25,14 @@ from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.disconnect import wait_for_disconnect
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
-from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation, resolve_threshold
+from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
 from service.http.request_body import RunCpu, read_posted_image, take_reference
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
+from service.http.tasks import check_reference, resolve_threshold
 from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
 from service.jobs.store import Idempotency
 
@@ -124,22 +125,6 @@ async def _decode(
             run_cpu(preprocessing.to_tensor, rgb), run_cpu(display_picture, rgb, display_max_side)
         )
         return DecodedImage(tensor, display, size)
-
-
-def check_reference(model: LoadedModel, reference: bytes | None) -> None:
-    """An embedding model needs the reference image its explanations compare with; no other model takes one.
-
-    Raises:
-        BadRequest: a reference missing for an embedding model (`missing_image`), or sent to another model.
-    """
-    if model.embedding and reference is None:
-        raise BadRequest(
-            f"model '{model.name}' is an embedding model: send a second image as 'reference' (a file part, or "
-            "base64 in JSON); the explanations target the cosine similarity of the two images",
-            code="missing_image",
-        )
-    if reference is not None and not model.embedding:
-        raise InvalidParameter(f"'reference' applies to embedding models; model '{model.name}' is a {model.task} model")
 
 
 def prefers_async(prefer: str | None) -> bool:

@@ -1,0 +1,79 @@
+"""What each model task (`model_store.manifest.TASKS`) allows of a request, beside what every request may ask.
+
+- classification: classes by index or label, or the top k; `threshold` and `reference` are refused.
+- multilabel: without classes, the labels whose sigmoid reaches `threshold` (default 0.5), at most top k.
+- embedding: no classes; a `reference` image is required, and the explanations target the cosine similarity of
+  the two images' embeddings, which only the methods the shared pass serves can explain.
+"""
+
+from api_schemas import DEFAULT_THRESHOLD, ExplainParameters
+from model_store import LoadedModel
+from service.core.errors import BadRequest, InvalidParameter, MethodNotApplicable
+from service.methods import METHODS, Method, Need
+
+SIMILARITY_TARGET = 0
+"""The one target of an embedding model's explanations (the similarity to the reference), in place of a class."""
+SIMILARITY_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT_GRADIENTS})
+"""What a method may need to explain a similarity: the shared pass's activations and gradients, whose seed is the
+similarity's gradient; methods with passes of their own score classes, not similarities."""
+
+
+def check_embedding_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
+    """An embedding model's explanations target the similarity to the reference: no classes, no evaluation, and
+    only the methods that the shared pass serves.
+
+    Raises:
+        InvalidParameter: classes, top_k, threshold or evaluate asked for.
+        MethodNotApplicable: a method that scores classes in passes of its own.
+    """
+    for name, value in (("class", params.class_), ("top_k", params.top_k), ("threshold", params.threshold)):
+        if value is not None:
+            raise InvalidParameter(
+                f"'{name}' does not apply to model '{model.name}', an embedding model: its explanations target the "
+                "cosine similarity of the image to the 'reference' image"
+            )
+    if params.evaluate:
+        raise InvalidParameter(f"'evaluate' scores class probabilities; model '{model.name}' is an embedding model")
+    for method in methods:
+        extra = method.extra_passes(0, model.preprocessing.input_size, method.options_from(params.model_dump()), 1)
+        if not method.needs <= SIMILARITY_NEEDS or extra:
+            usable = sorted(
+                m.name
+                for m in METHODS.values()
+                if m.needs <= SIMILARITY_NEEDS and m.not_applicable_to(model.module) is None
+            )
+            raise MethodNotApplicable(
+                f"{method.name} does not apply to model '{model.name}', an embedding model: it scores classes in "
+                f"passes of its own (or with its classifier's weights); these methods explain a similarity: {usable}"
+            )
+
+
+def resolve_threshold(requested: float | None, model: LoadedModel) -> float | None:
+    """The threshold of a multilabel model (the default when not given), None for classification.
+
+    Raises:
+        InvalidParameter: a threshold for a model that is not multilabel.
+    """
+    if not model.multilabel:
+        if requested is not None:
+            raise InvalidParameter(
+                f"'threshold' applies to multilabel models; model '{model.name}' is a {model.task} model"
+            )
+        return None
+    return DEFAULT_THRESHOLD if requested is None else requested
+
+
+def check_reference(model: LoadedModel, reference: bytes | None) -> None:
+    """An embedding model needs the reference image its explanations compare with; no other model takes one.
+
+    Raises:
+        BadRequest: a reference missing for an embedding model (`missing_image`), or sent to another model.
+    """
+    if model.embedding and reference is None:
+        raise BadRequest(
+            f"model '{model.name}' is an embedding model: send a second image as 'reference' (a file part, or "
+            "base64 in JSON); the explanations target the cosine similarity of the two images",
+            code="missing_image",
+        )
+    if reference is not None and not model.embedding:
+        raise InvalidParameter(f"'reference' applies to embedding models; model '{model.name}' is a {model.task} model")
