@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from model_store.grids import token_grid_size
+
 
 def attention_layers(module: nn.Module) -> list[str]:
     """Names of the blocks' attention modules, in order, of a timm vision transformer ([] for other models)."""
@@ -69,6 +71,10 @@ def rollout(matrices: list[torch.Tensor], normalise: bool) -> torch.Tensor:
     return joint
 
 
-def class_token_maps(relevance: torch.Tensor, prefix: int, grid: tuple[int, int]) -> torch.Tensor:
-    """The class token's row over the patch tokens, as patch grids: (N, T, T) -> (N, h, w)."""
+def patch_maps(module: nn.Module, relevance: torch.Tensor, input_size: torch.Size) -> torch.Tensor:
+    """The class token's row of (N, T, T) token relevances as (N, h, w) patch grids of a timm ViT."""
+    prefix = int(module.num_prefix_tokens)  # type: ignore[arg-type]
+    grid = token_grid_size(relevance.shape[-1] - prefix, (int(input_size[0]), int(input_size[1])))
+    if grid is None:
+        raise ValueError(f"{relevance.shape[-1] - prefix} patch tokens make no grid for an input of {input_size}")
     return relevance[:, 0, prefix:].reshape(relevance.shape[0], *grid)

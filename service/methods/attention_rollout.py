@@ -6,8 +6,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from model_store.grids import token_grid_size
-from service.methods.attention_maps import attention_layers, class_token_maps, rollout, why_no_attention
+from service.methods.attention_maps import attention_layers, patch_maps, rollout, why_no_attention
 from service.methods.base import MethodInputs, MultiPassMethod, Need
 from service.methods.passes import Steps
 
@@ -85,12 +84,3 @@ def discard_lowest(fused: torch.Tensor, ratio: float) -> torch.Tensor:
     rows = torch.arange(flat.shape[0], device=flat.device)[:, None].expand_as(lowest)
     flat[rows[keep_class_token], lowest[keep_class_token]] = 0
     return flat.view_as(fused)
-
-
-def patch_maps(module: nn.Module, relevance: torch.Tensor, input_size: torch.Size) -> torch.Tensor:
-    """The class token's row of (N, T, T) token relevances as (N, h, w) patch grids of a timm ViT."""
-    prefix = int(module.num_prefix_tokens)  # type: ignore[arg-type]
-    grid = token_grid_size(relevance.shape[-1] - prefix, (int(input_size[0]), int(input_size[1])))
-    if grid is None:
-        raise ValueError(f"{relevance.shape[-1] - prefix} patch tokens make no grid for an input of {input_size}")
-    return class_token_maps(relevance, prefix, grid)

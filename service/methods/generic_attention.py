@@ -4,8 +4,7 @@ Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV), for a vision tra
 import torch
 from torch import nn
 
-from service.methods.attention_maps import attention_layers, why_no_attention
-from service.methods.attention_rollout import patch_maps
+from service.methods.attention_maps import attention_layers, patch_maps, why_no_attention
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, NoOptions
 from service.methods.passes import Steps
 
