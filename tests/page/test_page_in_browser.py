@@ -385,7 +385,7 @@ def test_slow_methods_run_as_a_job_with_live_progress(browser, noise_png):
         assert context.blocked == [] and context.errors == []
 
 
-def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_path):
+def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_path, artifacts):
     """A seeded multilabel ResNet-18 from a store manifest: the bars are the labels that reach the threshold."""
     import torch
     import torchvision
@@ -412,6 +412,7 @@ def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_
             expect(page.locator("#classes-title")).to_contain_text("Predicted labels")
             expect(page.get_by_test_id("top-class")).to_have_count(len(positives))
             expect(page.locator("#grid th[scope=row]")).to_have_text(positives[:3])  # the page asks for top_k=3
+            page.screenshot(path=str(artifacts / "page-multilabel.png"), full_page=True)
             assert context.blocked == [] and context.errors == [] and context.refused == []
         finally:
             context.context.close()
