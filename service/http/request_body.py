@@ -95,10 +95,19 @@ def take_reference(fields: dict[str, Any]) -> bytes | None:
         return value
     if not isinstance(value, str):
         raise InvalidParameter("'reference' must be an image file: a file part, or base64 text in JSON")
+    return _image_from_base64(REFERENCE, value)
+
+
+def _image_from_base64(name: str, text: str) -> bytes:
+    """The file bytes of an image sent as base64 text in the JSON field `name`.
+
+    Raises:
+        InvalidImage: text that does not decode (`invalid_base64`).
+    """
     try:
-        return decode_base64_image(value)
+        return decode_base64_image(text)
     except ValueError as exc:
-        raise InvalidImage(f"'reference' is not valid base64: {exc}", code="invalid_base64") from exc
+        raise InvalidImage(f"'{name}' is not valid base64: {exc}", code="invalid_base64") from exc
 
 
 async def read_posted_image(request: Request, max_bytes: int, run_cpu: RunCpu) -> tuple[bytes, dict[str, Any]]:
@@ -154,11 +163,7 @@ def _read_json(body: bytes) -> tuple[bytes, dict[str, Any]]:
     image = document.pop("image", None)
     if not isinstance(image, str):
         raise BadRequest("the JSON body needs 'image': the image file as a base64 string", code="missing_image")
-    try:
-        data = decode_base64_image(image)
-    except ValueError as exc:
-        raise InvalidImage(f"'image' is not valid base64: {exc}", code="invalid_base64") from exc
-    return data, JsonFields(document)
+    return _image_from_base64("image", image), JsonFields(document)
 
 
 async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:

@@ -18,6 +18,11 @@ SIMILARITY_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT
 similarity's gradient; methods with passes of their own score classes, not similarities."""
 
 
+def explains_similarity(method: Method) -> bool:
+    """Whether `method` can explain an embedding model's similarity (with its default options)."""
+    return method.needs <= SIMILARITY_NEEDS
+
+
 def check_embedding_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
     """An embedding model's explanations target the similarity to the reference: no classes, no evaluation, and
     only the methods that the shared pass serves.
@@ -36,11 +41,9 @@ def check_embedding_request(params: ExplainParameters, methods: tuple[Method, ..
         raise InvalidParameter(f"'evaluate' scores class probabilities; model '{model.name}' is an embedding model")
     for method in methods:
         extra = method.extra_passes(0, model.preprocessing.input_size, method.options_from(params.model_dump()), 1)
-        if not method.needs <= SIMILARITY_NEEDS or extra:
+        if not explains_similarity(method) or extra:
             usable = sorted(
-                m.name
-                for m in METHODS.values()
-                if m.needs <= SIMILARITY_NEEDS and m.not_applicable_to(model.module) is None
+                m.name for m in METHODS.values() if explains_similarity(m) and m.not_applicable_to(model.module) is None
             )
             raise MethodNotApplicable(
                 f"{method.name} does not apply to model '{model.name}', an embedding model: it scores classes in "

@@ -221,15 +221,15 @@ class PassRunner:
             captured[name] = output
 
         wants_gradients = classes is not None
-        rows = classes if classes is not None else torch.zeros(len(inputs), dtype=torch.long, device=inputs.device)
-        for chunk, chunk_classes in zip(inputs.split(self.chunk_size), rows.split(self.chunk_size), strict=True):
+        for start in range(0, len(inputs), self.chunk_size):
+            chunk = inputs[start : start + self.chunk_size]
             grad_mode = torch.enable_grad() if wants_gradients else torch.inference_mode()
             with grad_mode, unfused_attention(self.module, layers), forward_hooks(self.module, readers, capture):
                 # The parameters are frozen: the graph to the probabilities starts at an input that requires grad.
                 logits = self.module(chunk.detach().requires_grad_(wants_gradients))
                 chunk_probabilities = [captured[name] for name in readers]
-                if wants_gradients:
-                    score = logits.gather(1, chunk_classes[:, None]).sum()
+                if classes is not None:
+                    score = logits.gather(1, classes[start : start + len(chunk), None]).sum()
                     for i, gradient in enumerate(torch.autograd.grad(score, chunk_probabilities)):
                         gradients[i].append(gradient)
             for i, p in enumerate(chunk_probabilities):
