@@ -38,12 +38,37 @@ def load_module(manifest: ModelManifest) -> nn.Module:
     else:
         import torchvision
 
+        segmentation = target in torchvision.models.list_models(module=torchvision.models.segmentation)
+        if segmentation:
+            # No backbone weights to download; the auxiliary head only when the weights file has one.
+            kwargs["weights_backbone"] = None
+            if target != "lraspp_mobilenet_v3_large":
+                kwargs["aux_loss"] = any(key.startswith("aux_classifier.") for key in state_dict)
         try:
             module = torchvision.models.get_model(target, weights=None, **kwargs)
         except ValueError as exc:
             raise ModelLoadError(f"model '{manifest.name}': unknown torchvision model '{target}'") from exc
+        if segmentation:
+            _load_state_dict(module, state_dict, manifest.name)
+            return MainOutput(module)
     _load_state_dict(module, state_dict, manifest.name)
     return module
+
+
+class MainOutput(nn.Module):
+    """A model whose forward returns a dict (torchvision's segmentation models: `{"out": ..., "aux": ...}`) seen as
+    one that returns its `out` tensor. The wrapper registers the model's own children as its children, so layer
+    names, hooks and the state dict are the model's own ("backbone.layer4", not "model.backbone.layer4")."""
+
+    def __init__(self, model: nn.Module, key: str = "out") -> None:
+        super().__init__()
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        self._model_forward = model.forward
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._model_forward(x)[self.key]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

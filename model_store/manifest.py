@@ -15,6 +15,7 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     reshape = "vit"                      # token layers: vit | channels_last | none; inferred for timm's ViT/DeiT/Swin
     prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
     task = "classification"              # classification (softmax) | multilabel (a sigmoid per label) | embedding
+                                         # | segmentation (logits per pixel: torchvision's DeepLabV3, FCN, LRASPP)
 """
 
 import tomllib
@@ -26,9 +27,9 @@ from model_store.grids import RESHAPES
 
 SOURCE_KINDS = ("builtin", "timm", "torchvision", "torchscript")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-TASKS = ("classification", "multilabel", "embedding")
-"""What a model's outputs mean: one label per image (softmax), independent labels (one sigmoid each), or a
-vector that describes the image (compared by cosine similarity)."""
+TASKS = ("classification", "multilabel", "embedding", "segmentation")
+"""What a model's outputs mean: one label per image (softmax), independent labels (one sigmoid each), a vector
+that describes the image (compared by cosine similarity), or one label per pixel (logits (K, H, W))."""
 
 
 @dataclass(frozen=True)

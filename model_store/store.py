@@ -52,7 +52,8 @@ class LoadedModel:
     reshape: str = "none"
     """How token layers become grids: "vit", "channels_last" or "none" (see `model_store.grids`)."""
     task: str = "classification"
-    """What the logits mean (`model_store.manifest.TASKS`): one label per image, or a sigmoid per label."""
+    """What the logits mean (`model_store.manifest.TASKS`): one label per image, a sigmoid per label, an embedding,
+    or one label per pixel."""
 
     @property
     def multilabel(self) -> bool:
@@ -61,6 +62,10 @@ class LoadedModel:
     @property
     def embedding(self) -> bool:
         return self.task == "embedding"
+
+    @property
+    def segmentation(self) -> bool:
+        return self.task == "segmentation"
 
     @property
     def layers(self) -> list[str]:
@@ -202,8 +207,7 @@ def prepare_model(
     names = [] if scripted else [n for n in submodules if n]
     with forward_hooks(module, names, record), torch.inference_mode():
         logits = module(probe)
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        raise ModelLoadError(f"model '{name}': expected logits of shape (B, K), got {type(logits).__name__}")
+    _check_outputs(name, task, logits, (height, width))
     labels = load_labels(labels_spec, base_dir, logits.shape[1])
     layer_shapes = {layer: tuple(out.shape[1:]) for layer, out in layer_outputs.items()}
 
@@ -249,6 +253,31 @@ def prepare_model(
         reshape=reshape,
         task=task,
     )
+
+
+MAX_SEGMENTATION_CLASSES = 256
+"""A segmentation model's classes fit one byte: the predicted mask is a palette PNG."""
+
+
+def _check_outputs(name: str, task: str, logits: object, input_size: tuple[int, int]) -> None:
+    """Logits (B, K) per image, or (B, K, H, W) per pixel at the input size for a segmentation model."""
+    if task == "segmentation":
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or tuple(logits.shape[-2:]) != input_size:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ModelLoadError(
+                f"model '{name}': a segmentation model's logits are (B, K, H, W) at the input size {list(input_size)}, "
+                f"got {shape}"
+            )
+        if logits.shape[1] > MAX_SEGMENTATION_CLASSES:
+            raise ModelLoadError(f"model '{name}': at most {MAX_SEGMENTATION_CLASSES} segmentation classes")
+    elif not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        hint = (
+            ' (logits per pixel: task = "segmentation")'
+            if isinstance(logits, torch.Tensor) and logits.ndim == 4
+            else ""
+        )
+        raise ModelLoadError(f"model '{name}': expected logits of shape (B, K), got {shape}{hint}")
 
 
 BATCH_SIZES = (1, 2, 4, 8, 16)

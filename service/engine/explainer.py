@@ -5,10 +5,13 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
    If a job needs layer gradients, the first captured layer's output becomes a leaf that requires grad, so
    the graph starts there (parameters are frozen); if a job needs input gradients, the input requires grad
    instead, and the same graph serves both.
-2. Targets: each job's classes (explicit, or its top-k from the logits).
+2. Targets: each job's classes (explicit, or its top-k from the logits; a segmentation model's classes with the
+   most pixels).
 3. Gradients from that graph with `torch.autograd.grad`, one call per *round*, where round r holds the r-th
    class of every job that needs them: rows do not interact in eval mode, so one call serves the batch, and
-   k classes cost k backward passes, not k forward passes. Layer gradients stop at the layer.
+   k classes cost k backward passes, not k forward passes. Layer gradients stop at the layer. The score
+   differentiated is the class's logit, a segmentation class's logits summed over the pixels predicted as that
+   class, or an embedding's cosine similarity to its reference image.
 4. Guided backprop and deconvnet: one forward + backward pass each, over the images that need it, with the
    rectifiers' backward rule changed for that pass only.
 5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
@@ -22,7 +25,7 @@ worker can interleave long work with other batches; `run_batch` runs it to the e
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -40,6 +43,7 @@ from service.metrics.faithfulness import evaluate_map
 logger = logging.getLogger(__name__)
 
 Target = tuple[int, int]  # (job index, class index)
+SeedOf = Callable[[int, int], torch.Tensor]  # (row, class) -> the seed of its backward pass, shaped like its logits
 GroupKey = tuple[str, str | None, object]  # (method, layer, options)
 Outcomes = list[JobResult | ServiceError]
 
@@ -101,8 +105,14 @@ def _plan_steps(
         model, inputs, layers, needs_graph=bool(layer_grad_jobs or input_grad_jobs)
     )
     logits = all_logits[: len(jobs)]
-    seeds, similarities = _similarity_seeds(logits, all_logits[len(jobs) :], compared)
-    classes = [_target_classes(job, logits[i]) for i, job in enumerate(jobs)]
+    similarity_seeds, similarities = _similarity_seeds(logits, all_logits[len(jobs) :], compared)
+    # A segmentation model's (B, H, W) predicted classes: the masks its explanations sum the logits over.
+    predicted = logits.detach().argmax(dim=1) if model.segmentation else None
+    seeds = _target_seeds(logits, predicted, similarity_seeds)
+    classes = [
+        _target_classes(job, logits[i]) if predicted is None else _segment_classes(job, predicted[i], logits.shape[1])
+        for i, job in enumerate(jobs)
+    ]
 
     gradients: dict[str, dict[Target, torch.Tensor]] = {}
     if layer_grad_jobs:
@@ -132,7 +142,9 @@ def _plan_steps(
                 )
                 evaluated.append(replace(m, evaluation=scores))
             maps[i] = evaluated
-    logits_cpu = logits.float().cpu()
+    # A segmentation model's logits per pixel stay on the device; its answer needs the predicted classes.
+    logits_cpu = logits.float().cpu() if predicted is None else torch.empty(len(jobs), 0)
+    masks = predicted.to(torch.uint8).cpu() if predicted is not None else None
     return [
         failures.get(i)
         or JobResult(
@@ -141,9 +153,28 @@ def _plan_steps(
             batch_size=len(jobs),
             inference_ms=0.0,
             similarity=similarities.get(i),
+            mask=masks[i] if masks is not None else None,
         )
         for i in range(len(jobs))
     ]
+
+
+def _target_seeds(
+    logits: torch.Tensor, predicted: torch.Tensor | None, similarity_seeds: dict[int, torch.Tensor]
+) -> SeedOf:
+    """What each target's backward pass starts from, shaped like its row of logits: the class's one-hot (the
+    gradient of its logit), a segmentation class's predicted mask in its channel (of its logits summed over the
+    pixels predicted as that class: pytorch-grad-cam's `SemanticSegmentationTarget`), or the gradient of the
+    similarity for a row compared with a reference (see `_similarity_seeds`)."""
+
+    def seed_of(row: int, class_index: int) -> torch.Tensor:
+        if row in similarity_seeds:
+            return similarity_seeds[row]
+        seed = torch.zeros_like(logits[row])
+        seed[class_index] = 1.0 if predicted is None else (predicted[row] == class_index).to(seed.dtype)
+        return seed
+
+    return seed_of
 
 
 def _similarity_seeds(
@@ -195,22 +226,32 @@ def _target_classes(job: ExplainJob, logits: torch.Tensor) -> list[int]:
     return best.indices.tolist()
 
 
+def _segment_classes(job: ExplainJob, predicted: torch.Tensor, num_classes: int) -> list[int]:
+    """The job's explicit classes, or the top-k classes of a segmentation by predicted pixels (H, W), the most
+    first (ties: the lower index), those with at least one pixel."""
+    if job.classes is not None:
+        return list(job.classes)
+    pixels = torch.bincount(predicted.flatten(), minlength=num_classes).cpu()
+    order = sorted(range(num_classes), key=lambda c: -int(pixels[c]))
+    return [c for c in order[: job.top_k] if pixels[c] > 0]
+
+
 def _per_target_gradients(
     logits: torch.Tensor,
     wrt: torch.Tensor,
     members: list[int],
     classes: list[list[int]],
-    seeds: dict[int, torch.Tensor] | None = None,
+    seeds: SeedOf | None = None,
 ) -> dict[Target, torch.Tensor]:
-    """{(row, class): d logits[row, class] / d wrt[row]} for the member rows: (B, K) logits, (B, ...) wrt. A row in
-    `seeds` takes its (K,) seed instead of the class's one-hot (the gradient of a similarity)."""
+    """{(row, class): d score / d wrt[row]} for the member rows: (B, K, ...) logits, (B, ...) wrt. The score is
+    the class's logit, or the logits weighted by `seeds(row, class)` (see `_target_seeds`)."""
     gradients: dict[Target, torch.Tensor] = {}
     for r in range(max(len(classes[i]) for i in members)):
         seed = torch.zeros_like(logits)
         rows = [i for i in members if len(classes[i]) > r]
         for i in rows:
-            if seeds and i in seeds:
-                seed[i] = seeds[i]
+            if seeds is not None:
+                seed[i] = seeds(i, classes[i][r])
             else:
                 seed[i, classes[i][r]] = 1.0
         (grad,) = torch.autograd.grad(logits, wrt, grad_outputs=seed, retain_graph=True, allow_unused=True)

@@ -75,10 +75,12 @@ class MapResult:
 @dataclass(frozen=True)
 class JobResult:
     """Logits (K,) on the CPU, and one map per (method, class), methods outermost; an embedding model's job with a
-    reference also has the cosine similarity its maps explain."""
+    reference also has the cosine similarity its maps explain. A segmentation model's result has its (H, W)
+    predicted classes at the input size in `mask` (uint8), and no logits (its logits per pixel are not kept)."""
 
     logits: torch.Tensor
     maps: tuple[MapResult, ...]
     batch_size: int
     inference_ms: float
     similarity: float | None = None
+    mask: torch.Tensor | None = None

@@ -26,7 +26,7 @@ from service.core.errors import (
     UnknownLayer,
 )
 from service.http.request_body import JsonFields
-from service.http.tasks import SIMILARITY_TARGET, check_embedding_request, resolve_threshold
+from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_threshold
 from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
 from service.metrics.faithfulness import evaluation_passes
 
@@ -181,8 +181,7 @@ def plan_explanation(
     if not methods:
         methods = (resolve_method(DEFAULT_METHOD),)
     layer = _resolve_layer(params.layer, methods, model)
-    if model.embedding:
-        check_embedding_request(params, methods, model)
+    check_task_request(params, methods, model)
 
     class_specs = _as_list(params.class_)
     if class_specs and params.top_k is not None:

@@ -12,13 +12,15 @@ from api_schemas import (
     Explanation,
     MapData,
     PredictResponse,
+    Segmentation,
+    SegmentShare,
     TopClass,
 )
 from model_store import LoadedModel
 from service.engine.work import JobResult, MapResult
 from service.http.parameters import ExplainPlan
 from service.imaging.decoding import DecodedImage
-from service.imaging.encoding import encode_base64, encode_overlay
+from service.imaging.encoding import encode_base64, encode_class_mask, encode_overlay
 from service.methods.localization import localize
 
 
@@ -33,8 +35,8 @@ def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
 
 def top_classes(model: LoadedModel, logits: np.ndarray, k: int, threshold: float = 0.0) -> list[TopClass]:
     """The k best classes of (K,) logits with their probabilities, those that reach `threshold`; none for an
-    embedding model, whose outputs are no classes."""
-    if model.embedding:
+    embedding model, whose outputs are no classes, or a segmentation model (see `segmentation`)."""
+    if model.embedding or model.segmentation:
         return []
     logits = np.asarray(logits)
     probabilities = class_probabilities(model, logits)
@@ -53,16 +55,41 @@ def positive_classes(model: LoadedModel, logits: np.ndarray, threshold: float | 
     return top_classes(model, logits, len(logits), threshold)
 
 
+def segmentation(model: LoadedModel, result: JobResult, image: DecodedImage, max_side: int) -> Segmentation | None:
+    """A segmentation model's predicted classes as a palette PNG at the image's size (long side at most
+    `max_side`, as the overlays) and each class's share of the pixels; None for the other tasks."""
+    if result.mask is None:
+        return None
+    mask = np.asarray(result.mask, dtype=np.uint8)
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pixels = np.bincount(mask.ravel(), minlength=model.num_classes)
+    present = [int(c) for c in np.argsort(-pixels, kind="stable") if pixels[c] > 0]
+    return Segmentation(
+        mask_png=encode_base64(encode_class_mask(mask, size)),
+        size=list(size),
+        classes=[SegmentShare(index=c, label=model.labels[c], share=float(pixels[c] / mask.size)) for c in present],
+    )
+
+
 def build_predict(
-    model: LoadedModel, result: JobResult, top_k: int, threshold: float | None, timings: dict[str, float]
+    model: LoadedModel,
+    image: DecodedImage,
+    result: JobResult,
+    top_k: int,
+    threshold: float | None,
+    max_side: int,
+    timings: dict[str, float],
 ) -> PredictResponse:
     return PredictResponse(
         model=model.name,
         task=model.task,
         input_size=list(model.preprocessing.input_size),
-        logits=result.logits.tolist(),
+        logits=None if model.segmentation else result.logits.tolist(),
         top_classes=top_classes(model, result.logits, top_k),
         positive_classes=positive_classes(model, result.logits, threshold),
+        segmentation=segmentation(model, result, image, max_side),
         timings_ms=timings,
     )
 
@@ -136,9 +163,10 @@ def build_explain(
         model=model.name,
         task=model.task,
         input_size=list(model.preprocessing.input_size),
-        logits=np.asarray(result.logits).tolist() if "logits" in plan.include else None,
+        logits=np.asarray(result.logits).tolist() if "logits" in plan.include and not model.segmentation else None,
         top_classes=top_classes(model, result.logits, top_k),
         positive_classes=positive_classes(model, result.logits, plan.threshold),
+        segmentation=segmentation(model, result, image, plan.overlay_max_side),
         similarity=result.similarity,
         explanations=[build_explanation(model, image, item, plan) for item in result.maps],
         timings_ms=timings,

@@ -4,6 +4,8 @@
 - multilabel: without classes, the labels whose sigmoid reaches `threshold` (default 0.5), at most top k.
 - embedding: no classes; a `reference` image is required, and the explanations target the cosine similarity of
   the two images' embeddings, which only the methods the shared pass serves can explain.
+- segmentation: classes by index or label, or the top k by predicted pixels; each explanation targets the class's
+  logits summed over its predicted pixels, which, likewise, only the methods the shared pass serves can explain.
 """
 
 from api_schemas import DEFAULT_THRESHOLD, ExplainParameters
@@ -13,41 +15,55 @@ from service.methods import METHODS, Method, Need
 
 SIMILARITY_TARGET = 0
 """The one target of an embedding model's explanations (the similarity to the reference), in place of a class."""
-SIMILARITY_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT_GRADIENTS})
-"""What a method may need to explain a similarity: the shared pass's activations and gradients, whose seed is the
-similarity's gradient; methods with passes of their own score classes, not similarities."""
+SHARED_PASS_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT_GRADIENTS})
+"""What a method may need to explain a similarity or a segmentation class: the shared pass's activations and
+gradients, whose seed is the similarity's gradient or the class's mask; methods with passes of their own score the
+logits of one label per image."""
+SHARED_PASS_TASKS = {
+    "embedding": "a similarity",
+    "segmentation": "a segmentation class",
+}
+"""The tasks whose explanations only the shared pass serves, and what those explanations target."""
 
 
-def explains_similarity(method: Method) -> bool:
-    """Whether `method` can explain an embedding model's similarity (with its default options)."""
-    return method.needs <= SIMILARITY_NEEDS
+def explains_task(method: Method, model: LoadedModel) -> bool:
+    """Whether `method` can explain `model`'s task (with its default options)."""
+    return model.task not in SHARED_PASS_TASKS or method.needs <= SHARED_PASS_NEEDS
 
 
-def check_embedding_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
-    """An embedding model's explanations target the similarity to the reference: no classes, no evaluation, and
-    only the methods that the shared pass serves.
+def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
+    """An embedding model's explanations target the similarity to the reference (no classes), a segmentation
+    model's a class's pixels: for both, no evaluation, and only the methods that the shared pass serves.
 
     Raises:
-        InvalidParameter: classes, top_k, threshold or evaluate asked for.
+        InvalidParameter: classes, top_k or threshold for an embedding model; evaluate for either.
         MethodNotApplicable: a method that scores classes in passes of its own.
     """
-    for name, value in (("class", params.class_), ("top_k", params.top_k), ("threshold", params.threshold)):
-        if value is not None:
-            raise InvalidParameter(
-                f"'{name}' does not apply to model '{model.name}', an embedding model: its explanations target the "
-                "cosine similarity of the image to the 'reference' image"
-            )
+    if model.task not in SHARED_PASS_TASKS:
+        return
+    if model.embedding:
+        for name, value in (("class", params.class_), ("top_k", params.top_k), ("threshold", params.threshold)):
+            if value is not None:
+                raise InvalidParameter(
+                    f"'{name}' does not apply to model '{model.name}', an embedding model: its explanations target "
+                    "the cosine similarity of the image to the 'reference' image"
+                )
     if params.evaluate:
-        raise InvalidParameter(f"'evaluate' scores class probabilities; model '{model.name}' is an embedding model")
+        raise InvalidParameter(
+            f"'evaluate' scores the probabilities of one label per image; model '{model.name}' is a {model.task} model"
+        )
     for method in methods:
         extra = method.extra_passes(0, model.preprocessing.input_size, method.options_from(params.model_dump()), 1)
-        if not explains_similarity(method) or extra:
+        if not explains_task(method, model) or extra:
             usable = sorted(
-                m.name for m in METHODS.values() if explains_similarity(m) and m.not_applicable_to(model.module) is None
+                m.name
+                for m in METHODS.values()
+                if explains_task(m, model) and m.not_applicable_to(model.module) is None
             )
             raise MethodNotApplicable(
-                f"{method.name} does not apply to model '{model.name}', an embedding model: it scores classes in "
-                f"passes of its own (or with its classifier's weights); these methods explain a similarity: {usable}"
+                f"{method.name} does not apply to model '{model.name}', a {model.task} model: it scores classes in "
+                f"passes of its own (or with its classifier's weights); these methods explain "
+                f"{SHARED_PASS_TASKS[model.task]}: {usable}"
             )
 
 

@@ -74,6 +74,33 @@ def encode_overlay(
     return buffer.getvalue()
 
 
+@cache
+def class_palette() -> bytes:
+    """The 256-colour palette of class masks, PASCAL VOC's (class 0 black, then the bits of each class index spread
+    over the three channels, high bits first), as segmentation tools draw them."""
+    palette = bytearray()
+    for index in range(256):
+        red = green = blue = 0
+        bits = index
+        for shift in range(7, -1, -1):
+            red |= (bits & 1) << shift
+            green |= (bits >> 1 & 1) << shift
+            blue |= (bits >> 2 & 1) << shift
+            bits >>= 3
+        palette += bytes((red, green, blue))
+    return bytes(palette)
+
+
+def encode_class_mask(mask: np.ndarray, size: tuple[int, int]) -> bytes:
+    """(H, W) uint8 class indices -> a palette PNG of (width, height) `size`, resized nearest-neighbour: each
+    pixel's value is its class."""
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P").resize(size, Image.Resampling.NEAREST)
+    image.putpalette(class_palette())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def encode_base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 

@@ -22,7 +22,7 @@ from service.core.errors import InvalidParameter, MethodNotApplicable, UnknownCl
 
 @dataclass(frozen=True)
 class ClassObjective:
-    """The logit of class `class_index`."""
+    """The logit of class `class_index` (a segmentation model's: its mean over the pixels)."""
 
     class_index: int
 
@@ -31,8 +31,8 @@ class ClassObjective:
         return None
 
     def value(self, logits: torch.Tensor, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(K,) logits of one image -> scalar."""
-        return logits[self.class_index]
+        """(K,) or (K, H, W) logits of one image -> scalar."""
+        return logits[self.class_index].mean()
 
 
 @dataclass(frozen=True)

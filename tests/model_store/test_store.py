@@ -50,7 +50,10 @@ def test_store_directory_adds_a_torchvision_model(tmp_path):
         ({"num_classes": "4"}, "do not match"),
         ({"source": '"torchvision:resnet999"'}, "unknown torchvision model"),
         ({"source": '"hub:resnet18"'}, "source must be one of"),
-        ({"task": '"detection"'}, r"task must be one of \['classification', 'multilabel', 'embedding'\]"),
+        (
+            {"task": '"detection"'},
+            r"task must be one of \['classification', 'multilabel', 'embedding', 'segmentation'\]",
+        ),
         ({"colour": '"red"'}, "unknown keys"),
         ({"labels": '"missing.txt"'}, "cannot read labels"),
     ],

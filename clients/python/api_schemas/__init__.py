@@ -24,6 +24,8 @@ from api_schemas.explain import (
     PredictJSONRequest,
     PredictParameters,
     PredictResponse,
+    Segmentation,
+    SegmentShare,
     Task,
     TopClass,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "PredictJSONRequest",
     "PredictParameters",
     "PredictResponse",
+    "Segmentation",
+    "SegmentShare",
     "Task",
     "TopClass",
 ]

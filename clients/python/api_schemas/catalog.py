@@ -31,7 +31,10 @@ class ModelInfo(BaseModel):
     source: str
     input_size: list[int]
     num_classes: int
-    task: Task = Field(description="`classification` (softmax over classes) or `multilabel` (a sigmoid per label).")
+    task: Task = Field(
+        description="`classification` (softmax over classes), `multilabel` (a sigmoid per label), `embedding` (a "
+        "vector, explained by its similarity to a reference image) or `segmentation` (a label per pixel)."
+    )
     default_layer: str | None
     classifier_layer: str | None
     layers: list[str] = Field(description="Layer names usable as `layer`: modules with a 2-D feature map.")

@@ -52,9 +52,10 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
-Task = Literal["classification", "multilabel", "embedding"]
-"""What a model's output means: one label per image (softmax over classes), independent labels (a sigmoid each), or
-a vector that describes the image (explained by its cosine similarity to a reference image's)."""
+Task = Literal["classification", "multilabel", "embedding", "segmentation"]
+"""What a model's output means: one label per image (softmax over classes), independent labels (a sigmoid each),
+a vector that describes the image (explained by its cosine similarity to a reference image's), or one label per
+pixel (explained by a class's logits summed over its predicted pixels)."""
 DEFAULT_THRESHOLD = 0.5
 MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
@@ -258,6 +259,23 @@ class TopClass(ClassRef):
     )
 
 
+class SegmentShare(ClassRef):
+    share: float = Field(description="The fraction of the image's pixels predicted as this class.")
+
+
+class Segmentation(BaseModel):
+    mask_png: str = Field(
+        description="Base64 PNG in palette mode at `size`: each pixel's value is its predicted class index (the "
+        "palette colours the classes as PASCAL VOC's colour map does).",
+        json_schema_extra={"format": "byte", "contentEncoding": "base64", "contentMediaType": "image/png"},
+    )
+    size: list[int] = Field(
+        description="`[width, height]` of the mask: the image's, its long side at most the service's "
+        "OVERLAY_MAX_SIDE (nearest-neighbour from the model's input size)."
+    )
+    classes: list[SegmentShare] = Field(description="The classes predicted somewhere in the image, most pixels first.")
+
+
 class MapData(BaseModel):
     shape: list[int] = Field(
         description="`[h, w]`: the target layer's grid (7x7 for most models at 224 px), or the model's input "
@@ -323,6 +341,11 @@ class PredictResponse(BaseModel):
         default=None,
         description="Multilabel models: every label whose probability reaches `threshold`, best first; null for "
         "classification.",
+    )
+    segmentation: Segmentation | None = Field(
+        default=None,
+        description="Segmentation models: the predicted class of each pixel and each class's share of the image; "
+        "null for the other tasks (whose `logits` and `top_classes` a segmentation model's answer leaves out).",
     )
     timings_ms: dict[str, float]
 

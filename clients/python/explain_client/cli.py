@@ -15,6 +15,7 @@ prints the service's message and the others go on; the exit status is the worst 
 """
 
 import argparse
+import base64
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -97,6 +98,9 @@ def target_name(item: Any) -> str:
 
 
 def top_classes_line(answer: Any, count: int = 3) -> str:
+    """The best classes with their probabilities; a segmentation's classes with their shares of the pixels."""
+    if getattr(answer, "segmentation", None) is not None:
+        return ", ".join(f"{c.label} ({c.index}) {c.share:.1%} of pixels" for c in answer.segmentation.classes[:count])
     return ", ".join(f"{c.label} ({c.index}) {c.probability:.1%}" for c in answer.top_classes[:count])
 
 
@@ -167,13 +171,17 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
                 target = outdir / f"{stem}.{item.method}.{target_name(item)}.{EXTENSIONS[item.overlay_format]}"
                 target.write_bytes(item.overlay_bytes())
                 written.append(target.name)
+            if answer.segmentation is not None:
+                target = outdir / f"{stem}.mask.png"
+                target.write_bytes(base64.b64decode(answer.segmentation.mask_png))
+                written.append(target.name)
             (outdir / f"{stem}.json").write_text(answer.model_dump_json(by_alias=True, exclude_none=True))
         maps = ", ".join(f"{e.method}/{e.class_.label if e.class_ else 'similarity'}" for e in answer.explanations)
         found = (
             top_classes_line(answer, args.show) if answer.similarity is None else f"similarity {answer.similarity:.4f}"
         )
         return f"{found}; explained {maps}" + (
-            f"; wrote {len(written)} overlays and {Path(path).stem}.json to {outdir}" if outdir else ""
+            f"; wrote {len(written)} images and {Path(path).stem}.json to {outdir}" if outdir else ""
         )
 
     return for_each_file(args.images, args.jobs, "explain", explain_one)

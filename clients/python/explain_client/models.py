@@ -2,6 +2,8 @@
 
     Explanation.map_array()        the raw map as a numpy float32 array (from either map encoding)
     Explanation.overlay_bytes()    the overlay file (PNG, JPEG or WebP bytes); overlay_image() as a PIL image
+    Segmentation.mask_image()      a segmentation model's predicted classes as a PIL palette image
+    Segmentation.mask_array()      the same as a numpy uint8 array of class indices (height, width)
     VisualizationResult.image()    the feature visualization as a PIL image
     JobStatus.finished             whether the job has ended
 
@@ -72,11 +74,24 @@ class Explanation(api_schemas.Explanation):
         return image
 
 
+class Segmentation(api_schemas.Segmentation):
+    def mask_image(self) -> "Image.Image":
+        """The mask as a PIL image in palette mode: each pixel's value is its class index."""
+        return _open_image(self.mask_png)
+
+    def mask_array(self) -> "np.ndarray":
+        """The class index of each pixel, (height, width) uint8."""
+        import numpy as np
+
+        return np.asarray(self.mask_image(), dtype=np.uint8)
+
+
 class PredictResponse(api_schemas.PredictResponse):
-    pass
+    segmentation: Segmentation | None = None
 
 
 class ExplainResponse(api_schemas.ExplainResponse):
+    segmentation: Segmentation | None = None
     explanations: list[Explanation]
 
     def explanation(self, method: str, class_: int | str | None = None) -> Explanation:

@@ -6,7 +6,7 @@ from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
 from model_store import LoadedModel
 from service.http.deps import API_KEY_REQUIRED, RuntimeDep
 from service.http.routes.errors_doc import error_responses
-from service.http.tasks import explains_similarity
+from service.http.tasks import explains_task
 from service.methods import METHODS, Need
 
 router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses=error_responses(401))
@@ -39,7 +39,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         and not (method.uses_layer and model.default_layer is None)
         and (Need.CLASSIFIER_WEIGHTS not in method.needs or model.cam_layer == model.default_layer)
         and method.not_applicable_to(model.module) is None
-        and (not model.embedding or explains_similarity(method))
+        and explains_task(method, model)
     ]
     return ModelInfo(
         name=model.name,

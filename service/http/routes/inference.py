@@ -204,7 +204,16 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         owner=owner,
     )
     result = await _run(runtime, worker, job, request, clock)
-    body = await run_cpu(build_predict, worker.model, result, settings.top_classes, threshold, clock.stages)
+    body = await run_cpu(
+        build_predict,
+        worker.model,
+        image,
+        result,
+        settings.top_classes,
+        threshold,
+        settings.overlay_max_side,
+        clock.stages,
+    )
     clock.lap("encode")
     body.timings_ms.update(encode=clock.stages["encode"], total=clock.total_ms())
     return json_response(body, clock)

@@ -90,6 +90,6 @@ def test_decoding_and_answers_run_no_torch_operation(overlay_format, cat_jpeg):
     (result,) = run_batch(model, [job])
     with calls:
         answer = build_explain(model, image, result, plan, 5, {})
-        build_predict(model, result, 5, None, {})
+        build_predict(model, image, result, 5, None, 512, {})
     assert calls.names <= READING_ONLY, calls.names - READING_ONLY
     assert len(answer.explanations) == 4 and all(getattr(e, f"overlay_{overlay_format}") for e in answer.explanations)
