@@ -11,7 +11,7 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
    class of every job that needs them: rows do not interact in eval mode, so one call serves the batch, and
    k classes cost k backward passes, not k forward passes. Layer gradients stop at the layer. The score
    differentiated is the class's logit, a segmentation class's logits summed over the pixels predicted as that
-   class, or an embedding's cosine similarity to its reference image.
+   class (or over the mask the request sent), or an embedding's cosine similarity to its reference image.
 4. Guided backprop and deconvnet: one forward + backward pass each, over the images that need it, with the
    rectifiers' backward rule changed for that pass only.
 5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
@@ -108,9 +108,12 @@ def _plan_steps(
     similarity_seeds, similarities = _similarity_seeds(logits, all_logits[len(jobs) :], compared)
     # A segmentation model's (B, H, W) predicted classes: the masks its explanations sum the logits over.
     predicted = logits.detach().argmax(dim=1) if model.segmentation else None
-    seeds = _target_seeds(logits, predicted, similarity_seeds)
+    regions = {i: torch.from_numpy(job.region).to(model.device) for i, job in enumerate(jobs) if job.region is not None}
+    seeds = _target_seeds(logits, predicted, regions, similarity_seeds)
     classes = [
-        _target_classes(job, logits[i]) if predicted is None else _segment_classes(job, predicted[i], logits.shape[1])
+        _target_classes(job, logits[i])
+        if predicted is None
+        else _segment_classes(job, predicted[i], logits.shape[1], regions.get(i))
         for i, job in enumerate(jobs)
     ]
 
@@ -160,18 +163,24 @@ def _plan_steps(
 
 
 def _target_seeds(
-    logits: torch.Tensor, predicted: torch.Tensor | None, similarity_seeds: dict[int, torch.Tensor]
+    logits: torch.Tensor,
+    predicted: torch.Tensor | None,
+    regions: dict[int, torch.Tensor],
+    similarity_seeds: dict[int, torch.Tensor],
 ) -> SeedOf:
     """What each target's backward pass starts from, shaped like its row of logits: the class's one-hot (the
-    gradient of its logit), a segmentation class's predicted mask in its channel (of its logits summed over the
-    pixels predicted as that class: pytorch-grad-cam's `SemanticSegmentationTarget`), or the gradient of the
-    similarity for a row compared with a reference (see `_similarity_seeds`)."""
+    gradient of its logit), a segmentation class's mask in its channel (of its logits summed over the pixels
+    predicted as that class, or over the row's posted region: pytorch-grad-cam's `SemanticSegmentationTarget`),
+    or the gradient of the similarity for a row compared with a reference (see `_similarity_seeds`)."""
 
     def seed_of(row: int, class_index: int) -> torch.Tensor:
         if row in similarity_seeds:
             return similarity_seeds[row]
         seed = torch.zeros_like(logits[row])
-        seed[class_index] = 1.0 if predicted is None else (predicted[row] == class_index).to(seed.dtype)
+        if predicted is None:
+            seed[class_index] = 1.0
+        else:
+            seed[class_index] = regions[row] if row in regions else (predicted[row] == class_index).to(seed.dtype)
         return seed
 
     return seed_of
@@ -226,12 +235,15 @@ def _target_classes(job: ExplainJob, logits: torch.Tensor) -> list[int]:
     return best.indices.tolist()
 
 
-def _segment_classes(job: ExplainJob, predicted: torch.Tensor, num_classes: int) -> list[int]:
-    """The job's explicit classes, or the top-k classes of a segmentation by predicted pixels (H, W), the most
-    first (ties: the lower index), those with at least one pixel."""
+def _segment_classes(
+    job: ExplainJob, predicted: torch.Tensor, num_classes: int, region: torch.Tensor | None
+) -> list[int]:
+    """The job's explicit classes, or the top-k classes of a segmentation by predicted pixels (H, W), within the
+    posted (H, W) region if any, the most first (ties: the lower index), those with at least one pixel."""
     if job.classes is not None:
         return list(job.classes)
-    pixels = torch.bincount(predicted.flatten(), minlength=num_classes).cpu()
+    inside = predicted.flatten() if region is None else predicted[region > 0]
+    pixels = torch.bincount(inside, minlength=num_classes).cpu()
     order = sorted(range(num_classes), key=lambda c: -int(pixels[c]))
     return [c for c in order[: job.top_k] if pixels[c] > 0]
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from service.methods import Method
@@ -24,6 +25,8 @@ class ExplainJob:
             labels a multilabel model predicts); None for classification.
         reference: (3, H, W) normalised second image of an embedding model's request: the target of every
             explanation is the cosine similarity of the two images' embeddings (`classes` is then one placeholder).
+        region: (H, W) 0/1 at the input size, the mask a segmentation model's request sent: every explanation sums
+            its class's logits over these pixels instead of those predicted as the class.
         layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
         options: options of the methods that have parameters (instances of their `options_type`); a method
@@ -48,6 +51,7 @@ class ExplainJob:
     options: tuple[object, ...] = ()
     threshold: float | None = None
     reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    region: np.ndarray | None = field(default=None, compare=False, repr=False)
     evaluate: bool = False
     extra_passes: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)

@@ -78,24 +78,25 @@ async def read_body(request: Request, max_bytes: int, json_values: bool = False)
     return b"".join(chunks)
 
 
-REFERENCE = "reference"
-"""The optional second image of a request (embedding models): a file part, or base64 text in JSON, returned among
-the fields (bytes from a file part) for the route to take out."""
+SECOND_FILES = ("reference", "mask")
+"""The optional second file of a request, an image: an embedding model's `reference`, or the `mask` of the pixels a
+segmentation model's explanations sum over. A file part, or base64 text in JSON, returned among the fields (bytes
+from a file part) for the route to take out."""
 
 
-def take_reference(fields: dict[str, Any]) -> bytes | None:
-    """Take the second image out of a request's fields: its file bytes, or None when there is none.
+def take_file(fields: dict[str, Any], name: str) -> bytes | None:
+    """Take the second file `name` (one of `SECOND_FILES`) out of a request's fields: its bytes, or None.
 
     Raises:
         InvalidImage: base64 text that does not decode.
         InvalidParameter: a JSON value that is not text.
     """
-    value = fields.pop(REFERENCE, None)
+    value = fields.pop(name, None)
     if value is None or isinstance(value, bytes):
         return value
     if not isinstance(value, str):
-        raise InvalidParameter("'reference' must be an image file: a file part, or base64 text in JSON")
-    return _image_from_base64(REFERENCE, value)
+        raise InvalidParameter(f"'{name}' must be an image file: a file part, or base64 text in JSON")
+    return _image_from_base64(name, value)
 
 
 def _image_from_base64(name: str, text: str) -> bytes:
@@ -188,8 +189,8 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict
             if key == "image":
                 continue
             values = form.getlist(key)
-            if key == REFERENCE and len(values) == 1 and isinstance(values[0], UploadFile):
-                fields[key] = await values[0].read()  # a second image (embedding models): bytes, not text
+            if key in SECOND_FILES and len(values) == 1 and isinstance(values[0], UploadFile):
+                fields[key] = await values[0].read()  # a second image (reference or mask): bytes, not text
                 continue
             if not all(isinstance(v, str) for v in values):
                 raise InvalidParameter(f"field '{key}' must be text, not a file")

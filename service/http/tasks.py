@@ -5,7 +5,8 @@
 - embedding: no classes; a `reference` image is required, and the explanations target the cosine similarity of
   the two images' embeddings, which only the methods the shared pass serves can explain.
 - segmentation: classes by index or label, or the top k by predicted pixels; each explanation targets the class's
-  logits summed over its predicted pixels, which, likewise, only the methods the shared pass serves can explain.
+  logits summed over its predicted pixels, or over the pixels of a `mask` image sent with the request, which,
+  likewise, only the methods the shared pass serves can explain.
 """
 
 from api_schemas import DEFAULT_THRESHOLD, ExplainParameters
@@ -80,6 +81,16 @@ def resolve_threshold(requested: float | None, model: LoadedModel) -> float | No
             )
         return None
     return DEFAULT_THRESHOLD if requested is None else requested
+
+
+def check_mask(model: LoadedModel, mask: bytes | None) -> None:
+    """Only a segmentation model's explanations sum over a region that a request may give.
+
+    Raises:
+        InvalidParameter: a mask sent to another task.
+    """
+    if mask is not None and not model.segmentation:
+        raise InvalidParameter(f"'mask' applies to segmentation models; model '{model.name}' is a {model.task} model")
 
 
 def check_reference(model: LoadedModel, reference: bytes | None) -> None:

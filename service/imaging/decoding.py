@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from model_store import Preprocessing
-from service.core.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from service.core.errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:  # the tensor is made by the model's preprocessing; this room runs no torch
     import torch
@@ -77,6 +77,36 @@ def open_rgb(
     height, width = preprocessing.input_size
     image, size = open_image(data, max_pixels, lambda upright: needed_size(upright, (width, height), display_max_side))
     return to_rgb(image), size
+
+
+def decode_mask(data: bytes, image_size: tuple[int, int], input_size: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """Bytes of a mask image -> (H, W) float32 of 0 and 1 at the model's input size (height, width), resized
+    nearest-neighbour as the image is resized. A pixel is in the mask when it is not black: a nonzero grey level
+    or colour channel, or a nonzero index of a palette image (a class mask); transparency is ignored.
+
+    Raises:
+        As `open_image`; InvalidImage: an empty file. InvalidParameter: a mask whose upright size is not the image's
+        `image_size` (width, height), or that holds no pixel at the input size.
+    """
+    if not data:
+        raise InvalidImage("the mask is empty")
+    image, size = open_image(data, max_pixels)
+    if size != image_size:
+        raise InvalidParameter(
+            f"the mask is {size[0]}x{size[1]} pixels; it must be the image's size, {image_size[0]}x{image_size[1]}"
+        )
+    if image.mode == "P":
+        values = np.asarray(image)
+    elif image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(to_8_bit_grey(image))
+    else:
+        values = np.asarray(image.convert("RGB")).max(axis=2)
+    height, width = input_size
+    inside = Image.fromarray((values > 0).astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
+    mask = np.asarray(inside, dtype=np.float32)
+    if not mask.any():
+        raise InvalidParameter(f"the mask holds no pixel at the model's input size ({width}x{height}); mark some")
+    return mask
 
 
 def display_picture(rgb: Image.Image, max_side: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from model_store import LoadedModel, ModelStore
 from model_store.errors import ModelLoadError
 from tests.conftest import image_bytes
 from tests.service.methods.test_reference_agreement import THRESHOLD, SignCorrectedEigenCAM, as_displayed, pearson
+from tests.tiny_models import tiny_loaded
 
 pytestmark = pytest.mark.anyio
 ARCHITECTURE = "lraspp_mobilenet_v3_large"
@@ -149,6 +150,68 @@ async def test_each_class_s_maps_equal_pytorch_grad_cam_s_semantic_segmentation_
         agreement = pearson(ours, theirs)
         print(f"segmentation {method} class {c}: pearson {agreement:.5f}")
         assert agreement >= THRESHOLD
+
+
+def region_png(size: tuple[int, int], box: tuple[int, int, int, int]) -> bytes:
+    """A mask image of `size` (width, height): white inside `box` (x0, y0, x1, y1), black elsewhere."""
+    mask = Image.new("L", size)
+    mask.paste(255, box)
+    return image_bytes(mask, "PNG")
+
+
+async def test_a_posted_mask_is_the_region_the_classes_logits_are_summed_over(
+    serve, scenes, reference, cat_photo, expected
+):
+    x, predicted = expected
+    width, height = cat_photo.size
+    box = (width // 2, 0, width, height // 2)  # the top right quarter
+    mask = region_png(cat_photo.size, box)
+    region = np.zeros(predicted.shape, dtype=np.float32)  # the same quarter at the input size (128 x 160)
+    region[: predicted.shape[0] // 2, predicted.shape[1] // 2 :] = 1
+    inside = np.bincount(predicted[region > 0], minlength=len(LABELS))
+    async with serve({"scenes": scenes}) as client:
+        answer = (await client.post(URL, params={"top_k": 2}, files={**sent(cat_photo), "mask": mask})).json()
+        as_json = (
+            await client.post(
+                URL,
+                json={
+                    "image": base64.b64encode(sent(cat_photo)["image"]).decode(),
+                    "mask": base64.b64encode(mask).decode(),
+                    "top_k": 2,
+                },
+            )
+        ).json()
+    best = [int(c) for c in np.argsort(-inside, kind="stable")[:2] if inside[c] > 0]
+    assert [e["class"]["index"] for e in answer["explanations"]] == best  # the classes with most pixels in it
+    for explanation, again in zip(answer["explanations"], as_json["explanations"], strict=True):
+        np.testing.assert_allclose(explanation["map"]["data"], again["map"]["data"], rtol=1e-5, atol=1e-7)
+        c = explanation["class"]["index"]
+        with GradCAM(model=reference, target_layers=[reference.model.backbone["16"]]) as cam:
+            theirs = cam(input_tensor=x, targets=[SemanticSegmentationTarget(c, region)])[0]
+        ours = as_displayed(torch.tensor(explanation["map"]["data"]), x.shape[-2:])
+        assert pearson(ours, theirs) >= THRESHOLD
+
+
+async def test_a_mask_of_the_wrong_size_an_empty_one_or_one_for_a_classifier_is_a_400(
+    serve, scenes, cat_photo, noise_png
+):
+    width, height = cat_photo.size
+    async with serve({"scenes": scenes, "tiny": tiny_loaded()}) as client:
+        smaller = await client.post(
+            URL, files={**sent(cat_photo), "mask": region_png((width - 1, height), (0, 0, 10, 10))}
+        )
+        empty = await client.post(URL, files={**sent(cat_photo), "mask": region_png(cat_photo.size, (0, 0, 0, 0))})
+        broken = await client.post(URL, files={**sent(cat_photo), "mask": b"not an image"})
+        classifier = await client.post(
+            "/v1/models/tiny/explain", files={"image": noise_png, "mask": region_png((64, 64), (0, 0, 8, 8))}
+        )
+        assert (await client.get("/healthz")).status_code == 200
+    assert smaller.status_code == 400 and smaller.json()["error"]["code"] == "invalid_parameter"
+    assert f"{width - 1}x{height}" in smaller.json()["error"]["message"]
+    assert f"{width}x{height}" in smaller.json()["error"]["message"]
+    assert empty.status_code == 400 and "no pixel" in empty.json()["error"]["message"]
+    assert broken.status_code == 415 and broken.json()["error"]["code"] == "unsupported_image"
+    assert classifier.status_code == 400 and "'mask' applies to segmentation models" in classifier.text
 
 
 async def test_requests_a_segmentation_model_cannot_serve_are_refused(serve, scenes, cat_photo):

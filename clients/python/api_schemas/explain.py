@@ -208,8 +208,8 @@ class ExplainParameters(BaseModel):
 
 
 class ExplainJSONRequest(ExplainParameters):
-    """The JSON form of an explain request; the multipart form takes the same fields, `image` (and `reference`) as
-    files."""
+    """The JSON form of an explain request; the multipart form takes the same fields, `image` (and `reference` or
+    `mask`) as files."""
 
     image: str = Field(
         min_length=1,
@@ -223,6 +223,15 @@ class ExplainJSONRequest(ExplainParameters):
         json_schema_extra=BASE64_IMAGE,
         description="Embedding models (required there, refused elsewhere): a second image, base64 as `image`; the "
         "explanations target the cosine similarity of the two images' embeddings.",
+    )
+    mask: str | None = Field(
+        default=None,
+        min_length=1,
+        json_schema_extra=BASE64_IMAGE,
+        description="Segmentation models (refused elsewhere): an image of the image's size whose pixels that are not "
+        "black mark a region, base64 as `image`; the explanations sum each class's logits over the region instead "
+        "of over the pixels predicted as the class, and without `class` explain the classes with the most "
+        "pixels in it.",
     )
 
 

@@ -132,12 +132,12 @@ def image_post(
     image: ImageInput,
     fields: dict[str, Any],
     headers: dict[str, str] | None = None,
-    reference: ImageInput | None = None,
+    second_files: dict[str, ImageInput | None] | None = None,
 ) -> Call:
-    """A multipart POST of `image` (and of an embedding model's `reference` image) with these fields."""
+    """A multipart POST of `image` (and of those `second_files` that are given: an embedding model's `reference`
+    image, a segmentation model's `mask`) with these fields."""
     files = {"image": read_image(image)}
-    if reference is not None:
-        files["reference"] = read_image(reference)
+    files.update({part: read_image(file) for part, file in (second_files or {}).items() if file is not None})
     return Call(
         "POST",
         path,
@@ -164,9 +164,10 @@ def explain(
     as_job: bool = False,
     idempotency_key: str | None = None,
     reference: ImageInput | None = None,
+    mask: ImageInput | None = None,
 ) -> Call:
     headers = {"Prefer": "respond-async", **job_headers(idempotency_key)} if as_job else None
-    return image_post(model_path(model, "explain"), image, parameters, headers, reference)
+    return image_post(model_path(model, "explain"), image, parameters, headers, {"reference": reference, "mask": mask})
 
 
 def activations(model: str, image: ImageInput, layer: str | None, top_n: int | None) -> Call:

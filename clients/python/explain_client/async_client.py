@@ -94,13 +94,16 @@ class AsyncExplainClient(ClientBase):
         method: str | Sequence[str] | None = None,
         classes: int | str | Sequence[int | str] | None = None,
         reference: ImageInput | None = None,
+        mask: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> ExplainResponse:
         """Maps of one image for one or several methods and classes (index or label), or the `top_k` classes; for
-        an embedding model, maps of its similarity to `reference`, a second image."""
+        an embedding model, maps of its similarity to `reference`, a second image; for a segmentation model, the
+        classes' logits summed over the pixels of `mask` (an image of the image's size, not black where it counts)
+        instead of over the pixels predicted as each class."""
         parameters = _calls.explain_parameters(method, classes, **options)
         return self._parse(
-            ExplainResponse, await self._send(_calls.explain(model, image, parameters, reference=reference))
+            ExplainResponse, await self._send(_calls.explain(model, image, parameters, reference=reference, mask=mask))
         )
 
     async def activations(
@@ -124,6 +127,7 @@ class AsyncExplainClient(ClientBase):
         classes: int | str | Sequence[int | str] | None = None,
         idempotency_key: str | None = None,
         reference: ImageInput | None = None,
+        mask: ImageInput | None = None,
         **options: Unpack[ExplainOptions],
     ) -> JobStatus:
         """Send an explain request as a job (`Prefer: respond-async`); `wait` for its result. It carries an
@@ -133,7 +137,13 @@ class AsyncExplainClient(ClientBase):
             JobStatus,
             await self._send(
                 _calls.explain(
-                    model, image, parameters, as_job=True, idempotency_key=idempotency_key, reference=reference
+                    model,
+                    image,
+                    parameters,
+                    as_job=True,
+                    idempotency_key=idempotency_key,
+                    reference=reference,
+                    mask=mask,
                 )
             ),
         )

@@ -160,7 +160,13 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
 
     def explain_one(path: str) -> str:
         answer = client.explain(
-            model, path, method=args.method or None, classes=args.classes or None, reference=args.reference, **options
+            model,
+            path,
+            method=args.method or None,
+            classes=args.classes or None,
+            reference=args.reference,
+            mask=args.mask,
+            **options,
         )
         written = []
         if outdir is not None:
@@ -171,17 +177,18 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
                 target = outdir / f"{stem}.{item.method}.{target_name(item)}.{EXTENSIONS[item.overlay_format]}"
                 target.write_bytes(item.overlay_bytes())
                 written.append(target.name)
-            if answer.segmentation is not None:
-                target = outdir / f"{stem}.mask.png"
-                target.write_bytes(base64.b64decode(answer.segmentation.mask_png))
-                written.append(target.name)
+            if answer.segmentation is not None:  # the predicted classes, beside the overlays
+                (outdir / f"{stem}.mask.png").write_bytes(base64.b64decode(answer.segmentation.mask_png))
             (outdir / f"{stem}.json").write_text(answer.model_dump_json(by_alias=True, exclude_none=True))
         maps = ", ".join(f"{e.method}/{e.class_.label if e.class_ else 'similarity'}" for e in answer.explanations)
         found = (
             top_classes_line(answer, args.show) if answer.similarity is None else f"similarity {answer.similarity:.4f}"
         )
         return f"{found}; explained {maps}" + (
-            f"; wrote {len(written)} images and {Path(path).stem}.json to {outdir}" if outdir else ""
+            f"; wrote {len(written)} overlays{', the mask' if answer.segmentation else ''} and {Path(path).stem}.json "
+            f"to {outdir}"
+            if outdir
+            else ""
         )
 
     return for_each_file(args.images, args.jobs, "explain", explain_one)
@@ -278,6 +285,9 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--map-encoding", choices=["list", "base64"])
     explain.add_argument("--bbox", action="store_true", help="add the localization box")
     explain.add_argument("--reference", metavar="IMAGE", help="embedding models: the image to compare with")
+    explain.add_argument(
+        "--mask", metavar="IMAGE", help="segmentation models: the region each class's logits are summed over"
+    )
     explain.add_argument("-o", "--output", metavar="OUTDIR", help="write overlays and the answers (JSON) here")
     explain.set_defaults(run=cmd_explain)
 

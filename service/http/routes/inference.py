@@ -26,14 +26,14 @@ from service.http.disconnect import wait_for_disconnect
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
 from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
-from service.http.request_body import RunCpu, read_posted_image, take_reference
+from service.http.request_body import SECOND_FILES, RunCpu, read_posted_image, take_file
 from service.http.responses import build_explain, build_predict, estimate_explain_bytes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
-from service.http.tasks import check_reference, resolve_threshold
-from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, display_picture, open_rgb
+from service.http.tasks import check_mask, check_reference, resolve_threshold
+from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, decode_mask, display_picture, open_rgb
 from service.jobs.store import Idempotency
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
@@ -57,11 +57,11 @@ def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> 
                         "properties": {
                             "image": {"type": "string", "format": "binary", "contentMediaType": "image/*"},
                             **fields,
-                            **(
-                                {"reference": {"type": "string", "format": "binary", "contentMediaType": "image/*"}}
-                                if "reference" in json_model.model_fields
-                                else {}
-                            ),
+                            **{
+                                name: {"type": "string", "format": "binary", "contentMediaType": "image/*"}
+                                for name in SECOND_FILES
+                                if name in json_model.model_fields
+                            },
                         },
                     }
                     | ({"additionalProperties": False} if closed else {})
@@ -238,7 +238,8 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     key = idempotency_key(request)
     run_cpu = runtime.cpu_for(owner)
     data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
-    reference_data = take_reference(fields)
+    reference_data = take_file(fields, "reference")
+    mask_data = take_file(fields, "mask")
     params = parse_parameters(ExplainParameters, request.query_params, fields)
     plan = plan_explanation(
         params,
@@ -250,18 +251,24 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.max_explanations_per_request,
     )
     check_reference(worker.model, reference_data)
+    check_mask(worker.model, mask_data)
     as_job = prefers_async(request.headers.get("prefer"))
     idempotency = None
     if as_job and key is not None:
         asked = params.model_dump_json(by_alias=True).encode()
-        if reference_data is not None:
-            asked += b"\nreference " + hashlib.sha256(reference_data).digest()
+        for name, second in (("reference", reference_data), ("mask", mask_data)):
+            if second is not None:
+                asked += f"\n{name} ".encode() + hashlib.sha256(second).digest()
         idempotency = await run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
     image = await _decode(runtime, run_cpu, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
     reference = None
     if reference_data is not None:
         reference = (await _decode(runtime, run_cpu, worker, reference_data, plan.overlay_max_side, False)).tensor
-    del data, reference_data  # the tensors and the picture are what is kept
+    region = None
+    if mask_data is not None:
+        input_size = worker.model.preprocessing.input_size
+        region = await run_cpu(decode_mask, mask_data, image.size, input_size, settings.max_image_pixels)
+    del data, reference_data, mask_data  # the tensors and the picture are what is kept
     clock.lap("decode")
     answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
     work = ExplainJob(
@@ -271,6 +278,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         top_k=plan.top_k,
         threshold=plan.threshold,
         reference=reference,
+        region=region,
         layer=plan.layer,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from service.core.errors import InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
-from service.imaging.decoding import decode_image, to_rgb
+from service.core.errors import InvalidImage, InvalidParameter, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.imaging.decoding import decode_image, decode_mask, to_rgb
 from tests.conftest import image_bytes
 from tests.crafted_files import png_header, psd_file
 from tests.real_server import ROOT
@@ -357,3 +357,32 @@ def test_the_model_input_is_computed_without_torch_operations_with_the_bits_of_t
             torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (preprocessing.mean, preprocessing.std)
         )
         assert torch.equal(preprocessing.to_tensor(cat_photo), (pixels - mean) / std)
+
+
+@pytest.mark.parametrize(
+    "mode, marked, unmarked",
+    [
+        ("L", 255, 0),
+        ("RGB", (0, 0, 7), (0, 0, 0)),
+        ("P", 3, 0),
+        ("I;16", 65535, 0),
+        ("RGBA", (9, 0, 0, 0), (0, 0, 0, 255)),
+    ],
+)
+def test_a_mask_is_its_pixels_that_are_not_black_at_the_input_size(mode, marked, unmarked):
+    mask = Image.new(mode, (64, 32), unmarked)
+    if mode == "P":
+        mask.putpalette([0, 0, 0] * 256)  # a class mask: the index counts, not its colour
+    mask.paste(marked, (0, 0, 32, 32))  # the left half
+    region = decode_mask(image_bytes(mask, "PNG"), (64, 32), (4, 8), 10**7)
+    assert region.dtype == np.float32 and region.shape == (4, 8)
+    np.testing.assert_array_equal(region, np.repeat([[1, 1, 1, 1, 0, 0, 0, 0]], 4, axis=0))
+
+
+def test_a_mask_must_be_the_image_s_size_and_mark_a_pixel():
+    with pytest.raises(InvalidParameter, match="the mask is 64x31 pixels; it must be the image's size, 64x32"):
+        decode_mask(image_bytes(Image.new("L", (64, 31), 255), "PNG"), (64, 32), (4, 8), 10**7)
+    single = Image.new("L", (64, 32))
+    single.putpixel((1, 1), 255)  # a pixel that nearest-neighbour resizing to 8 x 4 does not sample
+    with pytest.raises(InvalidParameter, match="no pixel at the model's input size"):
+        decode_mask(image_bytes(single, "PNG"), (64, 32), (4, 8), 10**7)
