@@ -416,3 +416,67 @@ def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_
             assert context.blocked == [] and context.errors == [] and context.refused == []
         finally:
             context.context.close()
+
+
+def test_segmentation_and_embedding_models_show_their_own_answers(browser, cat_jpeg, tmp_path, artifacts):
+    """A seeded LRASPP: its classes' shares with their colours, the mask, a map per class. A seeded embedding
+    ResNet-18: the reference image asked for, the similarity, a map of it (no classes)."""
+    import torch
+    import torchvision
+
+    from tests.api.test_segmentation import write_store
+
+    write_store(tmp_path)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=128).state_dict(), tmp_path / "faces.pth")
+    (tmp_path / "faces.toml").write_text(
+        'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\ntask = "embedding"\n'
+        'num_classes = 128\ndefault_layer = "layer4"\n'
+    )
+    with real_server({"model_store_dir": str(tmp_path), "models": "scenes,faces"}, module="service") as both:
+        predicted = httpx.post(f"{both.url}/v1/models/scenes/predict", files={"image": cat_jpeg}, timeout=60).json()
+        shares = predicted["segmentation"]["classes"]
+        context = Offline(browser, viewport={"width": 1280, "height": 1000})
+        try:
+            page = context.page()
+            page.goto(both.url + "/")
+            page.get_by_test_id("image-input").set_input_files(
+                {"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_jpeg}
+            )
+            page.select_option("#model", "scenes")
+            expect(page.get_by_test_id("explain-button")).to_be_enabled()
+            expect(page.get_by_test_id("reference-input")).to_be_hidden()
+            page.get_by_test_id("explain-button").click()
+            expect(page.locator("#classes-title")).to_contain_text("share of the pixels")
+            expect(page.get_by_test_id("top-class")).to_have_count(len(shares))
+            expect(page.get_by_test_id("top-class").first).to_contain_text(f"{100 * shares[0]['share']:.1f} %")
+            expect(page.get_by_test_id("segmentation-mask")).to_be_visible()
+            expect(page.locator("#grid th[scope=row]")).to_have_text([c["label"] for c in shares[:3]])
+            page.screenshot(path=str(artifacts / "page-segmentation.png"), full_page=True)
+
+            page.select_option("#model", "faces")
+            expect(page.get_by_test_id("reference-input")).to_be_visible()
+            expect(page.locator("#classes-box")).to_be_hidden()
+            page.get_by_test_id("explain-button").click()
+            expect(page.locator("#message")).to_contain_text("choose a reference image")
+            mirrored = Image.open(io.BytesIO(cat_jpeg)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            page.get_by_test_id("reference-input").set_input_files(
+                {"name": "mirrored.png", "mimeType": "image/png", "buffer": png_bytes(mirrored)}
+            )
+            page.get_by_test_id("explain-button").click()
+            expect(page.locator("#classes-title")).to_contain_text("Similarity to the reference image: 0.")
+            expect(page.get_by_test_id("segmentation-mask")).to_be_hidden()
+            expect(page.locator("#grid th[scope=row]")).to_have_text(["similarity"])
+            expect(page.get_by_test_id("overlay")).to_have_count(1)
+            page.get_by_test_id("overlay").focus()
+            expect(page.locator("#hover")).to_contain_text("grad_cam, similarity: peak of the raw map")
+            page.screenshot(path=str(artifacts / "page-embedding.png"), full_page=True)
+            assert context.blocked == [] and context.errors == [] and context.refused == []
+        finally:
+            context.context.close()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,16 +1,47 @@
-// The answer on the page: the top classes as bars, and the overlays in a grid (one row per class, one column per
-// method) with their timings, the map's value under the pointer (or its peak, for the keyboard) and a download.
+// The answer on the page: the top classes as bars (a segmentation's classes with their share of the pixels, and
+// its mask), and the overlays in a grid (one row per class, one column per method) with their timings, the map's
+// value under the pointer (or its peak, for the keyboard) and a download.
 import { decodeMap, displayImage, upsampleNormalised } from "./overlay.js";
 
 const $ = (id) => document.getElementById(id);
+const SIMILARITY = { index: -1, label: "similarity" }; // what an embedding model's explanations explain
+
+function target(explanation) {
+  return explanation.class ?? SIMILARITY;
+}
+
+function classColour(index) {
+  // PASCAL VOC's colour map, as the service's mask PNG: the bits of the index spread over the three channels.
+  const rgb = [0, 0, 0];
+  for (let shift = 7, bits = index; shift >= 0; shift--, bits >>= 3) {
+    for (let channel = 0; channel < 3; channel++) rgb[channel] |= ((bits >> channel) & 1) << shift;
+  }
+  return `rgb(${rgb.join(", ")})`;
+}
+
+function classBars(answer) {
+  // [title, [{index, label, probability}], whether each gets its colour swatch] for the bars.
+  if (answer.task === "segmentation") {
+    const shares = answer.segmentation.classes.map((c) => ({ ...c, probability: c.share }));
+    return ["Predicted classes (share of the pixels)", shares, true];
+  }
+  if (answer.task === "embedding") {
+    return [`Similarity to the reference image: ${answer.similarity.toFixed(4)} (cosine)`, [], false];
+  }
+  if (answer.task === "multilabel") {
+    const labels = answer.positive_classes.length ? answer.positive_classes : answer.top_classes;
+    return ["Predicted labels (each its own probability)", labels, false];
+  }
+  return ["Top classes", answer.top_classes, false];
+}
 
 export function renderAnswer(answer, methods, bitmap) {
-  // The bars of the top classes (a multilabel model's predicted labels, each its own sigmoid) and the grid of
-  // overlays; returns the overlays to draw.
+  // The bars of the classes, a segmentation's mask, and the grid of overlays; returns the overlays to draw.
   $("results").hidden = false;
-  const multilabel = answer.task === "multilabel";
-  $("classes-title").textContent = multilabel ? "Predicted labels (each its own probability)" : "Top classes";
-  const classes = multilabel && answer.positive_classes.length ? answer.positive_classes : answer.top_classes;
+  const [title, classes, swatches] = classBars(answer);
+  $("classes-title").textContent = title;
+  $("segmentation").hidden = !answer.segmentation;
+  if (answer.segmentation) $("segmentation-mask").src = `data:image/png;base64,${answer.segmentation.mask_png}`;
   $("top-classes").replaceChildren(
     ...classes.map((c) => {
       const row = document.createElement("li");
@@ -19,6 +50,12 @@ export function renderAnswer(answer, methods, bitmap) {
       const label = document.createElement("span");
       label.className = "bar-label";
       label.textContent = `${c.label} (${c.index})`;
+      if (swatches) {
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = classColour(c.index);
+        label.prepend(swatch);
+      }
       const bar = document.createElement("span");
       bar.className = "bar";
       bar.setAttribute("role", "meter");
@@ -45,7 +82,7 @@ function renderGrid(answer, methodInfos, bitmap) {
   const methods = [...new Set(answer.explanations.map((e) => e.method))];
   const classes = [];
   for (const e of answer.explanations) {
-    if (!classes.some((c) => c.index === e.class.index)) classes.push(e.class);
+    if (!classes.some((c) => c.index === target(e).index)) classes.push(target(e));
   }
   const titles = Object.fromEntries(methodInfos.map((m) => [m.name, m.title]));
   const head = document.createElement("tr");
@@ -67,7 +104,7 @@ function renderGrid(answer, methodInfos, bitmap) {
     row.append(th);
     for (const method of methods) {
       const td = document.createElement("td");
-      const e = answer.explanations.find((x) => x.method === method && x.class.index === cls.index);
+      const e = answer.explanations.find((x) => x.method === method && target(x).index === cls.index);
       if (e) td.append(overlayFigure(e, display, titles[method] || method, answer.timings_ms, cells));
       row.append(td);
     }
@@ -86,7 +123,7 @@ function overlayFigure(explanation, display, methodTitle, timings, cells) {
   canvas.dataset.testid = "overlay";
   canvas.tabIndex = 0;
   canvas.setAttribute("role", "img");
-  canvas.setAttribute("aria-label", `${methodTitle} for ${explanation.class.label}`);
+  canvas.setAttribute("aria-label", `${methodTitle} for ${target(explanation).label}`);
   const map = decodeMap(explanation.map);
   const cell = { canvas, explanation, map, display, heat: upsampleNormalised(map, display.width, display.height) };
   cells.push(cell);
@@ -95,18 +132,19 @@ function overlayFigure(explanation, display, methodTitle, timings, cells) {
   canvas.addEventListener("focus", () => showPeak(cell)); // the keyboard's way to a value
   const caption = document.createElement("figcaption");
   const what = document.createElement("span");
-  what.textContent = `${methodTitle} · ${explanation.class.label} (${explanation.class.index})`;
+  const { label, index } = target(explanation);
+  what.textContent = `${methodTitle} · ${label}` + (index >= 0 ? ` (${index})` : "");
   const when = document.createElement("span");
   when.className = "hint";
   when.textContent = ` inference ${timings.inference?.toFixed(0) ?? "?"} ms of ${timings.total?.toFixed(0) ?? "?"} ms`;
   const download = document.createElement("button");
   download.type = "button";
   download.textContent = "Download PNG";
-  download.setAttribute("aria-label", `Download the ${methodTitle} overlay for ${explanation.class.label}`);
+  download.setAttribute("aria-label", `Download the ${methodTitle} overlay for ${target(explanation).label}`);
   download.addEventListener("click", () => {
     const link = document.createElement("a");
     link.href = canvas.toDataURL("image/png");
-    link.download = `${explanation.method}-${explanation.class.label.replace(/[^\w-]+/g, "_")}.png`;
+    link.download = `${explanation.method}-${target(explanation).label.replace(/[^\w-]+/g, "_")}.png`;
     link.click();
   });
   caption.append(what, when, document.createElement("br"), download);
@@ -120,7 +158,7 @@ function showPeak(cell) {
   let peak = 0;
   for (let i = 1; i < values.length; i++) if (values[i] > values[peak]) peak = i;
   $("hover").textContent =
-    `${cell.explanation.method}, ${cell.explanation.class.label}: peak of the raw map` +
+    `${cell.explanation.method}, ${target(cell.explanation).label}: peak of the raw map` +
     ` [${Math.floor(peak / w)}, ${peak % w}] = ${values[peak].toPrecision(4)}`;
 }
 
@@ -136,7 +174,7 @@ function showValue(cell, event) {
   const y = Math.floor(v * cell.display.height);
   const normal = cell.heat[y * cell.display.width + x];
   $("hover").textContent =
-    `${cell.explanation.method}, ${cell.explanation.class.label}: raw map [${row}, ${col}] = ${value.toPrecision(4)}` +
+    `${cell.explanation.method}, ${target(cell.explanation).label}: raw map [${row}, ${col}] = ${value.toPrecision(4)}` +
     ` (normalised ${normal.toFixed(2)})`;
 }
 

@@ -45,8 +45,15 @@ async function loadCatalogue() {
 }
 
 function renderMethods() {
-  const model = state.models.find((m) => m.name === $("model").value);
+  const model = currentModel();
   $("method-groups").replaceChildren(...methodGroups(state.methods, new Set(model ? model.methods : [])));
+  // An embedding model's explanations need a second image, and take no classes.
+  $("reference-box").hidden = model?.task !== "embedding";
+  $("classes-box").hidden = model?.task === "embedding";
+}
+
+function currentModel() {
+  return state.models.find((m) => m.name === $("model").value);
 }
 
 async function loadLabels() {
@@ -172,11 +179,19 @@ async function explain(event) {
     showError(new Error("choose at least one method."));
     return;
   }
+  const embedding = currentModel()?.task === "embedding";
+  const reference = $("reference-input").files[0];
+  if (embedding && !reference) {
+    showError(new Error("choose a reference image: an embedding model explains the similarity of two images."));
+    return;
+  }
   const form = new FormData();
   form.append("image", state.image, state.imageName.replace(/[^\w.-]+/g, "_"));
   for (const method of methods) form.append("method", method);
   const mode = document.querySelector('input[name="class-mode"]:checked').value;
-  if (mode === "chosen" && state.classes.length) {
+  if (embedding) {
+    form.append("reference", reference, reference.name.replace(/[^\w.-]+/g, "_"));
+  } else if (mode === "chosen" && state.classes.length) {
     for (const name of state.classes) form.append("class", name);
   } else {
     form.append("top_k", $("top-k").value || "1");

@@ -18,7 +18,7 @@ function methodGroup(method) {
 
 export function methodGroups(methods, applicable) {
   // Fieldsets of checkboxes, one per group; what was ticked stays ticked (the defaults the first time).
-  const checked = new Set(selectedMethods());
+  const checked = new Set([...document.querySelectorAll('input[name="method"]:checked')].map((i) => i.value));
   const groups = GROUPS.map(([key, title, blurb]) => {
     const box = document.createElement("fieldset");
     box.className = "method-group";
@@ -65,6 +65,7 @@ function costInWords(method) {
 }
 
 export function selectedMethods() {
-  return [...document.querySelectorAll('input[name="method"]:checked')].map((i) => i.value);
+  // A ticked method that this model cannot run (greyed out) stays ticked for the next model, and is not sent.
+  return [...document.querySelectorAll('input[name="method"]:checked:not(:disabled)')].map((i) => i.value);
 }
 
