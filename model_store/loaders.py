@@ -39,6 +39,8 @@ def load_module(manifest: ModelManifest) -> nn.Module:
         import torchvision
 
         segmentation = target in torchvision.models.list_models(module=torchvision.models.segmentation)
+        if target in torchvision.models.list_models(module=torchvision.models.detection):
+            kwargs["weights_backbone"] = None  # nothing to download; the weights file holds the backbone's
         if segmentation:
             # No backbone weights to download; the auxiliary head only when the weights file has one.
             kwargs["weights_backbone"] = None

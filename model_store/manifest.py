@@ -16,6 +16,7 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
     task = "classification"              # classification (softmax) | multilabel (a sigmoid per label) | embedding
                                          # | segmentation (logits per pixel: torchvision's DeepLabV3, FCN, LRASPP)
+                                         # | detection (boxes: torchvision's Faster R-CNN, RetinaNet, FCOS, SSD)
 """
 
 import tomllib
@@ -27,9 +28,10 @@ from model_store.grids import RESHAPES
 
 SOURCE_KINDS = ("builtin", "timm", "torchvision", "torchscript")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-TASKS = ("classification", "multilabel", "embedding", "segmentation")
+TASKS = ("classification", "multilabel", "embedding", "segmentation", "detection")
 """What a model's outputs mean: one label per image (softmax), independent labels (one sigmoid each), a vector
-that describes the image (compared by cosine similarity), or one label per pixel (logits (K, H, W))."""
+that describes the image (compared by cosine similarity), one label per pixel (logits (K, H, W)), or boxes with a
+label and a score each (torchvision's detection output)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ def manifest_from_dict(raw: dict, base_dir: Path, origin: str) -> ModelManifest:
         if not isinstance(prefix, int) or isinstance(prefix, bool) or prefix < 0:
             raise ModelLoadError(f"{origin}: 'prefix_tokens' must be a whole number >= 0")
     values = dict(raw)
+    if raw.get("task") == "detection":
+        # torchvision's detectors normalise their [0, 1] input themselves, and have no class count in their output.
+        if raw.get("mean", [0, 0, 0]) != [0, 0, 0] or raw.get("std", [1, 1, 1]) != [1, 1, 1]:
+            raise ModelLoadError(f"{origin}: a detection model normalises its input itself: leave out mean and std")
+        values.update(mean=[0, 0, 0], std=[1, 1, 1])
+        if not isinstance(raw.get("num_classes"), int):
+            raise ModelLoadError(f"{origin}: a detection model's manifest says num_classes (background included)")
     for key, length in (("input_size", 2), ("mean", 3), ("std", 3)):
         if key in values:
             value = values[key]

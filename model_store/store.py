@@ -68,6 +68,10 @@ class LoadedModel:
         return self.task == "segmentation"
 
     @property
+    def detection(self) -> bool:
+        return self.task == "detection"
+
+    @property
     def layers(self) -> list[str]:
         return list(self.layer_shapes)
 
@@ -152,6 +156,7 @@ class ModelStore:
             reshape=manifest.reshape,
             prefix_tokens=manifest.prefix_tokens,
             task=manifest.task,
+            num_classes=manifest.num_classes,
         )
 
 
@@ -169,11 +174,13 @@ def prepare_model(
     reshape: str | None = None,
     prefix_tokens: int | None = None,
     task: str = "classification",
+    num_classes: int | None = None,
 ) -> LoadedModel:
     """Freeze `module`, move it to `device`, discover its layers, verify its head and warm it up.
 
     `reshape` and `prefix_tokens` say how token layers become grids (`model_store.grids`); when `reshape` is
-    None they are inferred for timm's ViT/DeiT/Swin families, and a given `prefix_tokens` wins.
+    None they are inferred for timm's ViT/DeiT/Swin families, and a given `prefix_tokens` wins. `num_classes` is
+    a detection model's label count (its outputs do not show it).
 
     Raises:
         ModelLoadError: the default or classifier layer is unknown or unusable.
@@ -208,7 +215,7 @@ def prepare_model(
     with forward_hooks(module, names, record), torch.inference_mode():
         logits = module(probe)
     _check_outputs(name, task, logits, (height, width))
-    labels = load_labels(labels_spec, base_dir, logits.shape[1])
+    labels = load_labels(labels_spec, base_dir, num_classes if task == "detection" else logits.shape[1])
     layer_shapes = {layer: tuple(out.shape[1:]) for layer, out in layer_outputs.items()}
 
     if scripted:
@@ -255,13 +262,21 @@ def prepare_model(
     )
 
 
+DETECTION_KEYS = {"boxes", "labels", "scores"}
 MAX_SEGMENTATION_CLASSES = 256
 """A segmentation model's classes fit one byte: the predicted mask is a palette PNG."""
 
 
 def _check_outputs(name: str, task: str, logits: object, input_size: tuple[int, int]) -> None:
-    """Logits (B, K) per image, or (B, K, H, W) per pixel at the input size for a segmentation model."""
-    if task == "segmentation":
+    """Logits (B, K) per image, (B, K, H, W) per pixel at the input size for a segmentation model, or a detection
+    model's list of {"boxes", "labels", "scores"} per image."""
+    if task == "detection":
+        if not (isinstance(logits, list) and all(isinstance(o, dict) and DETECTION_KEYS <= set(o) for o in logits)):
+            raise ModelLoadError(
+                f"model '{name}': a detection model answers a list of dicts with {sorted(DETECTION_KEYS)} per image "
+                "(torchvision's detection models)"
+            )
+    elif task == "segmentation":
         if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or tuple(logits.shape[-2:]) != input_size:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ModelLoadError(

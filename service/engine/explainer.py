@@ -11,7 +11,8 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
    class of every job that needs them: rows do not interact in eval mode, so one call serves the batch, and
    k classes cost k backward passes, not k forward passes. Layer gradients stop at the layer. The score
    differentiated is the class's logit, a segmentation class's logits summed over the pixels predicted as that
-   class (or over the mask the request sent), or an embedding's cosine similarity to its reference image.
+   class (or over the mask the request sent), an embedding's cosine similarity to its reference image, or a
+   detection's box score (`service.engine.detections`).
 4. Guided backprop and deconvnet: one forward + backward pass each, over the images that need it, with the
    rectifiers' backward rule changed for that pass only.
 5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
@@ -27,12 +28,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
-from service.core.errors import MethodFailed, MethodNotApplicable, ServiceError
+from service.core.errors import InvalidParameter, MethodFailed, MethodNotApplicable, ServiceError
+from service.engine.detections import Detection, box_score, kept_detections
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.work import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, Need
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 Target = tuple[int, int]  # (job index, class index)
 SeedOf = Callable[[int, int], torch.Tensor]  # (row, class) -> the seed of its backward pass, shaped like its logits
+Objective = Callable[[list[Target]], torch.Tensor]  # targets (one per row) -> the sum of their scores, a scalar
 GroupKey = tuple[str, str | None, object]  # (method, layer, options)
 Outcomes = list[JobResult | ServiceError]
 
@@ -101,29 +105,44 @@ def _plan_steps(
     layer_grad_jobs, input_grad_jobs = wanting(Need.LAYER_GRADIENTS), wanting(Need.INPUT_GRADIENTS)
     layers = sorted({job.layer for job in jobs if job.layer is not None and any(m.uses_layer for m in job.methods)})
     inputs = stacked.detach().requires_grad_(bool(input_grad_jobs))
-    activations, all_logits = _shared_forward(
+    activations, all_outputs = _shared_forward(
         model, inputs, layers, needs_graph=bool(layer_grad_jobs or input_grad_jobs)
     )
-    logits = all_logits[: len(jobs)]
-    similarity_seeds, similarities = _similarity_seeds(logits, all_logits[len(jobs) :], compared)
-    # A segmentation model's (B, H, W) predicted classes: the masks its explanations sum the logits over.
-    predicted = logits.detach().argmax(dim=1) if model.segmentation else None
-    regions = {i: torch.from_numpy(job.region).to(model.device) for i, job in enumerate(jobs) if job.region is not None}
-    seeds = _target_seeds(logits, predicted, regions, similarity_seeds)
-    classes = [
-        _target_classes(job, logits[i])
-        if predicted is None
-        else _segment_classes(job, predicted[i], logits.shape[1], regions.get(i))
-        for i, job in enumerate(jobs)
-    ]
+    failures: dict[int, ServiceError] = {}
+    similarities: dict[int, float] = {}
+    predicted = None
+    detections: list[list[Detection]] | None = None
+    if model.detection:
+        # The output is each image's boxes; the targets are its detections, and no logits are kept.
+        detections = [
+            kept_detections(output, job.score_threshold or 0.0) for output, job in zip(all_outputs, jobs, strict=True)
+        ]
+        classes = [_detection_targets(job, detections[i], i, failures) for i, job in enumerate(jobs)]
+        objective = _box_objective(all_outputs, detections)
+        logits = torch.empty(len(jobs), 0, device=model.device)
+    else:
+        logits = all_outputs[: len(jobs)]
+        similarity_seeds, similarities = _similarity_seeds(logits, all_outputs[len(jobs) :], compared)
+        # A segmentation model's (B, H, W) predicted classes: the masks its explanations sum the logits over.
+        predicted = logits.detach().argmax(dim=1) if model.segmentation else None
+        regions = {
+            i: torch.from_numpy(job.region).to(model.device) for i, job in enumerate(jobs) if job.region is not None
+        }
+        objective = _seeded_objective(logits, _target_seeds(logits, predicted, regions, similarity_seeds))
+        classes = [
+            _target_classes(job, logits[i])
+            if predicted is None
+            else _segment_classes(job, predicted[i], logits.shape[1], regions.get(i))
+            for i, job in enumerate(jobs)
+        ]
 
     gradients: dict[str, dict[Target, torch.Tensor]] = {}
     if layer_grad_jobs:
         for layer in sorted({jobs[i].layer for i in layer_grad_jobs}):
             members = [i for i in layer_grad_jobs if jobs[i].layer == layer]
-            gradients[f"layer:{layer}"] = _per_target_gradients(logits, activations[layer], members, classes, seeds)
+            gradients[f"layer:{layer}"] = _per_target_gradients(objective, activations[layer], members, classes)
     if input_grad_jobs:
-        gradients["input"] = _per_target_gradients(logits, inputs, input_grad_jobs, classes, seeds)
+        gradients["input"] = _per_target_gradients(objective, inputs, input_grad_jobs, classes)
     for need, rule in ((Need.GUIDED_GRADIENTS, "guided"), (Need.DECONV_GRADIENTS, "deconvnet")):
         if members := wanting(need):
             gradients[rule] = _rectified_gradients(model, images, members, classes, rule)
@@ -131,7 +150,6 @@ def _plan_steps(
     logits = logits.detach()
     activations = {layer: output.detach() for layer, output in activations.items()}
 
-    failures: dict[int, ServiceError] = {}
     maps = yield from _compute_maps(model, jobs, classes, images, logits, activations, gradients, runner, failures)
     for i, job in enumerate(jobs):
         if job.evaluate and i not in failures:
@@ -147,6 +165,7 @@ def _plan_steps(
             maps[i] = evaluated
     # A segmentation model's logits per pixel stay on the device; its answer needs the predicted classes.
     logits_cpu = logits.float().cpu() if predicted is None else torch.empty(len(jobs), 0)
+    del all_outputs
     masks = predicted.to(torch.uint8).cpu() if predicted is not None else None
     return [
         failures.get(i)
@@ -157,9 +176,53 @@ def _plan_steps(
             inference_ms=0.0,
             similarity=similarities.get(i),
             mask=masks[i] if masks is not None else None,
+            detections=tuple(detections[i]) if detections is not None else None,
         )
         for i in range(len(jobs))
     ]
+
+
+def _detection_targets(
+    job: ExplainJob, found: list[Detection], row: int, failures: dict[int, ServiceError]
+) -> list[int]:
+    """The indices of the detections a job explains: those it names, or the `top_k` best; a named index that the
+    image has no detection for fails the job (`failures[row]`)."""
+    if job.classes is None:
+        return list(range(min(job.top_k, len(found))))
+    missing = [d for d in job.classes if d >= len(found)]
+    if missing:
+        failures[row] = InvalidParameter(
+            f"'detection' {missing[0]} is out of range: the image has {len(found)} detections with a score of at "
+            f"least {job.score_threshold} (indices 0..{len(found) - 1})"
+            if found
+            else f"'detection' {missing[0]}: the image has no detection with a score of at least {job.score_threshold}"
+        )
+        return []
+    return list(job.classes)
+
+
+def _seeded_objective(logits: torch.Tensor, seeds: SeedOf | None) -> Objective:
+    """The sum over targets of the logits weighted by each target's seed (without seeds: the class's logit)."""
+
+    def objective(targets: list[Target]) -> torch.Tensor:
+        seed = torch.zeros_like(logits)
+        for i, c in targets:
+            if seeds is not None:
+                seed[i] = seeds(i, c)
+            else:
+                seed[i, c] = 1.0
+        return (logits * seed).sum()
+
+    return objective
+
+
+def _box_objective(outputs: list[dict[str, torch.Tensor]], detections: list[list[Detection]]) -> Objective:
+    """The sum over targets (row, detection index) of the detection's box score in its image's output."""
+
+    def objective(targets: list[Target]) -> torch.Tensor:
+        return torch.stack([box_score(outputs[i], detections[i][d]) for i, d in targets]).sum()
+
+    return objective
 
 
 def _target_seeds(
@@ -207,8 +270,9 @@ def _similarity_seeds(
 
 def _shared_forward(
     model: LoadedModel, inputs: torch.Tensor, layers: list[str], needs_graph: bool
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(B, 3, H, W) -> captured activations {layer: (B, C, h, w)} and logits (B, K)."""
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """(B, 3, H, W) -> captured activations {layer: (B, C, h, w)} and the model's output: logits (B, K, ...), or a
+    detection model's list of B outputs."""
     captured: dict[str, torch.Tensor] = {}
 
     def capture(layer: str, output: torch.Tensor) -> torch.Tensor:
@@ -249,24 +313,16 @@ def _segment_classes(
 
 
 def _per_target_gradients(
-    logits: torch.Tensor,
-    wrt: torch.Tensor,
-    members: list[int],
-    classes: list[list[int]],
-    seeds: SeedOf | None = None,
+    objective: Objective, wrt: torch.Tensor, members: list[int], classes: list[list[int]]
 ) -> dict[Target, torch.Tensor]:
-    """{(row, class): d score / d wrt[row]} for the member rows: (B, K, ...) logits, (B, ...) wrt. The score is
-    the class's logit, or the logits weighted by `seeds(row, class)` (see `_target_seeds`)."""
+    """{(row, class): d score / d wrt[row]} for the member rows, (B, ...) wrt, the score that of `objective`."""
     gradients: dict[Target, torch.Tensor] = {}
-    for r in range(max(len(classes[i]) for i in members)):
-        seed = torch.zeros_like(logits)
+    for r in range(max((len(classes[i]) for i in members), default=0)):
         rows = [i for i in members if len(classes[i]) > r]
-        for i in rows:
-            if seeds is not None:
-                seed[i] = seeds(i, classes[i][r])
-            else:
-                seed[i, classes[i][r]] = 1.0
-        (grad,) = torch.autograd.grad(logits, wrt, grad_outputs=seed, retain_graph=True, allow_unused=True)
+        total = objective([(i, classes[i][r]) for i in rows])
+        grad = None
+        if total.requires_grad:  # a detection whose box no output box matches scores a constant 0
+            (grad,) = torch.autograd.grad(total, wrt, retain_graph=True, allow_unused=True)
         for i in rows:
             gradients[(i, classes[i][r])] = grad[i] if grad is not None else torch.zeros_like(wrt[i])
     return gradients
@@ -281,7 +337,9 @@ def _rectified_gradients(
     subset = images[members].detach().requires_grad_()
     with rectifier_rule(model.module, rule), torch.enable_grad():  # type: ignore[arg-type]
         logits = model.module(subset)
-    local = _per_target_gradients(logits, subset, list(range(len(members))), [classes[i] for i in members])
+    local = _per_target_gradients(
+        _seeded_objective(logits, None), subset, list(range(len(members))), [classes[i] for i in members]
+    )
     return {(members[j], c): g for (j, c), g in local.items()}
 
 

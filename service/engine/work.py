@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from service.engine.detections import Detection
 from service.methods import Method
 from service.metrics.faithfulness import FaithfulnessScores
 
@@ -27,6 +28,8 @@ class ExplainJob:
             explanation is the cosine similarity of the two images' embeddings (`classes` is then one placeholder).
         region: (H, W) 0/1 at the input size, the mask a segmentation model's request sent: every explanation sums
             its class's logits over these pixels instead of those predicted as the class.
+        score_threshold: a detection model's: the score a box reaches to be a detection of the answer; `classes`
+            are then detection indices (among those), and `top_k` the number of best detections explained.
         layer: target layer of the methods that use one.
         deadline: `time.monotonic()` after which the job is not executed.
         options: options of the methods that have parameters (instances of their `options_type`); a method
@@ -52,6 +55,7 @@ class ExplainJob:
     threshold: float | None = None
     reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
     region: np.ndarray | None = field(default=None, compare=False, repr=False)
+    score_threshold: float | None = None
     evaluate: bool = False
     extra_passes: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
@@ -80,7 +84,8 @@ class MapResult:
 class JobResult:
     """Logits (K,) on the CPU, and one map per (method, class), methods outermost; an embedding model's job with a
     reference also has the cosine similarity its maps explain. A segmentation model's result has its (H, W)
-    predicted classes at the input size in `mask` (uint8), and no logits (its logits per pixel are not kept)."""
+    predicted classes at the input size in `mask` (uint8), and no logits (its logits per pixel are not kept); a
+    detection model's has its detections (and no logits), and its maps' `class_index` is a detection's index."""
 
     logits: torch.Tensor
     maps: tuple[MapResult, ...]
@@ -88,3 +93,4 @@ class JobResult:
     inference_ms: float
     similarity: float | None = None
     mask: torch.Tensor | None = None
+    detections: tuple[Detection, ...] | None = None

@@ -26,7 +26,7 @@ from service.core.errors import (
     UnknownLayer,
 )
 from service.http.request_body import JsonFields
-from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_threshold
+from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_score_threshold, resolve_threshold
 from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
 from service.metrics.faithfulness import evaluation_passes
 
@@ -47,6 +47,8 @@ class ExplainPlan:
     top_k: int
     threshold: float | None
     """Multilabel models: the sigmoid a label reaches to be listed and, without `classes`, explained."""
+    score_threshold: float | None
+    """Detection models: the score a box reaches to be a detection (then `classes` are detection indices)."""
     layer: str | None
     colormap: str
     alpha: float
@@ -191,10 +193,14 @@ def plan_explanation(
     classes = _unique(resolve_class(spec, model) for spec in class_specs) if class_specs else None
     if model.embedding:
         classes = (SIMILARITY_TARGET,)
+    if model.detection:
+        classes = detection_indices(params.detection, max_classes)
     threshold = resolve_threshold(params.threshold, model)
-    # A multilabel model explains the labels it predicts: as many as `top_k`, else up to the bound; the cost and
-    # the answer's size are counted for that many, since how many reach the threshold is known only later.
-    top_k = params.top_k or (max_classes if threshold is not None else 1)
+    score_threshold = resolve_score_threshold(params.score_threshold, model)
+    # A multilabel model explains the labels it predicts, a detection model its detections: as many as `top_k`,
+    # else up to the bound; the cost and the answer's size are counted for that many, since how many reach the
+    # threshold is known only later.
+    top_k = params.top_k or (max_classes if threshold is not None or score_threshold is not None else 1)
     class_count = len(classes) if classes is not None else top_k
     if len(methods) * class_count > max_explanations:
         raise InvalidParameter(
@@ -233,6 +239,7 @@ def plan_explanation(
         classes=classes,
         top_k=top_k,
         threshold=threshold,
+        score_threshold=score_threshold,
         layer=layer,
         colormap=params.colormap or DEFAULT_COLORMAP,
         alpha=DEFAULT_ALPHA if params.alpha is None else params.alpha,
@@ -310,6 +317,27 @@ def resolve_class(spec: int | str, model: LoadedModel) -> int:
             f"unknown class label '{text}' for model '{model.name}'; give an index 0..{count - 1} "
             "or a label (case-insensitive)"
         ) from None
+
+
+def detection_indices(spec: Any, max_count: int) -> tuple[int, ...] | None:
+    """Detection indices from `detection` (integers, or text of comma-separated integers); None when not given.
+
+    Raises:
+        InvalidParameter: a value that is not a whole number >= 0, or more than `max_count` of them.
+    """
+    if spec is None:
+        return None
+    indices: list[int] = []
+    for value in _as_list(spec):
+        for text in str(value).split(","):
+            text = text.strip()
+            if not text.isascii() or not text.isdigit() or len(text) > 9:
+                shown = text if len(text) <= 24 else text[:20] + "..."
+                raise InvalidParameter(f"'detection' takes detection indices (whole numbers >= 0), not '{shown}'")
+            indices.append(int(text))
+    if len(indices) > max_count:
+        raise InvalidParameter(f"at most {max_count} classes per request (detections, here)")
+    return _unique(indices)
 
 
 def _as_list(value: Any) -> list:

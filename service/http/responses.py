@@ -7,6 +7,7 @@ import numpy as np
 
 from api_schemas import (
     ClassRef,
+    DetectedBox,
     Evaluation,
     ExplainResponse,
     Explanation,
@@ -17,6 +18,7 @@ from api_schemas import (
     TopClass,
 )
 from model_store import LoadedModel
+from service.engine.detections import Detection
 from service.engine.work import JobResult, MapResult
 from service.http.parameters import ExplainPlan
 from service.imaging.decoding import DecodedImage
@@ -35,8 +37,9 @@ def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
 
 def top_classes(model: LoadedModel, logits: np.ndarray, k: int, threshold: float = 0.0) -> list[TopClass]:
     """The k best classes of (K,) logits with their probabilities, those that reach `threshold`; none for an
-    embedding model, whose outputs are no classes, or a segmentation model (see `segmentation`)."""
-    if model.embedding or model.segmentation:
+    embedding model, whose outputs are no classes, a segmentation or a detection model (see `segmentation` and
+    `detected_boxes`)."""
+    if model.task in ("embedding", "segmentation", "detection"):
         return []
     logits = np.asarray(logits)
     probabilities = class_probabilities(model, logits)
@@ -73,6 +76,29 @@ def segmentation(model: LoadedModel, result: JobResult, image: DecodedImage, max
     )
 
 
+def image_box(model: LoadedModel, detection: Detection, size: tuple[int, int]) -> list[float]:
+    """A detection's box from the model's input pixels to those of a picture of (width, height) `size`."""
+    height, width = model.preprocessing.input_size
+    x0, y0, x1, y1 = detection.box
+    sx, sy = size[0] / width, size[1] / height
+    return [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+
+
+def detected_boxes(model: LoadedModel, result: JobResult, image: DecodedImage) -> list[DetectedBox] | None:
+    """A detection model's detections, boxes in the pixels of the image as sent; None for the other tasks."""
+    if result.detections is None:
+        return None
+    return [
+        DetectedBox(
+            index=i,
+            class_=ClassRef(index=d.label, label=model.labels[d.label]),
+            score=d.score,
+            box=image_box(model, d, image.size),
+        )
+        for i, d in enumerate(result.detections)
+    ]
+
+
 def build_predict(
     model: LoadedModel,
     image: DecodedImage,
@@ -86,9 +112,10 @@ def build_predict(
         model=model.name,
         task=model.task,
         input_size=list(model.preprocessing.input_size),
-        logits=None if model.segmentation else result.logits.tolist(),
+        logits=result.logits.tolist() if np.asarray(result.logits).size else None,  # none kept per pixel or box
         top_classes=top_classes(model, result.logits, top_k),
         positive_classes=positive_classes(model, result.logits, threshold),
+        detections=detected_boxes(model, result, image),
         segmentation=segmentation(model, result, image, max_side),
         timings_ms=timings,
     )
@@ -102,23 +129,36 @@ def encode_map(raw: np.ndarray, encoding: str) -> MapData:
     return MapData(shape=list(raw.shape), data=raw.tolist())
 
 
-def build_explanation(model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan) -> Explanation:
+def build_explanation(
+    model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan, result: JobResult
+) -> Explanation:
+    """One map's explanation; a detection model's map targets the detection `item.class_index` of `result`."""
+    detection = result.detections[item.class_index] if result.detections is not None else None
+    class_index = detection.label if detection is not None else item.class_index
     return Explanation(
         method=item.method,
-        class_=None if model.embedding else ClassRef(index=item.class_index, label=model.labels[item.class_index]),
+        class_=None if model.embedding else ClassRef(index=class_index, label=model.labels[class_index]),
+        detection=item.class_index if detection is not None else None,
         layer=item.layer,
         map=encode_map(item.map, plan.map_encoding) if "map" in plan.include else None,
-        **overlay_fields(image, item, plan),
+        **overlay_fields(model, image, item, plan, detection),
         bbox=localize(item.map, image.size, plan.bbox_threshold) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
     )
 
 
-def overlay_fields(image: DecodedImage, item: MapResult, plan: ExplainPlan) -> dict[str, str]:
-    """{"overlay_<format>": base64 of the overlay}, or nothing when the overlay is not asked for."""
+def overlay_fields(
+    model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan, detection: Detection | None = None
+) -> dict[str, str]:
+    """{"overlay_<format>": base64 of the overlay (with the detection's box drawn)}, or nothing when the overlay
+    is not asked for."""
     if "overlay" not in plan.include:
         return {}
-    encoded = encode_overlay(image.display, np.asarray(item.map), plan.colormap, plan.alpha, plan.overlay_format)
+    height, width = image.display.shape[:2]
+    box = image_box(model, detection, (width, height)) if detection is not None else None
+    encoded = encode_overlay(
+        image.display, np.asarray(item.map), plan.colormap, plan.alpha, plan.overlay_format, box=box
+    )
     return {f"overlay_{plan.overlay_format}": encode_base64(encoded)}
 
 
@@ -163,11 +203,14 @@ def build_explain(
         model=model.name,
         task=model.task,
         input_size=list(model.preprocessing.input_size),
-        logits=np.asarray(result.logits).tolist() if "logits" in plan.include and not model.segmentation else None,
+        logits=np.asarray(result.logits).tolist()
+        if "logits" in plan.include and np.asarray(result.logits).size
+        else None,
         top_classes=top_classes(model, result.logits, top_k),
         positive_classes=positive_classes(model, result.logits, plan.threshold),
+        detections=detected_boxes(model, result, image),
         segmentation=segmentation(model, result, image, plan.overlay_max_side),
         similarity=result.similarity,
-        explanations=[build_explanation(model, image, item, plan) for item in result.maps],
+        explanations=[build_explanation(model, image, item, plan, result) for item in result.maps],
         timings_ms=timings,
     )

@@ -7,9 +7,11 @@
 - segmentation: classes by index or label, or the top k by predicted pixels; each explanation targets the class's
   logits summed over its predicted pixels, or over the pixels of a `mask` image sent with the request, which,
   likewise, only the methods the shared pass serves can explain.
+- detection: no classes; `detection` indices (default the top k detections whose score reaches
+  `score_threshold`), each explanation targeting its detection's box score, from the shared pass likewise.
 """
 
-from api_schemas import DEFAULT_THRESHOLD, ExplainParameters
+from api_schemas import DEFAULT_SCORE_THRESHOLD, DEFAULT_THRESHOLD, ExplainParameters
 from model_store import LoadedModel
 from service.core.errors import BadRequest, InvalidParameter, MethodNotApplicable
 from service.methods import METHODS, Method, Need
@@ -23,6 +25,7 @@ logits of one label per image."""
 SHARED_PASS_TASKS = {
     "embedding": "a similarity",
     "segmentation": "a segmentation class",
+    "detection": "a detection's box score",
 }
 """The tasks whose explanations only the shared pass serves, and what those explanations target."""
 
@@ -37,9 +40,17 @@ def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], m
     model's a class's pixels: for both, no evaluation, and only the methods that the shared pass serves.
 
     Raises:
-        InvalidParameter: classes, top_k or threshold for an embedding model; evaluate for either.
+        InvalidParameter: classes, top_k or threshold for an embedding model; classes for a detection model,
+            detections for any other; evaluate for either.
         MethodNotApplicable: a method that scores classes in passes of its own.
     """
+    if params.detection is not None and not model.detection:
+        raise InvalidParameter(f"'detection' applies to detection models; model '{model.name}' is a {model.task} model")
+    if model.detection and params.class_ is not None:
+        raise InvalidParameter(
+            f"'class' does not apply to model '{model.name}', a detection model: name detections by their index "
+            "with 'detection' (predict lists them)"
+        )
     if model.task not in SHARED_PASS_TASKS:
         return
     if model.embedding:
@@ -81,6 +92,21 @@ def resolve_threshold(requested: float | None, model: LoadedModel) -> float | No
             )
         return None
     return DEFAULT_THRESHOLD if requested is None else requested
+
+
+def resolve_score_threshold(requested: float | None, model: LoadedModel) -> float | None:
+    """The score threshold of a detection model (the default when not given), None for the other tasks.
+
+    Raises:
+        InvalidParameter: a score threshold for a model that is not a detection model.
+    """
+    if not model.detection:
+        if requested is not None:
+            raise InvalidParameter(
+                f"'score_threshold' applies to detection models; model '{model.name}' is a {model.task} model"
+            )
+        return None
+    return DEFAULT_SCORE_THRESHOLD if requested is None else requested
 
 
 def check_mask(model: LoadedModel, mask: bytes | None) -> None:

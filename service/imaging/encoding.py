@@ -19,7 +19,7 @@ from typing import Literal
 
 import fpng
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 COLORMAP_FILE = Path(__file__).with_name("colormaps.json")
 OverlayFormat = Literal["png", "jpeg", "webp"]
@@ -57,13 +57,24 @@ def upsample_map(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def encode_overlay(
-    display: np.ndarray, raw_map: np.ndarray, colormap: str, alpha: float, image_format: OverlayFormat = "png"
+    display: np.ndarray,
+    raw_map: np.ndarray,
+    colormap: str,
+    alpha: float,
+    image_format: OverlayFormat = "png",
+    box: tuple[float, float, float, float] | None = None,
 ) -> bytes:
-    """Blend the colourised map on the picture: (H, W, 3) uint8 and (h, w) map -> an image file of (H, W, 3)."""
+    """Blend the colourised map on the picture: (H, W, 3) uint8 and (h, w) map -> an image file of (H, W, 3); with
+    a `box` (x0, y0, x1, y1 in the picture's pixels), its outline drawn on top (white inside black)."""
     picture = Image.fromarray(display)
     levels = Image.fromarray(np.rint(upsample_map(raw_map, picture.size) * 255).astype(np.uint8))
     levels.putpalette(colormap_table(colormap).tobytes())  # the levels index the colormap: a palette image
     blended = Image.blend(picture, levels.convert("RGB"), alpha)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        draw = ImageDraw.Draw(blended)
+        draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=(0, 0, 0), width=1)
+        draw.rectangle((x0, y0, x1, y1), outline=(255, 255, 255), width=2)
     if image_format == "png":
         return fpng.from_ndarray(np.asarray(blended))
     buffer = io.BytesIO()

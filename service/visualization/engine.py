@@ -162,4 +162,6 @@ def describe(model: LoadedModel, vis: Visualization) -> Description:
     inputs = model.preprocessing.to_tensor(picture)[None].to(model.device)
     with torch.inference_mode():
         values, logits = evaluate_objectives(model, [vis.spec.objective], inputs)
-    return Description(objective=float(values[0]), logits=logits[0].cpu().numpy())
+    # A detection model's output is boxes: no logits to describe the image with.
+    kept = logits[0].cpu().numpy() if isinstance(logits, torch.Tensor) else np.empty(0, dtype=np.float32)
+    return Description(objective=float(values[0]), logits=kept)

@@ -89,10 +89,15 @@ def validate_objective(objective: Objective, model: LoadedModel) -> Objective:
 
     Raises:
         UnknownClass: class index out of range.
-        UnknownLayer, MethodNotApplicable: see `require_layer`.
+        UnknownLayer, MethodNotApplicable: see `require_layer`; a class of a detection model.
         InvalidParameter: channel out of range, neuron outside the layer's grid.
     """
     if isinstance(objective, ClassObjective):
+        if model.detection:
+            raise MethodNotApplicable(
+                f"model '{model.name}' is a detection model, whose output is boxes, not a logit per class: maximise "
+                "a layer's channel or neuron instead"
+            )
         if not 0 <= objective.class_index < model.num_classes:
             raise UnknownClass(
                 f"class index {objective.class_index} is out of range; "

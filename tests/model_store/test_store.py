@@ -51,8 +51,8 @@ def test_store_directory_adds_a_torchvision_model(tmp_path):
         ({"source": '"torchvision:resnet999"'}, "unknown torchvision model"),
         ({"source": '"hub:resnet18"'}, "source must be one of"),
         (
-            {"task": '"detection"'},
-            r"task must be one of \['classification', 'multilabel', 'embedding', 'segmentation'\]",
+            {"task": '"keypoints"'},
+            r"task must be one of \['classification', 'multilabel', 'embedding', 'segmentation', 'detection'\]",
         ),
         ({"colour": '"red"'}, "unknown keys"),
         ({"labels": '"missing.txt"'}, "cannot read labels"),

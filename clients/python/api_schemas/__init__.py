@@ -7,10 +7,12 @@ clients that want typed responses.
 from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
 from api_schemas.errors import ErrorBody, ErrorDetail
 from api_schemas.explain import (
+    DEFAULT_SCORE_THRESHOLD,
     DEFAULT_THRESHOLD,
     BoundingBox,
     ClassRef,
     Colormap,
+    DetectedBox,
     Evaluation,
     ExplainJSONRequest,
     ExplainParameters,
@@ -31,7 +33,9 @@ from api_schemas.explain import (
 )
 
 __all__ = [
+    "DEFAULT_SCORE_THRESHOLD",
     "DEFAULT_THRESHOLD",
+    "DetectedBox",
     "BoundingBox",
     "Evaluation",
     "MapEncoding",

@@ -52,10 +52,12 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
-Task = Literal["classification", "multilabel", "embedding", "segmentation"]
+Task = Literal["classification", "multilabel", "embedding", "segmentation", "detection"]
 """What a model's output means: one label per image (softmax over classes), independent labels (a sigmoid each),
-a vector that describes the image (explained by its cosine similarity to a reference image's), or one label per
-pixel (explained by a class's logits summed over its predicted pixels)."""
+a vector that describes the image (explained by its cosine similarity to a reference image's), one label per
+pixel (explained by a class's logits summed over its predicted pixels), or boxes with a label and a score each
+(explained by a detection's box score)."""
+DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_THRESHOLD = 0.5
 MAX_CLASSES = 64
 """The most classes one request can name (the service's own bound, MAX_CLASSES_PER_REQUEST, is at most this)."""
@@ -93,6 +95,18 @@ class ExplainParameters(BaseModel):
         allow_inf_nan=False,
         description="Multilabel models: the probability (sigmoid) a label must reach to be explained when no "
         "`class` is given, and to be listed in `positive_classes`; default 0.5.",
+    )
+    detection: ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None = Field(
+        default=None,
+        description="Detection models: the detections to explain, by their index in the answer's `detections` "
+        "(one or several, or comma-separated: `0,2`); default every detection, at most `top_k`.",
+    )
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Detection models: the score a box must reach to be one of the answer's `detections`; default 0.5.",
     )
     layer: str | None = Field(default=None, description="Target layer; default the model's default layer.")
     colormap: Colormap | None = Field(default=None, description="Overlay colormap; default `jet`.")
@@ -248,6 +262,13 @@ class PredictParameters(BaseModel):
         description="Multilabel models: the probability a label must reach to be listed in `positive_classes`; "
         "default 0.5.",
     )
+    score_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Detection models: the score a box must reach to be one of the answer's `detections`; default 0.5.",
+    )
 
 
 class PredictJSONRequest(PredictParameters):
@@ -318,12 +339,29 @@ class Evaluation(BaseModel):
     insertion_auc: float = Field(description="Area under p(class) as they are put back into a blur; higher is better.")
 
 
+class DetectedBox(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    index: int = Field(description="The detection's index, which `detection` names.")
+    class_: ClassRef = Field(alias="class")
+    score: float
+    box: list[float] = Field(
+        description="`[x0, y0, x1, y1]` in the pixels of the image as sent (upright), mapped from the model's input."
+    )
+
+
 class Explanation(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     method: MethodName
     class_: ClassRef | None = Field(
-        alias="class", description="The class explained; null for an embedding model (the target is the similarity)."
+        alias="class",
+        description="The class explained (a detection model's: the detection's label); null for an embedding model "
+        "(the target is the similarity).",
+    )
+    detection: int | None = Field(
+        default=None,
+        description="Detection models: the index of the detection explained (its box drawn on the overlay).",
     )
     layer: str | None = Field(description="The target layer; null for maps at the input resolution.")
     map: MapData | None = None
@@ -350,6 +388,11 @@ class PredictResponse(BaseModel):
         default=None,
         description="Multilabel models: every label whose probability reaches `threshold`, best first; null for "
         "classification.",
+    )
+    detections: list[DetectedBox] | None = Field(
+        default=None,
+        description="Detection models: the boxes whose score reaches `score_threshold`, best first; null for the "
+        "other tasks (whose `logits` and `top_classes` a detection model's answer leaves out).",
     )
     segmentation: Segmentation | None = Field(
         default=None,

@@ -23,6 +23,8 @@ class ExplainOptions(TypedDict, total=False):
 
     top_k: int
     threshold: float
+    detection: int | list[int]
+    score_threshold: float
     layer: str
     colormap: Literal["jet", "viridis", "inferno", "turbo"]
     alpha: float
@@ -147,8 +149,11 @@ def image_post(
     )
 
 
-def predict(model: str, image: ImageInput, threshold: float | None = None) -> Call:
-    return image_post(model_path(model, "predict"), image, {} if threshold is None else {"threshold": threshold})
+def predict(
+    model: str, image: ImageInput, threshold: float | None = None, score_threshold: float | None = None
+) -> Call:
+    given = {"threshold": threshold, "score_threshold": score_threshold}
+    return image_post(model_path(model, "predict"), image, {k: v for k, v in given.items() if v is not None})
 
 
 def job_headers(idempotency_key: str | None) -> dict[str, str]:

@@ -81,10 +81,13 @@ class AsyncExplainClient(ClientBase):
 
     # Inference
 
-    async def predict(self, model: str, image: ImageInput, *, threshold: float | None = None) -> PredictResponse:
+    async def predict(
+        self, model: str, image: ImageInput, *, threshold: float | None = None, score_threshold: float | None = None
+    ) -> PredictResponse:
         """Logits and top classes of one image; a multilabel model's labels that reach `threshold` (0.5 by
-        default) in `positive_classes`."""
-        return self._parse(PredictResponse, await self._send(_calls.predict(model, image, threshold)))
+        default) in `positive_classes`; a detection model's boxes that reach `score_threshold` (0.5 by default)
+        in `detections`."""
+        return self._parse(PredictResponse, await self._send(_calls.predict(model, image, threshold, score_threshold)))
 
     async def explain(
         self,

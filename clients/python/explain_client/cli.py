@@ -93,12 +93,24 @@ class Progress:
 
 
 def target_name(item: Any) -> str:
-    """What an explanation explains, in a file name: its class index, or `similarity` (embedding models)."""
+    """What an explanation explains, in a file name: its class index, `detection<i>` (detection models) or
+    `similarity` (embedding models)."""
+    if item.detection is not None:
+        return f"detection{item.detection}"
     return str(item.class_.index) if item.class_ is not None else "similarity"
 
 
 def top_classes_line(answer: Any, count: int = 3) -> str:
-    """The best classes with their probabilities; a segmentation's classes with their shares of the pixels."""
+    """The best classes with their probabilities; a segmentation's classes with their shares of the pixels; a
+    detection model's detections with their scores and boxes."""
+    if getattr(answer, "detections", None) is not None:
+        return (
+            ", ".join(
+                f"#{d.index} {d.class_.label} {d.score:.1%} at [{', '.join(f'{v:.0f}' for v in d.box)}]"
+                for d in answer.detections[:count]
+            )
+            or "no detection"
+        )
     if getattr(answer, "segmentation", None) is not None:
         return ", ".join(f"{c.label} ({c.index}) {c.share:.1%} of pixels" for c in answer.segmentation.classes[:count])
     return ", ".join(f"{c.label} ({c.index}) {c.probability:.1%}" for c in answer.top_classes[:count])
@@ -151,6 +163,8 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
             "overlay_max_side": args.overlay_max_side,
             "map_encoding": args.map_encoding,
             "bbox": args.bbox or None,
+            "detection": args.detection,
+            "score_threshold": args.score_threshold,
         }.items()
         if value is not None
     }
@@ -285,6 +299,10 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--map-encoding", choices=["list", "base64"])
     explain.add_argument("--bbox", action="store_true", help="add the localization box")
     explain.add_argument("--reference", metavar="IMAGE", help="embedding models: the image to compare with")
+    explain.add_argument(
+        "--detection", type=int, action="append", help="detection models: a detection to explain (repeat for several)"
+    )
+    explain.add_argument("--score-threshold", type=float, help="detection models: the score a detection reaches")
     explain.add_argument(
         "--mask", metavar="IMAGE", help="segmentation models: the region each class's logits are summed over"
     )

@@ -32,7 +32,7 @@ from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
-from service.http.tasks import check_mask, check_reference, resolve_threshold
+from service.http.tasks import check_mask, check_reference, resolve_score_threshold, resolve_threshold
 from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, decode_mask, display_picture, open_rgb
 from service.jobs.store import Idempotency
 
@@ -190,6 +190,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
     params = parse_parameters(PredictParameters, request.query_params, fields)
     threshold = resolve_threshold(params.threshold, worker.model)
+    score_threshold = resolve_score_threshold(params.score_threshold, worker.model)
     image = await _decode(runtime, run_cpu, worker, data, settings.overlay_max_side, with_display=False)
     del data  # the tensor is what is kept
     clock.lap("decode")
@@ -201,6 +202,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         layer=None,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),
+        score_threshold=score_threshold,
         owner=owner,
     )
     result = await _run(runtime, worker, job, request, clock)
@@ -279,6 +281,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         threshold=plan.threshold,
         reference=reference,
         region=region,
+        score_threshold=plan.score_threshold,
         layer=plan.layer,
         deadline=runtime.deadline(),
         request_id=REQUEST_ID.get(),

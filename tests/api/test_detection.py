@@ -1,0 +1,228 @@
+"""Detection models over HTTP: the detections in the image's pixels, one map per detection.
+
+A seeded torchvision Faster R-CNN (MobileNetV3-Large 320 FPN) with four labels, saved to a weights file and
+served from a store manifest that says `task = "detection"`. A random detector's activations fade through its
+layers, so the seeded one is made to see: its batch norms take their statistics from the photo, its FPN outputs
+are scaled to unit spread and its class scores sharpened (`seeded_detector`). Each detection's maps agree with
+pytorch-grad-cam's on the same network, loaded from the same file, with the library's `FasterRCNNBoxScoreTarget`
+for the detection's label and box.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+from torch import nn
+
+from explain_client.cli import top_classes_line
+from explain_client.models import Explanation, PredictResponse
+from model_store import LoadedModel, ModelStore
+from model_store.errors import ModelLoadError
+from tests.conftest import image_bytes
+from tests.service.methods.test_reference_agreement import THRESHOLD, SignCorrectedEigenCAM, as_displayed, pearson
+from tests.tiny_models import tiny_loaded
+
+pytestmark = pytest.mark.anyio
+ARCHITECTURE = "fasterrcnn_mobilenet_v3_large_320_fpn"
+LABELS = ["background", "cat", "eye", "ear"]
+INPUT_SIZE = (224, 320)  # height, width
+LAYER = "backbone.fpn.layer_blocks.0"
+URL = "/v1/models/boxes/explain"
+REFERENCES = {"grad_cam": GradCAM, "grad_cam_pp": GradCAMPlusPlus, "eigen_cam": SignCorrectedEigenCAM}
+SCORE_THRESHOLD = 0.4
+
+
+def photo_tensor(photo: Image.Image) -> torch.Tensor:
+    """The photo as the service feeds a detector: resized to the input size, in [0, 1] (the model normalises)."""
+    resized = photo.convert("RGB").resize(INPUT_SIZE[::-1], Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def seeded_detector(photo: Image.Image) -> nn.Module:
+    torch.manual_seed(0)
+    network = torchvision.models.get_model(
+        ARCHITECTURE, weights=None, weights_backbone=None, num_classes=len(LABELS)
+    ).eval()
+    with torch.no_grad():
+        batch = network.transform(list(photo_tensor(photo)))[0].tensors
+        for module in network.backbone.body.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 1.0  # the statistics of this one batch
+        network.backbone.body.train()(batch)
+        network.eval()
+        spread = float(torch.cat([level.flatten() for level in network.backbone(batch).values()]).std())
+        for parameter in network.backbone.fpn.layer_blocks.parameters():
+            parameter.div_(spread)
+        network.roi_heads.box_predictor.cls_score.weight.mul_(3)
+    return network
+
+
+def write_store(directory, photo: Image.Image) -> None:
+    torch.save(seeded_detector(photo).state_dict(), directory / "boxes.pth")
+    (directory / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (directory / "boxes.toml").write_text(
+        f'name = "boxes"\nsource = "torchvision:{ARCHITECTURE}"\nweights = "boxes.pth"\ntask = "detection"\n'
+        f'num_classes = {len(LABELS)}\nlabels = "labels.txt"\ninput_size = {list(INPUT_SIZE)}\n'
+        f'default_layer = "{LAYER}"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def boxes(tmp_path_factory: pytest.TempPathFactory, cat_photo) -> LoadedModel:
+    directory = tmp_path_factory.mktemp("detection")
+    write_store(directory, cat_photo)
+    return ModelStore.discover(directory).load("boxes", torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def reference(boxes) -> nn.Module:
+    """The same network for the library: built afresh, loaded from the served model's weights."""
+    network = torchvision.models.get_model(ARCHITECTURE, weights=None, weights_backbone=None, num_classes=len(LABELS))
+    network.load_state_dict(boxes.module.state_dict())
+    return network.eval()
+
+
+@pytest.fixture(scope="module")
+def expected(reference, cat_photo) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The photo's input tensor and the network's detections that reach the score threshold, computed here."""
+    x = photo_tensor(cat_photo)
+    with torch.no_grad():
+        output = reference(x)[0]
+    kept = output["scores"] >= SCORE_THRESHOLD
+    return x, {key: value[kept].numpy() for key, value in output.items()}
+
+
+def sent(cat_photo) -> dict[str, bytes]:
+    return {"image": image_bytes(cat_photo, "PNG")}  # lossless: the service sees the tensor computed here
+
+
+async def test_predict_lists_the_detections_in_the_image_s_pixels(serve, boxes, cat_photo, expected):
+    _, found = expected
+    assert 2 <= len(found["scores"]), "the seeded detector should find a few boxes"
+    async with serve({"boxes": boxes}) as client:
+        info = (await client.get("/v1/models/boxes")).json()
+        answer = (
+            await client.post(
+                "/v1/models/boxes/predict", params={"score_threshold": SCORE_THRESHOLD}, files=sent(cat_photo)
+            )
+        ).json()
+        default = (await client.post("/v1/models/boxes/predict", files=sent(cat_photo))).json()
+    assert info["task"] == "detection" and "eigen_cam" in info["methods"] and "score_cam" not in info["methods"]
+    assert answer["task"] == "detection" and answer["logits"] is None and answer["top_classes"] == []
+    detections = answer["detections"]
+    assert [d["index"] for d in detections] == list(range(len(found["scores"])))
+    assert [d["class"]["index"] for d in detections] == found["labels"].tolist()
+    assert [d["class"]["label"] for d in detections] == [LABELS[i] for i in found["labels"]]
+    np.testing.assert_allclose([d["score"] for d in detections], found["scores"], rtol=1e-5)
+    width, height = cat_photo.size
+    scale = np.array([width / INPUT_SIZE[1], height / INPUT_SIZE[0]] * 2)
+    np.testing.assert_allclose([d["box"] for d in detections], found["boxes"] * scale, rtol=1e-4, atol=1e-3)
+    assert [d["score"] for d in default["detections"]] == [d["score"] for d in detections if d["score"] >= 0.5]
+    line = top_classes_line(PredictResponse.model_validate(answer))  # the client's answer, the command line's line
+    assert line.startswith(f"#0 {detections[0]['class']['label']} {detections[0]['score']:.1%} at [")
+
+
+async def test_each_detection_s_maps_equal_pytorch_grad_cam_s_box_score_target(
+    serve, boxes, reference, cat_photo, expected
+):
+    x, found = expected
+    async with serve({"boxes": boxes}) as client:
+        answer = (
+            await client.post(
+                URL,
+                params={"method": ",".join(REFERENCES), "score_threshold": SCORE_THRESHOLD, "top_k": 2},
+                files=sent(cat_photo),
+            )
+        ).json()
+        named = (
+            await client.post(
+                URL, params={"score_threshold": SCORE_THRESHOLD, "detection": "1,0"}, files=sent(cat_photo)
+            )
+        ).json()
+    assert [(e["method"], e["detection"]) for e in answer["explanations"]] == [
+        (method, d) for method in REFERENCES for d in (0, 1)
+    ]
+    assert [e["detection"] for e in named["explanations"]] == [1, 0]
+    for explanation in answer["explanations"] + named["explanations"]:
+        d = explanation["detection"]
+        assert explanation["class"]["index"] == found["labels"][d]
+        target = FasterRCNNBoxScoreTarget(labels=[found["labels"][d]], bounding_boxes=[found["boxes"][d]])
+        layer = reference.get_submodule(LAYER)
+        with REFERENCES[explanation["method"]](model=reference, target_layers=[layer]) as cam:
+            theirs = cam(input_tensor=x, targets=[target])[0]
+        ours = as_displayed(torch.tensor(explanation["map"]["data"]), x.shape[-2:])
+        agreement = pearson(ours, theirs)
+        print(f"detection {explanation['method']} #{d}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD
+
+
+async def test_the_overlay_draws_the_detection_s_box(serve, boxes, cat_photo, expected):
+    _, found = expected
+    async with serve({"boxes": boxes}) as client:
+        answer = (
+            await client.post(
+                URL,
+                params={"score_threshold": SCORE_THRESHOLD, "detection": 0, "include": "overlay", "alpha": 0},
+                files=sent(cat_photo),
+            )
+        ).json()
+    (explanation,) = answer["explanations"]
+    overlay = np.asarray(Explanation.model_validate(explanation).overlay_image().convert("RGB"))
+    x0, y0, x1, y1 = (round(v) for v in answer["detections"][0]["box"])
+    assert (overlay[(y0 + y1) // 2, x0] == 255).all()  # the box's outline, white on the photo (alpha 0)
+    photo = np.asarray(cat_photo)
+    inside = overlay[y0 + 4 : y1 - 4, x0 + 4 : x1 - 4].astype(int) - photo[y0 + 4 : y1 - 4, x0 + 4 : x1 - 4]
+    assert np.abs(inside).max() <= 2  # and nothing else drawn
+
+
+async def test_what_a_detection_model_cannot_serve_is_a_400(serve, boxes, cat_photo, expected, noise_png):
+    _, found = expected
+    count = len(found["scores"])
+    async with serve({"boxes": boxes, "tiny": tiny_loaded()}) as client:
+        for params, code, words in (
+            ({"score_threshold": SCORE_THRESHOLD, "detection": count}, "invalid_parameter", f"{count} is out of range"),
+            ({"score_threshold": 1, "detection": 0}, "invalid_parameter", "no detection with a score of at least 1"),
+            ({"detection": "one"}, "invalid_parameter", "detection indices"),
+            ({"class": "cat"}, "invalid_parameter", "name detections by their index"),
+            ({"method": "score_cam"}, "method_not_applicable", "a detection's box score"),
+            ({"evaluate": "true"}, "invalid_parameter", "detection model"),
+        ):
+            refused = await client.post(URL, params=params, files=sent(cat_photo))
+            assert refused.status_code == 400, params
+            assert refused.json()["error"]["code"] == code and words in refused.json()["error"]["message"], params
+        for path, params in (
+            ("explain", {"detection": 0}),
+            ("explain", {"score_threshold": 0.5}),
+            ("predict", {"score_threshold": 0.5}),
+        ):
+            refused = await client.post(f"/v1/models/tiny/{path}", params=params, files={"image": noise_png})
+            assert refused.status_code == 400 and "applies to detection models" in refused.json()["error"]["message"]
+        assert (await client.get("/healthz")).status_code == 200
+
+
+def test_a_detection_manifest_needs_its_class_count_and_no_normalisation(tmp_path):
+    manifest = 'name = "boxes"\nsource = "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn"\nweights = "b.pth"\n'
+    (tmp_path / "boxes.toml").write_text(manifest + 'task = "detection"\n')
+    with pytest.raises(ModelLoadError, match="says num_classes"):
+        ModelStore.discover(tmp_path)
+    (tmp_path / "boxes.toml").write_text(manifest + 'task = "detection"\nnum_classes = 3\nmean = [0.4, 0.4, 0.4]\n')
+    with pytest.raises(ModelLoadError, match="leave out mean and std"):
+        ModelStore.discover(tmp_path)
+
+
+async def test_a_detection_model_visualizes_channels_not_classes(serve, boxes):
+    from tests.api.test_jobs import wait_until_finished
+
+    async with serve({"boxes": boxes}) as client:
+        url = "/v1/models/boxes/visualizations"
+        refused = await client.post(url, json={"objective": {"kind": "class", "class": "cat"}, "steps": 2})
+        accepted = await client.post(
+            url, json={"objective": {"kind": "channel", "layer": LAYER, "channel": 3}, "steps": 2, "size": [64, 64]}
+        )
+        done = await wait_until_finished(client, accepted.headers["location"])
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
+    assert "boxes, not a logit per class" in refused.json()["error"]["message"]
+    assert done["status"] == "succeeded" and done["result"]["top_classes"] == []
