@@ -62,10 +62,10 @@ def seeded_detector(photo: Image.Image) -> nn.Module:
 
 def write_store(directory, photo: Image.Image) -> None:
     torch.save(seeded_detector(photo).state_dict(), directory / "boxes.pth")
-    (directory / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (directory / "boxes.txt").write_text("\n".join(LABELS) + "\n")
     (directory / "boxes.toml").write_text(
         f'name = "boxes"\nsource = "torchvision:{ARCHITECTURE}"\nweights = "boxes.pth"\ntask = "detection"\n'
-        f'num_classes = {len(LABELS)}\nlabels = "labels.txt"\ninput_size = {list(INPUT_SIZE)}\n'
+        f'num_classes = {len(LABELS)}\nlabels = "boxes.txt"\ninput_size = {list(INPUT_SIZE)}\n'
         f'default_layer = "{LAYER}"\n'
     )
 

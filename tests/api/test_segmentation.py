@@ -47,10 +47,10 @@ def seeded_network() -> nn.Module:
 
 def write_store(directory, task: str = "segmentation", source: str = ARCHITECTURE) -> None:
     torch.save(seeded_network().state_dict(), directory / "scenes.pth")
-    (directory / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (directory / "scenes.txt").write_text("\n".join(LABELS) + "\n")
     (directory / "scenes.toml").write_text(
         f'name = "scenes"\nsource = "torchvision:{source}"\nweights = "scenes.pth"\ntask = "{task}"\n'
-        f'num_classes = {len(LABELS)}\nlabels = "labels.txt"\ninput_size = [128, 160]\ndefault_layer = "backbone.16"\n'
+        f'num_classes = {len(LABELS)}\nlabels = "scenes.txt"\ninput_size = [128, 160]\ndefault_layer = "backbone.16"\n'
     )
 
 

@@ -418,22 +418,24 @@ def test_a_multilabel_model_shows_the_labels_it_predicts(browser, cat_jpeg, tmp_
             context.context.close()
 
 
-def test_segmentation_and_embedding_models_show_their_own_answers(browser, cat_jpeg, tmp_path, artifacts):
+def test_segmentation_embedding_and_detection_models_show_their_own_answers(browser, cat_jpeg, tmp_path, artifacts):
     """A seeded LRASPP: its classes' shares with their colours, the mask, a map per class. A seeded embedding
-    ResNet-18: the reference image asked for, the similarity, a map of it (no classes)."""
+    ResNet-18: the reference image asked for, the similarity, a map of it (no classes). A seeded Faster R-CNN:
+    its detections with their scores, a map per detection with the box drawn."""
     import torch
     import torchvision
 
-    from tests.api.test_segmentation import write_store
+    from tests.api import test_detection, test_segmentation
 
-    write_store(tmp_path)
+    test_segmentation.write_store(tmp_path)
+    test_detection.write_store(tmp_path, Image.open(io.BytesIO(cat_jpeg)))
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None, num_classes=128).state_dict(), tmp_path / "faces.pth")
     (tmp_path / "faces.toml").write_text(
         'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\ntask = "embedding"\n'
         'num_classes = 128\ndefault_layer = "layer4"\n'
     )
-    with real_server({"model_store_dir": str(tmp_path), "models": "scenes,faces"}, module="service") as both:
+    with real_server({"model_store_dir": str(tmp_path), "models": "scenes,faces,boxes"}, module="service") as both:
         predicted = httpx.post(f"{both.url}/v1/models/scenes/predict", files={"image": cat_jpeg}, timeout=60).json()
         shares = predicted["segmentation"]["classes"]
         context = Offline(browser, viewport={"width": 1280, "height": 1000})
@@ -471,6 +473,28 @@ def test_segmentation_and_embedding_models_show_their_own_answers(browser, cat_j
             page.get_by_test_id("overlay").focus()
             expect(page.locator("#hover")).to_contain_text("grad_cam, similarity: peak of the raw map")
             page.screenshot(path=str(artifacts / "page-embedding.png"), full_page=True)
+
+            detected = httpx.post(f"{both.url}/v1/models/boxes/predict", files={"image": cat_jpeg}, timeout=60).json()
+            names = [f"#{d['index']} {d['class']['label']}" for d in detected["detections"]]
+            assert names, "the seeded detector should find a box above the default score"
+            page.select_option("#model", "boxes")
+            expect(page.locator("#classes-box")).to_be_hidden()
+            page.get_by_test_id("explain-button").click()
+            expect(page.locator("#classes-title")).to_contain_text("Detections")
+            expect(page.get_by_test_id("top-class")).to_have_count(len(names))
+            expect(page.locator("#grid th[scope=row]")).to_have_text(names)
+            box = detected["detections"][0]["box"]
+            x, y = page.get_by_test_id("overlay").first.evaluate(
+                f"""(canvas) => {{
+                  const s = canvas.width / {Image.open(io.BytesIO(cat_jpeg)).width};
+                  return [Math.round({box[0]} * s), Math.round(({box[1]} + {box[3]}) / 2 * s)];
+                }}"""
+            )
+            pixel = page.get_by_test_id("overlay").first.evaluate(
+                f"(canvas) => Array.from(canvas.getContext('2d').getImageData({x}, {y}, 1, 1).data)"
+            )
+            assert pixel == [255, 255, 255, 255]  # the box's white outline
+            page.screenshot(path=str(artifacts / "page-detection.png"), full_page=True)
             assert context.blocked == [] and context.errors == [] and context.refused == []
         finally:
             context.context.close()

@@ -7,6 +7,9 @@ const $ = (id) => document.getElementById(id);
 const SIMILARITY = { index: -1, label: "similarity" }; // what an embedding model's explanations explain
 
 function target(explanation) {
+  // The row an explanation belongs to: its class, its detection (several may share a label), or the similarity.
+  const { detection } = explanation;
+  if (detection !== null && detection !== undefined) return { index: detection, label: `#${detection} ${explanation.class.label}` };
   return explanation.class ?? SIMILARITY;
 }
 
@@ -25,6 +28,10 @@ function classBars(answer) {
     const shares = answer.segmentation.classes.map((c) => ({ ...c, probability: c.share }));
     return ["Predicted classes (share of the pixels)", shares, true];
   }
+  if (answer.task === "detection") {
+    const found = answer.detections.map((d) => ({ ...d.class, name: `#${d.index} ${d.class.label}`, probability: d.score }));
+    return ["Detections (score; each box is drawn on its maps)", found, false];
+  }
   if (answer.task === "embedding") {
     return [`Similarity to the reference image: ${answer.similarity.toFixed(4)} (cosine)`, [], false];
   }
@@ -40,6 +47,7 @@ export function renderAnswer(answer, methods, bitmap) {
   $("results").hidden = false;
   const [title, classes, swatches] = classBars(answer);
   $("classes-title").textContent = title;
+  $("hover").textContent = ""; // a value of the last answer's maps
   $("segmentation").hidden = !answer.segmentation;
   if (answer.segmentation) $("segmentation-mask").src = `data:image/png;base64,${answer.segmentation.mask_png}`;
   $("top-classes").replaceChildren(
@@ -49,7 +57,7 @@ export function renderAnswer(answer, methods, bitmap) {
       const percent = (100 * c.probability).toFixed(1);
       const label = document.createElement("span");
       label.className = "bar-label";
-      label.textContent = `${c.label} (${c.index})`;
+      label.textContent = c.name ?? `${c.label} (${c.index})`;
       if (swatches) {
         const swatch = document.createElement("span");
         swatch.className = "swatch";
@@ -105,7 +113,8 @@ function renderGrid(answer, methodInfos, bitmap) {
     for (const method of methods) {
       const td = document.createElement("td");
       const e = answer.explanations.find((x) => x.method === method && target(x).index === cls.index);
-      if (e) td.append(overlayFigure(e, display, titles[method] || method, answer.timings_ms, cells));
+      const box = answer.detections?.[e?.detection]?.box; // drawn on the overlay, as the service draws it
+      if (e) td.append(overlayFigure(e, display, titles[method] || method, answer.timings_ms, cells, box));
       row.append(td);
     }
     rows.push(row);
@@ -114,7 +123,7 @@ function renderGrid(answer, methodInfos, bitmap) {
   return cells;
 }
 
-function overlayFigure(explanation, display, methodTitle, timings, cells) {
+function overlayFigure(explanation, display, methodTitle, timings, cells, box) {
   const figure = document.createElement("figure");
   figure.className = "overlay";
   const canvas = document.createElement("canvas");
@@ -125,7 +134,8 @@ function overlayFigure(explanation, display, methodTitle, timings, cells) {
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", `${methodTitle} for ${target(explanation).label}`);
   const map = decodeMap(explanation.map);
-  const cell = { canvas, explanation, map, display, heat: upsampleNormalised(map, display.width, display.height) };
+  const heat = upsampleNormalised(map, display.width, display.height);
+  const cell = { canvas, explanation, map, display, heat, box };
   cells.push(cell);
   canvas.addEventListener("mousemove", (event) => showValue(cell, event));
   canvas.addEventListener("mouseleave", () => ($("hover").textContent = ""));

@@ -47,9 +47,10 @@ async function loadCatalogue() {
 function renderMethods() {
   const model = currentModel();
   $("method-groups").replaceChildren(...methodGroups(state.methods, new Set(model ? model.methods : [])));
-  // An embedding model's explanations need a second image, and take no classes.
+  // An embedding model's explanations need a second image, and take no classes; a detection model explains
+  // each of its detections.
   $("reference-box").hidden = model?.task !== "embedding";
-  $("classes-box").hidden = model?.task === "embedding";
+  $("classes-box").hidden = model?.task === "embedding" || model?.task === "detection";
 }
 
 function currentModel() {
@@ -191,6 +192,8 @@ async function explain(event) {
   const mode = document.querySelector('input[name="class-mode"]:checked').value;
   if (embedding) {
     form.append("reference", reference, reference.name.replace(/[^\w.-]+/g, "_"));
+  } else if ($("classes-box").hidden) {
+    // a detection model: every detection that reaches the service's default score
   } else if (mode === "chosen" && state.classes.length) {
     for (const name of state.classes) form.append("class", name);
   } else {

@@ -78,4 +78,14 @@ export function draw(cell, alpha, table) {
     context.lineWidth = Math.max(3, Math.round(display.width / 120));
     context.strokeRect(box.x0 * s, box.y0 * s, (box.x1 - box.x0) * s, (box.y1 - box.y0) * s);
   }
+  if (cell.box) {
+    // A detection's box, [x0, y0, x1, y1] in the image's pixels: white inside black, as the service's overlays.
+    const [x0, y0, x1, y1] = cell.box.map((v) => v * display.scale);
+    context.lineWidth = 1;
+    context.strokeStyle = "#000000";
+    context.strokeRect(x0 - 1, y0 - 1, x1 - x0 + 2, y1 - y0 + 2);
+    context.lineWidth = 2;
+    context.strokeStyle = "#ffffff";
+    context.strokeRect(x0, y0, x1 - x0, y1 - y0);
+  }
 }
