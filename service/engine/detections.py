@@ -40,12 +40,14 @@ def kept_detections(output: Output, score_threshold: float) -> list[Detection]:
 
 def box_score(output: Output, detection: Detection, iou_threshold: float = IOU_THRESHOLD) -> torch.Tensor:
     """pytorch-grad-cam's `FasterRCNNBoxScoreTarget([label], [box], iou_threshold)` of one image's output: a
-    scalar, 0 (without a graph) when no box of the output overlaps the detection's enough with its label."""
+    scalar, 0 when no box of the output overlaps the detection's enough with its label (a 0 still joined to the
+    output's graph, so that its gradient is zero rather than missing: a perturbed input may lose the box)."""
     boxes = output["boxes"]
+    none = output["scores"].sum() * 0.0
     if len(boxes) == 0:
-        return torch.zeros((), device=boxes.device)
+        return none
     ious = box_iou(torch.tensor([detection.box], device=boxes.device, dtype=boxes.dtype), boxes)[0]
     best = int(ious.argmax())
     if float(ious[best].detach()) > iou_threshold and int(output["labels"][best]) == detection.label:
         return ious[best] + output["scores"][best]
-    return torch.zeros((), device=boxes.device)
+    return none

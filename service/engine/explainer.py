@@ -16,7 +16,8 @@ Plan for a batch of jobs (any mix of methods, classes, layers and options):
 4. Guided backprop and deconvnet: one forward + backward pass each, over the images that need it, with the
    rectifiers' backward rule changed for that pass only.
 5. Each (method, layer, options) group is computed once for all its targets; multi-pass methods run their
-   extra passes through a `PassRunner`, in chunks.
+   extra passes through a `PassRunner`, in chunks (for a model that is not a classifier, one image at a time,
+   the model's output mapped to its targets' scores: `service.engine.task_scores`).
 6. Optional faithfulness evaluation of each map (batched extra passes).
 
 The whole plan is one generator (`batch_steps`) that yields after each chunk of extra passes, so that the
@@ -28,6 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -37,6 +39,13 @@ from model_store.hooks import forward_hooks
 from service.core.errors import InvalidParameter, MethodFailed, MethodNotApplicable, ServiceError
 from service.engine.detections import Detection, box_score, kept_detections
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
+from service.engine.task_scores import (
+    Scorer,
+    TaskScores,
+    detection_scorer,
+    segment_scorer,
+    similarity_scorer,
+)
 from service.engine.work import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, Need
 from service.methods.passes import PassRunner, Steps, each_step_under, run_to_end
@@ -48,7 +57,7 @@ logger = logging.getLogger(__name__)
 Target = tuple[int, int]  # (job index, class index)
 SeedOf = Callable[[int, int], torch.Tensor]  # (row, class) -> the seed of its backward pass, shaped like its logits
 Objective = Callable[[list[Target]], torch.Tensor]  # targets (one per row) -> the sum of their scores, a scalar
-GroupKey = tuple[str, str | None, object]  # (method, layer, options)
+GroupKey = tuple[str, str | None, object, int | None]  # (method, layer, options, image: one image's, or all)
 Outcomes = list[JobResult | ServiceError]
 
 
@@ -120,6 +129,7 @@ def _plan_steps(
         classes = [_detection_targets(job, detections[i], i, failures) for i, job in enumerate(jobs)]
         objective = _box_objective(all_outputs, detections)
         logits = torch.empty(len(jobs), 0, device=model.device)
+        scorer_of: Callable[[int], Scorer] | None = partial(_detections_scorer, detections)
     else:
         logits = all_outputs[: len(jobs)]
         similarity_seeds, similarities = _similarity_seeds(logits, all_outputs[len(jobs) :], compared)
@@ -129,6 +139,7 @@ def _plan_steps(
             i: torch.from_numpy(job.region).to(model.device) for i, job in enumerate(jobs) if job.region is not None
         }
         objective = _seeded_objective(logits, _target_seeds(logits, predicted, regions, similarity_seeds))
+        scorer_of = _scorer_of(model, logits, predicted, regions, all_outputs[len(jobs) :], compared)
         classes = [
             _target_classes(job, logits[i])
             if predicted is None
@@ -149,8 +160,20 @@ def _plan_steps(
     # The graph is no longer needed: let it go before the extra passes, which may pause between chunks.
     logits = logits.detach()
     activations = {layer: output.detach() for layer, output in activations.items()}
+    scored = None
+    if scorer_of is not None:
+        outputs = all_outputs if model.detection else logits
 
-    maps = yield from _compute_maps(model, jobs, classes, images, logits, activations, gradients, runner, failures)
+        @cache
+        def scored(i: int) -> tuple[Scorer, torch.Tensor]:
+            """Image i's scorer, and its targets' (1, T) scores in the shared pass."""
+            scorer = scorer_of(i)
+            with torch.no_grad():
+                return scorer, scorer(outputs[i : i + 1]).detach()
+
+    maps = yield from _compute_maps(
+        model, jobs, classes, images, logits, activations, gradients, runner, failures, scored
+    )
     for i, job in enumerate(jobs):
         if job.evaluate and i not in failures:
             evaluated = []
@@ -199,6 +222,36 @@ def _detection_targets(
         )
         return []
     return list(job.classes)
+
+
+def _detections_scorer(detections: list[list[Detection]], i: int) -> Scorer:
+    return detection_scorer(detections[i])
+
+
+def _scorer_of(
+    model: LoadedModel,
+    logits: torch.Tensor,
+    predicted: torch.Tensor | None,
+    regions: dict[int, torch.Tensor],
+    references: torch.Tensor,
+    compared: list[int],
+) -> Callable[[int], Scorer] | None:
+    """How image i's targets score any output, for the methods with passes of their own (see
+    `service.engine.task_scores`); None for a classifier, whose logits are its scores."""
+    if predicted is not None:
+        classes = logits.shape[1]
+
+        def segment(i: int) -> Scorer:
+            if i in regions:
+                return segment_scorer(regions[i].expand(classes, *regions[i].shape))
+            one_hot = torch.nn.functional.one_hot(predicted[i], classes).permute(2, 0, 1).to(logits.dtype)
+            return segment_scorer(one_hot)
+
+        return segment
+    if model.embedding:
+        reference_of = dict(zip(compared, references.detach(), strict=True))
+        return lambda i: similarity_scorer(reference_of[i])
+    return None
 
 
 def _seeded_objective(logits: torch.Tensor, seeds: SeedOf | None) -> Objective:
@@ -353,8 +406,12 @@ def _compute_maps(
     gradients: dict[str, dict[Target, torch.Tensor]],
     runner: PassRunner,
     failures: dict[int, ServiceError],
+    scored: Callable[[int], tuple[Scorer, torch.Tensor]] | None = None,
 ) -> Steps[list[list[MapResult]]]:
     """Run each (method, layer, options) group once over all its targets; maps in each job's order.
+
+    With `scored` (a model that is not a classifier), each method runs one image at a time, its passes through
+    the model with its output mapped to that image's scores, which it reads as its logits.
 
     A group whose method raises (other than running out of memory or a device error) fails only the jobs in
     it: they are recorded in `failures` and get no maps.
@@ -364,15 +421,23 @@ def _compute_maps(
     for i, job in enumerate(jobs):
         for method in job.methods:
             methods[method.name] = method
-            groups[(method.name, job.layer if method.uses_layer else None, job.options_for(method))].extend(
+            image = i if scored is not None else None
+            groups[(method.name, job.layer if method.uses_layer else None, job.options_for(method), image)].extend(
                 (i, c) for c in classes[i]
             )
 
     computed: dict[tuple[str, int, int], torch.Tensor] = {}
-    for (name, layer, options), targets in groups.items():
+    model_module = runner.module
+    for (name, layer, options, image), targets in groups.items():
+        group_logits = logits
         try:
+            if image is not None and scored is not None and targets:
+                scorer, scores = scored(image)
+                runner.module = TaskScores(model_module, scorer)
+                group_logits = torch.zeros(len(jobs), scores.shape[1], device=scores.device)
+                group_logits[image] = scores[0]
             method_inputs = _method_inputs(
-                model, methods[name], layer, options, targets, images, logits, activations, gradients, runner
+                model, methods[name], layer, options, targets, images, group_logits, activations, gradients, runner
             )
             raw = yield from each_step_under(torch.no_grad, methods[name].compute_steps(method_inputs))
             raw = torch.nan_to_num(raw.detach().float()).cpu()
@@ -387,6 +452,8 @@ def _compute_maps(
             for i, _ in targets:
                 failures[i] = MethodFailed(f"the method {name} failed on this request; the error was logged")
             continue
+        finally:
+            runner.module = model_module
         for (i, c), row in zip(targets, raw, strict=True):
             computed[(name, i, c)] = row
 

@@ -3,46 +3,48 @@
 - classification: classes by index or label, or the top k; `threshold` and `reference` are refused.
 - multilabel: without classes, the labels whose sigmoid reaches `threshold` (default 0.5), at most top k.
 - embedding: no classes; a `reference` image is required, and the explanations target the cosine similarity of
-  the two images' embeddings, which only the methods the shared pass serves can explain.
+  the two images' embeddings.
 - segmentation: classes by index or label, or the top k by predicted pixels; each explanation targets the class's
-  logits summed over its predicted pixels, or over the pixels of a `mask` image sent with the request, which,
-  likewise, only the methods the shared pass serves can explain.
+  logits summed over its predicted pixels, or over the pixels of a `mask` image sent with the request.
 - detection: no classes; `detection` indices (default the top k detections whose score reaches
-  `score_threshold`), each explanation targeting its detection's box score, from the shared pass likewise.
+  `score_threshold`), each explanation targeting its detection's box score.
+
+For those three, no `evaluate` (it scores class probabilities), and no method that needs a classifier's weights
+(CAM) or the rectifiers' backward rule (guided backpropagation, deconvnet and their combinations).
 """
 
 from api_schemas import DEFAULT_SCORE_THRESHOLD, DEFAULT_THRESHOLD, ExplainParameters
 from model_store import LoadedModel
 from service.core.errors import BadRequest, InvalidParameter, MethodNotApplicable
-from service.methods import METHODS, Method, Need
+from service.methods import Method, Need
 
 SIMILARITY_TARGET = 0
 """The one target of an embedding model's explanations (the similarity to the reference), in place of a class."""
-SHARED_PASS_NEEDS = frozenset({Need.ACTIVATIONS, Need.LAYER_GRADIENTS, Need.INPUT_GRADIENTS})
-"""What a method may need to explain a similarity or a segmentation class: the shared pass's activations and
-gradients, whose seed is the similarity's gradient or the class's mask; methods with passes of their own score the
-logits of one label per image."""
-SHARED_PASS_TASKS = {
+CLASSIFIER_NEEDS = frozenset({Need.CLASSIFIER_WEIGHTS, Need.GUIDED_GRADIENTS, Need.DECONV_GRADIENTS})
+"""What only a classifier's explanations get: its linear head's weights, and the rectified passes (which
+differentiate a class's logit)."""
+TARGET_TASKS = {
     "embedding": "a similarity",
     "segmentation": "a segmentation class",
     "detection": "a detection's box score",
 }
-"""The tasks whose explanations only the shared pass serves, and what those explanations target."""
+"""The tasks whose explanations target something else than a class's logit, and what they target."""
 
 
 def explains_task(method: Method, model: LoadedModel) -> bool:
-    """Whether `method` can explain `model`'s task (with its default options)."""
-    return model.task not in SHARED_PASS_TASKS or method.needs <= SHARED_PASS_NEEDS
+    """Whether `method` can explain `model`'s task."""
+    return model.task not in TARGET_TASKS or not method.needs & CLASSIFIER_NEEDS
 
 
 def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], model: LoadedModel) -> None:
     """An embedding model's explanations target the similarity to the reference (no classes), a segmentation
-    model's a class's pixels: for both, no evaluation, and only the methods that the shared pass serves.
+    model's a class's pixels, a detection model's a detection's box: for each, no evaluation, and no method that
+    only a classifier's explanations get.
 
     Raises:
         InvalidParameter: classes, top_k or threshold for an embedding model; classes for a detection model,
-            detections for any other; evaluate for either.
-        MethodNotApplicable: a method that scores classes in passes of its own.
+            detections for any other; evaluate for those three.
+        MethodNotApplicable: a method that needs a classifier's weights or rectified passes.
     """
     if params.detection is not None and not model.detection:
         raise InvalidParameter(f"'detection' applies to detection models; model '{model.name}' is a {model.task} model")
@@ -51,7 +53,7 @@ def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], m
             f"'class' does not apply to model '{model.name}', a detection model: name detections by their index "
             "with 'detection' (predict lists them)"
         )
-    if model.task not in SHARED_PASS_TASKS:
+    if model.task not in TARGET_TASKS:
         return
     if model.embedding:
         for name, value in (("class", params.class_), ("top_k", params.top_k), ("threshold", params.threshold)):
@@ -65,17 +67,11 @@ def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], m
             f"'evaluate' scores the probabilities of one label per image; model '{model.name}' is a {model.task} model"
         )
     for method in methods:
-        extra = method.extra_passes(0, model.preprocessing.input_size, method.options_from(params.model_dump()), 1)
-        if not explains_task(method, model) or extra:
-            usable = sorted(
-                m.name
-                for m in METHODS.values()
-                if explains_task(m, model) and m.not_applicable_to(model.module) is None
-            )
+        if not explains_task(method, model):
             raise MethodNotApplicable(
-                f"{method.name} does not apply to model '{model.name}', a {model.task} model: it scores classes in "
-                f"passes of its own (or with its classifier's weights); these methods explain "
-                f"{SHARED_PASS_TASKS[model.task]}: {usable}"
+                f"{method.name} does not apply to model '{model.name}', a {model.task} model: it needs a "
+                f"classifier's linear head or a class logit's rectified backward pass, not {TARGET_TASKS[model.task]}; "
+                f"GET /v1/models/{model.name} lists the methods that apply"
             )
 
 

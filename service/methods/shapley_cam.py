@@ -7,6 +7,10 @@ from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMeth
 from service.methods.passes import Steps
 
 
+NO_SECOND_DERIVATIVE = (torch.nn.Hardsigmoid,)
+"""Modules whose backward pass PyTorch cannot differentiate again (`aten::hardsigmoid_backward`)."""
+
+
 class ShapleyCAM(MultiPassMethod):
     """w_k^c = mean_ij (g^k - (1/2) (H A)^k)_ij,  L^c = ReLU(sum_k w_k^c A^k), with g = d logit_c / d A and H A the
     Hessian of the logit with respect to A applied to A: a second-order estimate of each channel's Shapley value.
@@ -24,6 +28,11 @@ class ShapleyCAM(MultiPassMethod):
     cost = "the shared forward pass + one forward pass with a double backward pass to the layer, per class"
     pass_cost = GRADIENT_PASS_COST
     sanity_check = True
+
+    def not_applicable_to(self, module: torch.nn.Module) -> str | None:
+        if any(isinstance(m, NO_SECOND_DERIVATIVE) for m in module.modules()):
+            return "it needs second derivatives, and PyTorch has none for hardsigmoid (MobileNetV3's squeeze-excite)"
+        return None
 
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: object, classes: int) -> int:
         return classes

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 from torch import nn
 
@@ -110,7 +110,8 @@ async def test_predict_lists_the_detections_in_the_image_s_pixels(serve, boxes, 
             )
         ).json()
         default = (await client.post("/v1/models/boxes/predict", files=sent(cat_photo))).json()
-    assert info["task"] == "detection" and "eigen_cam" in info["methods"] and "score_cam" not in info["methods"]
+    assert info["task"] == "detection" and {"eigen_cam", "score_cam", "occlusion"} <= set(info["methods"])
+    assert not {"cam", "guided_backprop"} & set(info["methods"])
     assert answer["task"] == "detection" and answer["logits"] is None and answer["top_classes"] == []
     detections = answer["detections"]
     assert [d["index"] for d in detections] == list(range(len(found["scores"])))
@@ -187,7 +188,7 @@ async def test_what_a_detection_model_cannot_serve_is_a_400(serve, boxes, cat_ph
             ({"score_threshold": 1, "detection": 0}, "invalid_parameter", "no detection with a score of at least 1"),
             ({"detection": "one"}, "invalid_parameter", "detection indices"),
             ({"class": "cat"}, "invalid_parameter", "name detections by their index"),
-            ({"method": "score_cam"}, "method_not_applicable", "a detection's box score"),
+            ({"method": "guided_backprop"}, "method_not_applicable", "not a detection's box score"),
             ({"evaluate": "true"}, "invalid_parameter", "detection model"),
         ):
             refused = await client.post(URL, params=params, files=sent(cat_photo))
@@ -226,3 +227,49 @@ async def test_a_detection_model_visualizes_channels_not_classes(serve, boxes):
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
     assert "boxes, not a logit per class" in refused.json()["error"]["message"]
     assert done["status"] == "succeeded" and done["result"]["top_classes"] == []
+
+
+async def test_score_cam_scores_each_masked_image_s_box_as_pytorch_grad_cam(
+    serve, boxes, reference, cat_photo, expected
+):
+    """A method with passes of its own: the detection's box score in each masked image's detections (at
+    backbone.body.1, 16 channels)."""
+    x, found = expected
+    async with serve({"boxes": boxes}) as client:
+        answer = (
+            await client.post(
+                URL,
+                params={
+                    "method": "score_cam",
+                    "layer": "backbone.body.1",
+                    "score_threshold": SCORE_THRESHOLD,
+                    "detection": 0,
+                },
+                files=sent(cat_photo),
+            )
+        ).json()
+    (explanation,) = answer["explanations"]
+    target = FasterRCNNBoxScoreTarget(labels=[found["labels"][0]], bounding_boxes=[found["boxes"][0]])
+    with ScoreCAM(model=reference, target_layers=[reference.get_submodule("backbone.body.1")]) as cam:
+        theirs = cam(input_tensor=x, targets=[target])[0]
+    ours = as_displayed(torch.tensor(explanation["map"]["data"]), x.shape[-2:])
+    assert pearson(ours, theirs) >= THRESHOLD
+
+
+async def test_every_method_the_model_lists_answers_its_task(serve, boxes, cat_photo):
+    """Each method that GET /v1/models/{model} lists runs on this task's targets, at a small layer with few
+    samples and steps."""
+    cheap = {
+        "samples": 2,
+        "steps": 2,
+        "stride": 64,
+        "window": 64,
+        "layer": "backbone.body.4",
+        **{"score_threshold": SCORE_THRESHOLD, "detection": 0},
+    }
+    async with serve({"boxes": boxes}) as client:
+        methods = (await client.get("/v1/models/boxes")).json()["methods"]
+        for method in methods:
+            answer = await client.post(URL, params={"method": method, **cheap}, files=sent(cat_photo))
+            assert answer.status_code == 200, (method, answer.text[:300])
+            assert [e["method"] for e in answer.json()["explanations"]] == [method]

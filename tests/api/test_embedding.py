@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from pytorch_grad_cam import ScoreCAM
 
 from model_store import LoadedModel, ModelStore
 from tests.conftest import image_bytes
@@ -70,7 +71,8 @@ async def test_maps_of_the_similarity_agree_with_pytorch_grad_cam(serve, faces, 
         answer = (await client.post(URL, params={"method": ",".join(LAYER_METHODS)}, files=files(pair))).json()
     assert info["task"] == "embedding"
     assert set(LAYER_METHODS) | {"saliency", "gradient_x_input"} <= set(info["methods"])
-    assert not {"cam", "score_cam", "smoothgrad", "guided_backprop", "occlusion"} & set(info["methods"])
+    assert {"score_cam", "occlusion", "integrated_gradients"} <= set(info["methods"])
+    assert not {"cam", "guided_backprop"} & set(info["methods"])
     x, r = (faces.preprocessing.to_tensor(image)[None] for image in pair)
     with torch.no_grad():
         embedding, concept = faces.module(x)[0], faces.module(r)[0]
@@ -108,9 +110,8 @@ async def test_json_carries_the_reference_as_base64_and_predict_gives_the_embedd
         ({"class": 3}, "invalid_parameter", "'class' does not apply"),
         ({"top_k": 2}, "invalid_parameter", "'top_k' does not apply"),
         ({"evaluate": "true"}, "invalid_parameter", "'evaluate'"),
-        ({"method": "score_cam"}, "method_not_applicable", "these methods explain a similarity"),
+        ({"method": "guided_backprop"}, "method_not_applicable", "rectified backward pass, not a similarity"),
         ({"method": "cam"}, "method_not_applicable", "global-average-pool"),
-        ({"method": "grad_cam", "aug_smooth": "true"}, "method_not_applicable", "passes of its own"),
     ],
 )
 async def test_what_an_embedding_model_cannot_explain_is_a_400(serve, faces, pair, params, code, words):
@@ -129,3 +130,17 @@ async def test_a_missing_reference_and_a_reference_for_a_classifier_are_400s(ser
     assert "'reference'" in missing.json()["error"]["message"]
     assert extra.status_code == 400 and "applies to embedding models" in extra.json()["error"]["message"]
     assert broken.status_code in (415, 422) and broken.json()["error"]["code"] in ("unsupported_image", "invalid_image")
+
+
+async def test_score_cam_scores_the_similarity_of_each_masked_image_as_pytorch_grad_cam(serve, faces, pair):
+    """A method with passes of its own: each masked image's similarity to the reference (at layer1, 64 channels)."""
+    async with serve({"faces": faces}) as client:
+        answer = (await client.post(URL, params={"method": "score_cam", "layer": "layer1"}, files=files(pair))).json()
+    x, r = (faces.preprocessing.to_tensor(image)[None] for image in pair)
+    module = trainable_copy(faces)
+    with torch.no_grad():
+        concept = module(r)[0]
+    with ScoreCAM(model=module, target_layers=[module.layer1]) as cam:
+        theirs = cam(input_tensor=x, targets=[SimilarityToConceptTarget(concept)])[0]
+    ours = as_displayed(torch.tensor(answer["explanations"][0]["map"]["data"]), x.shape[-2:])
+    assert pearson(ours, theirs) >= THRESHOLD
