@@ -174,7 +174,7 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[bytes, dict
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=MAX_FORM_FIELDS)
+        form = await Request(request.scope, replay).form(max_files=1 + len(SECOND_FILES), max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as exc:
         raise BadRequest(f"malformed multipart body: {exc.detail}", code="invalid_multipart") from exc
     try:

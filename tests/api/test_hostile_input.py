@@ -90,12 +90,12 @@ async def test_a_body_over_the_limit_is_413_whatever_content_length_says(serve, 
     [
         ({f"f{i}": "x" for i in range(MAX_FORM_FIELDS + 1)}, 1, "Too many fields"),  # one more than the schema's
         ({f"f{i}": "" for i in range(1001)}, 1, "Too many fields"),  # starlette's own default is 1000
-        ({}, 3, "Too many files"),  # two files at most: the image, and an embedding model's reference
+        ({}, 4, "Too many files"),  # three files at most: the image, a reference and a mask
         ({}, 2, "several 'image' parts"),
         ({}, 1001, "Too many files"),
         ({"method": "x" * (1024 * 1024 + 1)}, 1, "maximum size of 1024KB"),  # a text field over 1 MB
     ],
-    ids=["too-many-fields", "1001-fields", "3-files", "2-images", "1001-files", "1MB-text-field"],
+    ids=["too-many-fields", "1001-fields", "4-files", "2-images", "1001-files", "1MB-text-field"],
 )
 async def test_too_many_or_too_large_multipart_parts_are_400(serve, models, noise_png, fields, files, hint):
     async with serve(models) as client:
