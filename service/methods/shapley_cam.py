@@ -6,7 +6,6 @@ import torch
 from service.methods.base import GRADIENT_PASS_COST, MethodInputs, MultiPassMethod, Need, weighted_sum
 from service.methods.passes import Steps
 
-
 NO_SECOND_DERIVATIVE = (torch.nn.Hardsigmoid,)
 """Modules whose backward pass PyTorch cannot differentiate again (`aten::hardsigmoid_backward`)."""
 
