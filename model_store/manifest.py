@@ -15,6 +15,7 @@ Example (`model_store/manifests/efficientnet_lite0.toml` is the built-in one)::
     reshape = "vit"                      # token layers: vit | channels_last | none; inferred for timm's ViT/DeiT/Swin
     prefix_tokens = 1                    # with reshape = "vit": tokens before the patches (class, distillation)
     task = "classification"              # classification (softmax) | multilabel (a sigmoid per label) | embedding
+    concepts = "concepts.pt"             # embedding models: named vectors {name: (K,) tensor} to compare with
                                          # | segmentation (logits per pixel: torchvision's DeepLabV3, FCN, LRASPP)
                                          # | detection (boxes: torchvision's Faster R-CNN, RetinaNet, FCOS, SSD)
 """
@@ -51,6 +52,7 @@ class ModelManifest:
     reshape: str | None = None
     prefix_tokens: int | None = None
     task: str = "classification"
+    concepts: str | None = None
 
     @property
     def source_kind(self) -> str:
@@ -95,6 +97,8 @@ def manifest_from_dict(raw: dict, base_dir: Path, origin: str) -> ModelManifest:
         raise ModelLoadError(f"{origin}: interpolation must be one of {list(INTERPOLATIONS)}")
     if raw.get("task", "classification") not in TASKS:
         raise ModelLoadError(f"{origin}: task must be one of {list(TASKS)}")
+    if "concepts" in raw and (raw.get("task") != "embedding" or not isinstance(raw["concepts"], str)):
+        raise ModelLoadError(f"{origin}: 'concepts' (a file of named vectors) goes with task = \"embedding\"")
     if raw.get("reshape", "none") not in RESHAPES:
         raise ModelLoadError(f"{origin}: reshape must be one of {list(RESHAPES)}")
     if "prefix_tokens" in raw:

@@ -10,7 +10,7 @@ A usable layer is one whose output is a (B, C, h, w) feature grid, directly or t
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from model_store.errors import ModelLoadError
 from model_store.grids import LayerGrid, inferred_reshape, layer_grid
 from model_store.hooks import forward_hooks
 from model_store.labels import LabelSet, load_labels
-from model_store.loaders import load_module
+from model_store.loaders import load_module, read_state_dict
 from model_store.manifest import ModelManifest, read_manifest
 from model_store.preprocessing import Preprocessing
 
@@ -54,6 +54,8 @@ class LoadedModel:
     task: str = "classification"
     """What the logits mean (`model_store.manifest.TASKS`): one label per image, a sigmoid per label, an embedding,
     or one label per pixel."""
+    concepts: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    """An embedding model's stored concept vectors by name, (K,) each on the CPU, to explain similarities to."""
 
     @property
     def multilabel(self) -> bool:
@@ -143,7 +145,7 @@ class ModelStore:
         manifest = self.manifests[name]
         module = load_module(manifest)
         preprocessing = Preprocessing(manifest.input_size, manifest.mean, manifest.std, manifest.interpolation)
-        return prepare_model(
+        loaded = prepare_model(
             name=name,
             source=manifest.source,
             module=module,
@@ -158,6 +160,27 @@ class ModelStore:
             task=manifest.task,
             num_classes=manifest.num_classes,
         )
+        if manifest.concepts is None:
+            return loaded
+        return replace(loaded, concepts=read_concepts(manifest.resolve(manifest.concepts), loaded))
+
+
+def read_concepts(path: Path, model: LoadedModel) -> dict[str, torch.Tensor]:
+    """An embedding model's named concept vectors from a file of tensors (`torch.save({name: vector})`, read with
+    `weights_only=True`), each as long as the model's embedding.
+
+    Raises:
+        ModelLoadError: an unreadable file, or a vector that is not (K,) and finite.
+    """
+    concepts = read_state_dict(path)
+    size = model.num_classes
+    for name, vector in concepts.items():
+        if vector.shape != (size,) or not bool(torch.isfinite(vector).all()):
+            raise ModelLoadError(
+                f"model '{model.name}': concept '{name}' in {path} is {tuple(vector.shape)}; each concept is a finite "
+                f"vector of the embedding's size, ({size},)"
+            )
+    return {name: vector.detach().float().cpu() for name, vector in concepts.items()}
 
 
 def prepare_model(

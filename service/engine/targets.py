@@ -71,7 +71,10 @@ def batch_targets(
             detections=detections,
         )
     logits = outputs[: len(jobs)]
-    similarity_seeds, similarities = _similarity_seeds(logits, outputs[len(jobs) :], compared)
+    # What each embedding compared is compared with: its reference image's embedding, or a stored concept.
+    concepts = {i: job.concept.to(logits.device, logits.dtype) for i, job in enumerate(jobs) if job.concept is not None}
+    reference_of = dict(zip(compared, outputs[len(jobs) :].detach(), strict=True)) | concepts
+    similarity_seeds, similarities = _similarity_seeds(logits, reference_of)
     # A segmentation model's (B, H, W) predicted classes: the masks its explanations sum the logits over.
     predicted = logits.detach().argmax(dim=1) if model.segmentation else None
     regions = {i: torch.from_numpy(job.region).to(model.device) for i, job in enumerate(jobs) if job.region is not None}
@@ -84,7 +87,7 @@ def batch_targets(
             for i, job in enumerate(jobs)
         ],
         objective=seeded_objective(logits, _target_seeds(logits, predicted, regions, similarity_seeds)),
-        scorer_of=_scorer_of(model, logits, predicted, regions, outputs[len(jobs) :], compared),
+        scorer_of=_scorer_of(model, logits, predicted, regions, reference_of),
         similarities=similarities,
         predicted=predicted,
     )
@@ -118,8 +121,7 @@ def _scorer_of(
     logits: torch.Tensor,
     predicted: torch.Tensor | None,
     regions: dict[int, torch.Tensor],
-    references: torch.Tensor,
-    compared: list[int],
+    reference_of: dict[int, torch.Tensor],
 ) -> Callable[[int], Scorer] | None:
     """How image i's targets score any output, for the methods with passes of their own (see
     `service.engine.task_scores`); None for a classifier, whose logits are its scores."""
@@ -134,7 +136,6 @@ def _scorer_of(
 
         return segment
     if model.embedding:
-        reference_of = dict(zip(compared, references.detach(), strict=True))
         return lambda i: similarity_scorer(reference_of[i])
     return None
 
@@ -188,17 +189,18 @@ def _target_seeds(
 
 
 def _similarity_seeds(
-    logits: torch.Tensor, references: torch.Tensor, rows: list[int]
+    logits: torch.Tensor, reference_of: dict[int, torch.Tensor]
 ) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """For the rows compared with a reference: the gradient of cos(embedding, reference) at the embedding (K,),
     the seed of their backward passes in place of a class's one-hot (pytorch-grad-cam's
-    `SimilarityToConceptTarget`, the reference's embedding a constant), and the similarity itself.
-    (B, K) embeddings, (R, K) reference embeddings, R row indices."""
+    `SimilarityToConceptTarget`, the reference a constant), and the similarity itself. (B, K) embeddings, and
+    {row: (K,) reference}: a reference image's embedding or a stored concept."""
     seeds: dict[int, torch.Tensor] = {}
     similarities: dict[int, float] = {}
     with torch.enable_grad():
         # Clones: the shared pass may have run in inference mode, whose tensors take no part in autograd.
-        for row, reference in zip(rows, references.detach().clone(), strict=True):
+        for row, reference in reference_of.items():
+            reference = reference.detach().clone()
             embedding = logits[row].detach().clone().requires_grad_()
             similarity = torch.nn.functional.cosine_similarity(embedding, reference, dim=0)
             (seeds[row],) = torch.autograd.grad(similarity, embedding)

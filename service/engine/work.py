@@ -26,6 +26,8 @@ class ExplainJob:
             labels a multilabel model predicts); None for classification.
         reference: (3, H, W) normalised second image of an embedding model's request: the target of every
             explanation is the cosine similarity of the two images' embeddings (`classes` is then one placeholder).
+        concept: (K,) a stored concept vector of an embedding model, the target in place of a reference image's
+            embedding.
         region: (H, W) 0/1 at the input size, the mask a segmentation model's request sent: every explanation sums
             its class's logits over these pixels instead of those predicted as the class.
         score_threshold: a detection model's: the score a box reaches to be a detection of the answer; `classes`
@@ -54,6 +56,7 @@ class ExplainJob:
     options: tuple[object, ...] = ()
     threshold: float | None = None
     reference: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    concept: torch.Tensor | None = field(default=None, compare=False, repr=False)
     region: np.ndarray | None = field(default=None, compare=False, repr=False)
     score_threshold: float | None = None
     evaluate: bool = False

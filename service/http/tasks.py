@@ -2,8 +2,8 @@
 
 - classification: classes by index or label, or the top k; `threshold` and `reference` are refused.
 - multilabel: without classes, the labels whose sigmoid reaches `threshold` (default 0.5), at most top k.
-- embedding: no classes; a `reference` image is required, and the explanations target the cosine similarity of
-  the two images' embeddings.
+- embedding: no classes; a `reference` image or a stored `concept` is required, and the explanations target the
+  cosine similarity of the image's embedding to the reference's embedding or to the concept.
 - segmentation: classes by index or label, or the top k by predicted pixels; each explanation targets the class's
   logits summed over its predicted pixels, or over the pixels of a `mask` image sent with the request.
 - detection: no classes; `detection` indices (default the top k detections whose score reaches
@@ -13,10 +13,15 @@ For those three, no `evaluate` (it scores class probabilities), and no method th
 (CAM) or the rectifiers' backward rule (guided backpropagation, deconvnet and their combinations).
 """
 
+from typing import TYPE_CHECKING
+
 from api_schemas import DEFAULT_SCORE_THRESHOLD, DEFAULT_THRESHOLD, ExplainParameters
 from model_store import LoadedModel
 from service.core.errors import BadRequest, InvalidParameter, MethodNotApplicable
 from service.methods import Method, Need
+
+if TYPE_CHECKING:
+    import torch
 
 SIMILARITY_TARGET = 0
 """The one target of an embedding model's explanations (the similarity to the reference), in place of a class."""
@@ -115,17 +120,33 @@ def check_mask(model: LoadedModel, mask: bytes | None) -> None:
         raise InvalidParameter(f"'mask' applies to segmentation models; model '{model.name}' is a {model.task} model")
 
 
-def check_reference(model: LoadedModel, reference: bytes | None) -> None:
-    """An embedding model needs the reference image its explanations compare with; no other model takes one.
+def check_reference(model: LoadedModel, reference: bytes | None, concept: str | None) -> "torch.Tensor | None":
+    """An embedding model needs what its explanations compare with, a reference image or a stored concept (the
+    concept's vector is returned); no other model takes either.
 
     Raises:
-        BadRequest: a reference missing for an embedding model (`missing_image`), or sent to another model.
+        BadRequest: neither for an embedding model (`missing_image`).
+        InvalidParameter: both, an unknown concept, or either sent to another model.
     """
-    if model.embedding and reference is None:
+    for name, value in (("reference", reference), ("concept", concept)):
+        if value is not None and not model.embedding:
+            raise InvalidParameter(
+                f"'{name}' applies to embedding models; model '{model.name}' is a {model.task} model"
+            )
+    if not model.embedding:
+        return None
+    if reference is None and concept is None:
         raise BadRequest(
             f"model '{model.name}' is an embedding model: send a second image as 'reference' (a file part, or "
-            "base64 in JSON); the explanations target the cosine similarity of the two images",
+            "base64 in JSON), or name a stored 'concept'; the explanations target the cosine similarity to it",
             code="missing_image",
         )
-    if reference is not None and not model.embedding:
-        raise InvalidParameter(f"'reference' applies to embedding models; model '{model.name}' is a {model.task} model")
+    if reference is not None and concept is not None:
+        raise InvalidParameter("give either a 'reference' image or a 'concept', not both")
+    if concept is None:
+        return None
+    if concept not in model.concepts:
+        raise InvalidParameter(
+            f"unknown concept '{concept[:40]}' for model '{model.name}'; its concepts are {sorted(model.concepts)}"
+        )
+    return model.concepts[concept]

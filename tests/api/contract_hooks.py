@@ -14,8 +14,8 @@ A failure is dropped only when the service answered with the one error body and 
     cost_exceeded, answer_too_large (400), and invalid_parameter whose message names a limit of the running
         service (`at most N classes per request`, `at most N per request` explanations, `overlay_max_side is at
         most`): bounds set by the service's settings; or a layer of the model that is not a convolution over the
-        colour channels (filters); or `threshold` sent to a model that is not multilabel, `reference` to one that
-        is not an embedding model, `mask` to one that is not a segmentation model, or `detection` and
+        colour channels (filters); or `threshold` sent to a model that is not multilabel, `reference` or `concept` to
+        one that is not an embedding model, `mask` to one that is not a segmentation model, or `detection` and
         `score_threshold` to one that is not a detection model (the model's task is in GET /v1/models/{model})
     idempotency_key_reused (422)
         an `Idempotency-Key` the generator sends again with another request: what the key was first used for
@@ -56,7 +56,7 @@ IMAGE_MADE_EXTRA = re.compile(r"`additionalProperties`[^\n]*\(was image\)")
 SETTINGS_LIMIT = re.compile(
     r"at most \d+ classes per request|explanations; at most \d+ per request|overlay_max_side is at most \d+|"
     r"is not a convolution over the 3 colour channels|"
-    r"'threshold' applies to multilabel models|'reference' applies to embedding models|"
+    r"'threshold' applies to multilabel models|'(reference|concept)' applies to embedding models|"
     r"'mask' applies to segmentation models|'(detection|score_threshold)' applies to detection models"
 )
 

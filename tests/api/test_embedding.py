@@ -15,6 +15,7 @@ import torchvision
 from pytorch_grad_cam import ScoreCAM
 
 from model_store import LoadedModel, ModelStore
+from model_store.errors import ModelLoadError
 from tests.conftest import image_bytes
 from tests.service.methods.test_reference_agreement import (
     CAM_REFERENCES,
@@ -144,3 +145,60 @@ async def test_score_cam_scores_the_similarity_of_each_masked_image_as_pytorch_g
         theirs = cam(input_tensor=x, targets=[SimilarityToConceptTarget(concept)])[0]
     ours = as_displayed(torch.tensor(answer["explanations"][0]["map"]["data"]), x.shape[-2:])
     assert pearson(ours, theirs) >= THRESHOLD
+
+
+@pytest.fixture(scope="module")
+def faces_with_concepts(faces, pair, tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """The same model with two stored concepts: the reference image's embedding, and a random vector."""
+    directory = tmp_path_factory.mktemp("concepts")
+    with torch.no_grad():
+        mirrored = faces.module(faces.preprocessing.to_tensor(pair[1])[None])[0]
+    torch.save(faces.module.state_dict(), directory / "faces.pth")
+    torch.save({"mirrored_cat": mirrored, "noise": torch.randn(128)}, directory / "concepts.pt")
+    (directory / "faces.toml").write_text(
+        'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\ntask = "embedding"\n'
+        'num_classes = 128\ndefault_layer = "layer4"\nconcepts = "concepts.pt"\n'
+    )
+    return ModelStore.discover(directory).load("faces", torch.device("cpu"))
+
+
+async def test_a_stored_concept_is_explained_as_the_reference_it_was_made_from(faces_with_concepts, serve, pair):
+    image = {"image": files(pair)["image"]}
+    async with serve({"faces": faces_with_concepts}) as client:
+        info = (await client.get("/v1/models/faces")).json()
+        by_image = (await client.post(URL, params={"method": "grad_cam,score_cam"}, files=files(pair))).json()
+        by_concept = (
+            await client.post(URL, params={"method": "grad_cam,score_cam", "concept": "mirrored_cat"}, files=image)
+        ).json()
+    assert info["concepts"] == ["mirrored_cat", "noise"]
+    assert by_concept["similarity"] == pytest.approx(by_image["similarity"], abs=1e-5)
+    for ours, theirs in zip(by_concept["explanations"], by_image["explanations"], strict=True):
+        np.testing.assert_allclose(ours["map"]["data"], theirs["map"]["data"], rtol=1e-4, atol=1e-6)
+
+
+async def test_a_concept_must_be_known_alone_and_for_an_embedding_model(faces_with_concepts, serve, pair, noise_png):
+    image = {"image": files(pair)["image"]}
+    async with serve({"faces": faces_with_concepts, "tiny": tiny_loaded()}) as client:
+        unknown = await client.post(URL, params={"concept": "dog"}, files=image)
+        both = await client.post(URL, params={"concept": "noise"}, files=files(pair))
+        classifier = await client.post(
+            "/v1/models/tiny/explain", params={"concept": "noise"}, files={"image": noise_png}
+        )
+        neither = await client.post(URL, files=image)
+    assert unknown.status_code == 400 and "its concepts are ['mirrored_cat', 'noise']" in unknown.text
+    assert both.status_code == 400 and "not both" in both.text
+    assert classifier.status_code == 400 and "'concept' applies to embedding models" in classifier.text
+    assert neither.status_code == 400 and neither.json()["error"]["code"] == "missing_image"
+
+
+def test_a_concept_of_the_wrong_size_or_for_another_task_is_refused_at_load(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=16).state_dict(), tmp_path / "faces.pth")
+    torch.save({"short": torch.zeros(15)}, tmp_path / "concepts.pt")
+    manifest = 'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\nnum_classes = 16\n'
+    (tmp_path / "faces.toml").write_text(manifest + 'task = "embedding"\nconcepts = "concepts.pt"\n')
+    with pytest.raises(ModelLoadError, match=r"concept 'short' .* is \(15,\); each concept .* \(16,\)"):
+        ModelStore.discover(tmp_path).load("faces", torch.device("cpu"))
+    (tmp_path / "faces.toml").write_text(manifest + 'concepts = "concepts.pt"\n')
+    with pytest.raises(ModelLoadError, match="goes with task"):
+        ModelStore.discover(tmp_path)

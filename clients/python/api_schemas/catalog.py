@@ -39,6 +39,9 @@ class ModelInfo(BaseModel):
     classifier_layer: str | None
     layers: list[str] = Field(description="Layer names usable as `layer`: modules with a 2-D feature map.")
     methods: list[MethodName] = Field(description="Methods that apply to this model at its default layer.")
+    concepts: list[str] = Field(
+        default_factory=list, description="An embedding model's stored concept vectors, which `concept` names."
+    )
     device: str
 
 

@@ -108,6 +108,13 @@ class ExplainParameters(BaseModel):
         allow_inf_nan=False,
         description="Detection models: the score a box must reach to be one of the answer's `detections`; default 0.5.",
     )
+    concept: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Embedding models: a stored concept vector by name (`GET /v1/models/{model}` lists them), the "
+        "target of the explanations in place of a `reference` image.",
+    )
     layer: str | None = Field(default=None, description="Target layer; default the model's default layer.")
     colormap: Colormap | None = Field(default=None, description="Overlay colormap; default `jet`.")
     alpha: float | None = Field(

@@ -25,6 +25,7 @@ class ExplainOptions(TypedDict, total=False):
     threshold: float
     detection: int | list[int]
     score_threshold: float
+    concept: str
     layer: str
     colormap: Literal["jet", "viridis", "inferno", "turbo"]
     alpha: float

@@ -165,6 +165,7 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
             "bbox": args.bbox or None,
             "detection": args.detection,
             "score_threshold": args.score_threshold,
+            "concept": args.concept,
         }.items()
         if value is not None
     }
@@ -299,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--map-encoding", choices=["list", "base64"])
     explain.add_argument("--bbox", action="store_true", help="add the localization box")
     explain.add_argument("--reference", metavar="IMAGE", help="embedding models: the image to compare with")
+    explain.add_argument("--concept", help="embedding models: a stored concept to compare with, by name")
     explain.add_argument(
         "--detection", type=int, action="append", help="detection models: a detection to explain (repeat for several)"
     )

@@ -51,6 +51,7 @@ def model_info(model: LoadedModel) -> ModelInfo:
         classifier_layer=model.classifier_layer,
         layers=model.layers,
         methods=applicable,
+        concepts=sorted(model.concepts),
         device=str(model.device),
     )
 

@@ -252,7 +252,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         settings.overlay_max_side,
         settings.max_explanations_per_request,
     )
-    check_reference(worker.model, reference_data)
+    concept = check_reference(worker.model, reference_data, params.concept)
     check_mask(worker.model, mask_data)
     as_job = prefers_async(request.headers.get("prefer"))
     idempotency = None
@@ -280,6 +280,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         top_k=plan.top_k,
         threshold=plan.threshold,
         reference=reference,
+        concept=concept,
         region=region,
         score_threshold=plan.score_threshold,
         layer=plan.layer,

@@ -44,7 +44,7 @@ def with_job_headers(doc: dict, prefer: bool = False) -> dict:
             "name": "Idempotency-Key",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
             "description": "A key of the client's (a UUID): the same request sent again with it, while its job is "
             "kept, returns that job (`Idempotent-Replayed: true`) instead of starting another; with another request "
             "it is refused (422 `idempotency_key_reused`).",
