@@ -51,8 +51,7 @@ def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], m
             detections for any other; evaluate for those three.
         MethodNotApplicable: a method that needs a classifier's weights or rectified passes.
     """
-    if params.detection is not None and not model.detection:
-        raise InvalidParameter(f"'detection' applies to detection models; model '{model.name}' is a {model.task} model")
+    refuse_unless("detection", "detection", params.detection, model)
     if model.detection and params.class_ is not None:
         raise InvalidParameter(
             f"'class' does not apply to model '{model.name}', a detection model: name detections by their index "
@@ -80,17 +79,24 @@ def check_task_request(params: ExplainParameters, methods: tuple[Method, ...], m
             )
 
 
+def refuse_unless(task: str, name: str, value: object, model: LoadedModel) -> None:
+    """A parameter that only models of `task` take.
+
+    Raises:
+        InvalidParameter: `value` given to a model of another task.
+    """
+    if value is not None and model.task != task:
+        raise InvalidParameter(f"'{name}' applies to {task} models; model '{model.name}' is a {model.task} model")
+
+
 def resolve_threshold(requested: float | None, model: LoadedModel) -> float | None:
-    """The threshold of a multilabel model (the default when not given), None for classification.
+    """The threshold of a multilabel model (the default when not given), None for the other tasks.
 
     Raises:
         InvalidParameter: a threshold for a model that is not multilabel.
     """
+    refuse_unless("multilabel", "threshold", requested, model)
     if not model.multilabel:
-        if requested is not None:
-            raise InvalidParameter(
-                f"'threshold' applies to multilabel models; model '{model.name}' is a {model.task} model"
-            )
         return None
     return DEFAULT_THRESHOLD if requested is None else requested
 
@@ -101,11 +107,8 @@ def resolve_score_threshold(requested: float | None, model: LoadedModel) -> floa
     Raises:
         InvalidParameter: a score threshold for a model that is not a detection model.
     """
+    refuse_unless("detection", "score_threshold", requested, model)
     if not model.detection:
-        if requested is not None:
-            raise InvalidParameter(
-                f"'score_threshold' applies to detection models; model '{model.name}' is a {model.task} model"
-            )
         return None
     return DEFAULT_SCORE_THRESHOLD if requested is None else requested
 
@@ -116,8 +119,7 @@ def check_mask(model: LoadedModel, mask: bytes | None) -> None:
     Raises:
         InvalidParameter: a mask sent to another task.
     """
-    if mask is not None and not model.segmentation:
-        raise InvalidParameter(f"'mask' applies to segmentation models; model '{model.name}' is a {model.task} model")
+    refuse_unless("segmentation", "mask", mask, model)
 
 
 def check_reference(model: LoadedModel, reference: bytes | None, concept: str | None) -> "torch.Tensor | None":
@@ -128,11 +130,8 @@ def check_reference(model: LoadedModel, reference: bytes | None, concept: str | 
         BadRequest: neither for an embedding model (`missing_image`).
         InvalidParameter: both, an unknown concept, or either sent to another model.
     """
-    for name, value in (("reference", reference), ("concept", concept)):
-        if value is not None and not model.embedding:
-            raise InvalidParameter(
-                f"'{name}' applies to embedding models; model '{model.name}' is a {model.task} model"
-            )
+    refuse_unless("embedding", "reference", reference, model)
+    refuse_unless("embedding", "concept", concept, model)
     if not model.embedding:
         return None
     if reference is None and concept is None:

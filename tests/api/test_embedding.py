@@ -42,15 +42,19 @@ class SimilarityToConceptTarget:
         return cos(model_output, self.features)
 
 
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    directory = tmp_path_factory.mktemp("embedding")
+def write_store(directory) -> None:
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None, num_classes=128).state_dict(), directory / "faces.pth")
     (directory / "faces.toml").write_text(
         'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\ntask = "embedding"\n'
         'num_classes = 128\ndefault_layer = "layer4"\n'
     )
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    directory = tmp_path_factory.mktemp("embedding")
+    write_store(directory)
     return ModelStore.discover(directory).load("faces", torch.device("cpu"))
 
 

@@ -422,26 +422,18 @@ def test_segmentation_embedding_and_detection_models_show_their_own_answers(brow
     """A seeded LRASPP: its classes' shares with their colours, the mask, a map per class. A seeded embedding
     ResNet-18: the reference image asked for, the similarity, a map of it (no classes). A seeded Faster R-CNN:
     its detections with their scores, a map per detection with the box drawn."""
-    import torch
-    import torchvision
-
-    from tests.api import test_detection, test_segmentation
+    from tests.api import test_detection, test_embedding, test_segmentation
 
     test_segmentation.write_store(tmp_path)
     test_detection.write_store(tmp_path, Image.open(io.BytesIO(cat_jpeg)))
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18(weights=None, num_classes=128).state_dict(), tmp_path / "faces.pth")
-    (tmp_path / "faces.toml").write_text(
-        'name = "faces"\nsource = "torchvision:resnet18"\nweights = "faces.pth"\ntask = "embedding"\n'
-        'num_classes = 128\ndefault_layer = "layer4"\n'
-    )
-    with real_server({"model_store_dir": str(tmp_path), "models": "scenes,faces,boxes"}, module="service") as both:
-        predicted = httpx.post(f"{both.url}/v1/models/scenes/predict", files={"image": cat_jpeg}, timeout=60).json()
+    test_embedding.write_store(tmp_path)
+    with real_server({"model_store_dir": str(tmp_path), "models": "scenes,faces,boxes"}, module="service") as tasks:
+        predicted = httpx.post(f"{tasks.url}/v1/models/scenes/predict", files={"image": cat_jpeg}, timeout=60).json()
         shares = predicted["segmentation"]["classes"]
         context = Offline(browser, viewport={"width": 1280, "height": 1000})
         try:
             page = context.page()
-            page.goto(both.url + "/")
+            page.goto(tasks.url + "/")
             page.get_by_test_id("image-input").set_input_files(
                 {"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_jpeg}
             )
@@ -474,7 +466,7 @@ def test_segmentation_embedding_and_detection_models_show_their_own_answers(brow
             expect(page.locator("#hover")).to_contain_text("grad_cam, similarity: peak of the raw map")
             page.screenshot(path=str(artifacts / "page-embedding.png"), full_page=True)
 
-            detected = httpx.post(f"{both.url}/v1/models/boxes/predict", files={"image": cat_jpeg}, timeout=60).json()
+            detected = httpx.post(f"{tasks.url}/v1/models/boxes/predict", files={"image": cat_jpeg}, timeout=60).json()
             names = [f"#{d['index']} {d['class']['label']}" for d in detected["detections"]]
             assert names, "the seeded detector should find a box above the default score"
             page.select_option("#model", "boxes")
