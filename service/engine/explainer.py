@@ -254,9 +254,11 @@ def _compute_maps(
     computed: dict[tuple[str, int, int], torch.Tensor] = {}
     model_module = runner.module
     for (name, layer, options, image), targets in groups.items():
+        if not targets:  # its jobs explain nothing (no label above a threshold, no detection)
+            continue
         group_logits = logits
         try:
-            if image is not None and scored is not None and targets:
+            if image is not None and scored is not None:
                 scorer, scores = scored(image)
                 runner.module = TaskScores(model_module, scorer)
                 group_logits = torch.zeros(len(jobs), scores.shape[1], device=scores.device)

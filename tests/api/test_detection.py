@@ -8,6 +8,8 @@ pytorch-grad-cam's on the same network, loaded from the same file, with the libr
 for the detection's label and box.
 """
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -273,3 +275,13 @@ async def test_every_method_the_model_lists_answers_its_task(serve, boxes, cat_p
             answer = await client.post(URL, params={"method": method, **cheap}, files=sent(cat_photo))
             assert answer.status_code == 200, (method, answer.text[:300])
             assert [e["method"] for e in answer.json()["explanations"]] == [method]
+
+
+async def test_an_image_without_detections_is_explained_by_nothing_and_logs_no_error(serve, boxes, cat_photo, caplog):
+    caplog.set_level(logging.ERROR)
+    async with serve({"boxes": boxes}) as client:
+        answer = await client.post(
+            URL, params={"score_threshold": 1, "method": "grad_cam,score_cam"}, files=sent(cat_photo)
+        )
+    assert answer.status_code == 200 and answer.json()["detections"] == [] and answer.json()["explanations"] == []
+    assert [r.getMessage() for r in caplog.records] == []
