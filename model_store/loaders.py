@@ -4,7 +4,10 @@ Weight files are read with `torch.load(..., weights_only=True)` from the manifes
 weights file ever runs.
 """
 
+from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,25 +55,26 @@ def load_module(manifest: ModelManifest) -> nn.Module:
             raise ModelLoadError(f"model '{manifest.name}': unknown torchvision model '{target}'") from exc
         if segmentation:
             _load_state_dict(module, state_dict, manifest.name)
-            return MainOutput(module)
+            return MappedOutput(module, itemgetter("out"))
     _load_state_dict(module, state_dict, manifest.name)
     return module
 
 
-class MainOutput(nn.Module):
-    """A model whose forward returns a dict (torchvision's segmentation models: `{"out": ..., "aux": ...}`) seen as
-    one that returns its `out` tensor. The wrapper registers the model's own children as its children, so layer
-    names, hooks and the state dict are the model's own ("backbone.layer4", not "model.backbone.layer4")."""
+class MappedOutput(nn.Module):
+    """`model` with its output passed through `mapping`: a torchvision segmentation model's `{"out": ..., "aux":
+    ...}` seen as its `out` tensor, or a model's output seen as its targets' scores (`service.engine.task_scores`).
+    The wrapper registers the model's own children as its children, so layer names, hooks and the state dict are
+    the model's own ("backbone.layer4", not "model.backbone.layer4")."""
 
-    def __init__(self, model: nn.Module, key: str = "out") -> None:
+    def __init__(self, model: nn.Module, mapping: Callable[[Any], Any]) -> None:
         super().__init__()
         for name, child in model.named_children():
             self.add_module(name, child)
         self._model_forward = model.forward
-        self.key = key
+        self.mapping = mapping
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._model_forward(x)[self.key]
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.mapping(self._model_forward(x))
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -36,10 +36,11 @@ import torch
 
 from model_store import LoadedModel
 from model_store.hooks import forward_hooks
+from model_store.loaders import MappedOutput
 from service.core.errors import MethodFailed, MethodNotApplicable, ServiceError
 from service.engine.device import OUT_OF_MEMORY, UNRECOVERABLE
 from service.engine.targets import Objective, Target, batch_targets, seeded_objective
-from service.engine.task_scores import Scorer, TaskScores
+from service.engine.task_scores import Scorer
 from service.engine.work import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, Need
 from service.methods.passes import PassRunner, Steps, each_step_under, run_to_end
@@ -260,7 +261,7 @@ def _compute_maps(
         try:
             if image is not None and scored is not None:
                 scorer, scores = scored(image)
-                runner.module = TaskScores(model_module, scorer)
+                runner.module = MappedOutput(model_module, scorer)
                 group_logits = torch.zeros(len(jobs), scores.shape[1], device=scores.device)
                 group_logits[image] = scores[0]
             method_inputs = _method_inputs(

@@ -2,7 +2,7 @@
 
 A multi-pass method (Score-CAM, occlusion, integrated gradients, ...) runs the model on inputs made from one image
 and reads column `t` of the (M, K) output as its target's score. For the other tasks the explainer runs those
-methods one image at a time through `TaskScores`, the model with its output mapped to the scores that the shared
+methods one image at a time through the model with its output mapped (`MappedOutput`) to the scores that the shared
 pass differentiates for that image's targets, so that column `t` is target `t`'s score:
 
 - segmentation: column c is class c's logits summed over the image's mask of c (the pixels predicted as c, or the
@@ -15,27 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from service.engine.detections import Detection, box_score
 
 Scorer = Callable[[Any], torch.Tensor]
 """The model's output for M inputs -> (M, targets) scores."""
-
-
-class TaskScores(nn.Module):
-    """`module` with its output mapped by `scorer`. Its children are the model's own, so that layer names, hooks
-    and backward rules apply to it as to the model."""
-
-    def __init__(self, module: nn.Module, scorer: Scorer) -> None:
-        super().__init__()
-        for name, child in module.named_children():
-            self.add_module(name, child)
-        self._model_forward = module.forward
-        self.scorer = scorer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scorer(self._model_forward(x))
 
 
 def segment_scorer(masks: torch.Tensor) -> Scorer:
