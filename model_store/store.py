@@ -56,6 +56,9 @@ class LoadedModel:
     or one label per pixel."""
     concepts: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     """An embedding model's stored concept vectors by name, (K,) each on the CPU, to explain similarities to."""
+    grid_extent: tuple[float, float] = (1.0, 1.0)
+    """The fraction (of the height, of the width) of a layer's grid that the input covers, from its top-left
+    corner: below 1 for a detector, which resizes its input and pads it to a multiple of 32 before its layers."""
 
     @property
     def multilabel(self) -> bool:
@@ -144,7 +147,12 @@ class ModelStore:
             raise ModelLoadError(f"unknown model '{name}'; the store has {sorted(self.manifests)}")
         manifest = self.manifests[name]
         module = load_module(manifest)
-        preprocessing = Preprocessing(manifest.input_size, manifest.mean, manifest.std, manifest.interpolation)
+        fill, grid_extent = (
+            detector_input(module, manifest.input_size) if manifest.task == "detection" else (None, None)
+        )
+        preprocessing = Preprocessing(
+            manifest.input_size, manifest.mean, manifest.std, manifest.interpolation, letterbox_fill=fill
+        )
         loaded = prepare_model(
             name=name,
             source=manifest.source,
@@ -160,9 +168,23 @@ class ModelStore:
             task=manifest.task,
             num_classes=manifest.num_classes,
         )
+        if grid_extent is not None:
+            loaded = replace(loaded, grid_extent=grid_extent)
         if manifest.concepts is None:
             return loaded
         return replace(loaded, concepts=read_concepts(manifest.resolve(manifest.concepts), loaded))
+
+
+def detector_input(module: nn.Module, input_size: tuple[int, int]) -> tuple[tuple[float, ...], tuple[float, float]]:
+    """A torchvision detector's letterbox colour and grid extent (`Preprocessing.letterbox_fill`,
+    `LoadedModel.grid_extent`). The colour is the detector's own normalisation mean, which it normalises to 0:
+    the letterbox is then what the detector pads a batch of images of different sizes with. The extent is read
+    off the detector's transform of an input of `input_size`: the size it resizes to over the size it pads to."""
+    module.eval()
+    with torch.no_grad():
+        images, _ = module.transform([torch.zeros(3, *input_size)])  # type: ignore[operator]
+    (height, width), padded = images.image_sizes[0], images.tensors.shape[-2:]
+    return tuple(float(v) for v in module.transform.image_mean), (height / padded[0], width / padded[1])  # type: ignore[union-attr]
 
 
 def read_concepts(path: Path, model: LoadedModel) -> dict[str, torch.Tensor]:

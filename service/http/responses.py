@@ -2,6 +2,7 @@
 only: the result's tensors are on the CPU and are read as arrays, never computed on)."""
 
 import base64
+import math
 
 import numpy as np
 
@@ -76,12 +77,29 @@ def segmentation(model: LoadedModel, result: JobResult, image: DecodedImage, max
     )
 
 
-def image_box(model: LoadedModel, detection: Detection, size: tuple[int, int]) -> list[float]:
-    """A detection's box from the model's input pixels to those of a picture of (width, height) `size`."""
-    height, width = model.preprocessing.input_size
+def image_box(
+    model: LoadedModel, detection: Detection, image_size: tuple[int, int], size: tuple[int, int]
+) -> list[float]:
+    """A detection's box from the model's input pixels to those of a picture of (width, height) `size` of an image
+    sent at `image_size`."""
+    width, height = model.preprocessing.content_size(image_size)
     x0, y0, x1, y1 = detection.box
     sx, sy = size[0] / width, size[1] / height
     return [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+
+
+def visible_map(model: LoadedModel, image_size: tuple[int, int], item: MapResult) -> tuple[np.ndarray, list[float]]:
+    """The rows and columns of `item`'s raw map that cover the image (sent at `image_size`), and the fraction (of
+    their height, of their width) that the image covers, from the top-left corner: the whole map and [1, 1],
+    except for a letterboxed detector's maps, whose input is padded at the right and bottom (and whose layers see
+    it padded again, to a multiple of 32)."""
+    raw = np.asarray(item.map)
+    height, width = raw.shape
+    fy, fx = model.preprocessing.image_extent(image_size)
+    if item.layer is not None:
+        fy, fx = fy * model.grid_extent[0], fx * model.grid_extent[1]
+    rows, cols = (max(1, math.ceil(cells * f - 1e-6)) for cells, f in ((height, fy), (width, fx)))
+    return raw[:rows, :cols], [height * fy / rows, width * fx / cols]
 
 
 def detected_boxes(model: LoadedModel, result: JobResult, image: DecodedImage) -> list[DetectedBox] | None:
@@ -93,7 +111,7 @@ def detected_boxes(model: LoadedModel, result: JobResult, image: DecodedImage) -
             index=i,
             class_=ClassRef(index=d.label, label=model.labels[d.label]),
             score=d.score,
-            box=image_box(model, d, image.size),
+            box=image_box(model, d, image.size, image.size),
         )
         for i, d in enumerate(result.detections)
     ]
@@ -121,12 +139,15 @@ def build_predict(
     )
 
 
-def encode_map(raw: np.ndarray, encoding: str) -> MapData:
-    """(h, w) raw map -> nested lists, or base64 of little-endian float32 (row-major)."""
+def encode_map(raw: np.ndarray, encoding: str, extent: list[float]) -> MapData:
+    """(h, w) raw map -> nested lists, or base64 of little-endian float32 (row-major), with the fraction of it
+    that the image covers."""
     raw = np.asarray(raw, dtype="<f4")
     if encoding == "base64":
-        return MapData(shape=list(raw.shape), data_base64=base64.b64encode(raw.tobytes()).decode("ascii"))
-    return MapData(shape=list(raw.shape), data=raw.tolist())
+        data = {"data_base64": base64.b64encode(raw.tobytes()).decode("ascii")}
+    else:
+        data = {"data": raw.tolist()}
+    return MapData(shape=list(raw.shape), image_extent=extent, **data)
 
 
 def build_explanation(
@@ -135,30 +156,34 @@ def build_explanation(
     """One map's explanation; a detection model's map targets the detection `item.class_index` of `result`."""
     detection = result.detections[item.class_index] if result.detections is not None else None
     class_index = detection.label if detection is not None else item.class_index
+    raw, extent = visible_map(model, image.size, item)
     return Explanation(
         method=item.method,
         class_=None if model.embedding else ClassRef(index=class_index, label=model.labels[class_index]),
         detection=item.class_index if detection is not None else None,
         layer=item.layer,
-        map=encode_map(item.map, plan.map_encoding) if "map" in plan.include else None,
-        **overlay_fields(model, image, item, plan, detection),
-        bbox=localize(item.map, image.size, plan.bbox_threshold) if plan.bbox_threshold is not None else None,
+        map=encode_map(raw, plan.map_encoding, extent) if "map" in plan.include else None,
+        **overlay_fields(model, image, raw, extent, plan, detection),
+        bbox=localize(raw, image.size, plan.bbox_threshold, extent) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
     )
 
 
 def overlay_fields(
-    model: LoadedModel, image: DecodedImage, item: MapResult, plan: ExplainPlan, detection: Detection | None = None
+    model: LoadedModel,
+    image: DecodedImage,
+    raw: np.ndarray,
+    extent: list[float],
+    plan: ExplainPlan,
+    detection: Detection | None = None,
 ) -> dict[str, str]:
-    """{"overlay_<format>": base64 of the overlay (with the detection's box drawn)}, or nothing when the overlay
-    is not asked for."""
+    """{"overlay_<format>": base64 of the overlay of the visible `raw` map (with the detection's box drawn)}, or
+    nothing when the overlay is not asked for."""
     if "overlay" not in plan.include:
         return {}
     height, width = image.display.shape[:2]
-    box = image_box(model, detection, (width, height)) if detection is not None else None
-    encoded = encode_overlay(
-        image.display, np.asarray(item.map), plan.colormap, plan.alpha, plan.overlay_format, box=box
-    )
+    box = image_box(model, detection, image.size, (width, height)) if detection is not None else None
+    encoded = encode_overlay(image.display, raw, plan.colormap, plan.alpha, plan.overlay_format, box=box, extent=extent)
     return {f"overlay_{plan.overlay_format}": encode_base64(encoded)}
 
 

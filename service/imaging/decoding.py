@@ -57,7 +57,7 @@ def decode_image(data: bytes, preprocessing: Preprocessing, max_pixels: int, dis
     """Bytes of an image file -> model input and display picture (long side at most `display_max_side`).
     Raises as `open_rgb`."""
     rgb, size = open_rgb(data, preprocessing, max_pixels, display_max_side)
-    return DecodedImage(preprocessing.to_tensor(rgb), display_picture(rgb, display_max_side), size)
+    return DecodedImage(preprocessing.to_tensor(rgb, size), display_picture(rgb, display_max_side), size)
 
 
 def open_rgb(

@@ -13,6 +13,7 @@ PNG is written by fpng (lossless, about 20x faster than zlib at level 1 for a 10
 import base64
 import io
 import json
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -50,9 +51,12 @@ def normalize_map(raw: np.ndarray) -> np.ndarray:
     return heat / np.float32(peak)
 
 
-def upsample_map(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) raw map -> (height, width) normalised map in [0, 1], bilinear; `size` is (width, height)."""
-    heat = Image.fromarray(normalize_map(raw)).resize(size, Image.Resampling.BILINEAR)
+def upsample_map(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+    """(h, w) raw map -> (height, width) normalised map in [0, 1], bilinear; `size` is (width, height). The picture
+    covers the map's top-left `extent` (a fraction of its height, of its width)."""
+    height, width = np.shape(raw)
+    region = (0.0, 0.0, width * extent[1], height * extent[0])
+    heat = Image.fromarray(normalize_map(raw)).resize(size, Image.Resampling.BILINEAR, box=region)
     return np.asarray(heat).clip(0, 1)
 
 
@@ -62,12 +66,14 @@ def encode_overlay(
     colormap: str,
     alpha: float,
     image_format: OverlayFormat = "png",
-    box: tuple[float, float, float, float] | None = None,
+    box: Sequence[float] | None = None,
+    extent: Sequence[float] = (1.0, 1.0),
 ) -> bytes:
     """Blend the colourised map on the picture: (H, W, 3) uint8 and (h, w) map -> an image file of (H, W, 3); with
-    a `box` (x0, y0, x1, y1 in the picture's pixels), its outline drawn on top (white inside black)."""
+    a `box` (x0, y0, x1, y1 in the picture's pixels), its outline drawn on top (white inside black). The picture
+    covers the map's top-left `extent` (`upsample_map`)."""
     picture = Image.fromarray(display)
-    levels = Image.fromarray(np.rint(upsample_map(raw_map, picture.size) * 255).astype(np.uint8))
+    levels = Image.fromarray(np.rint(upsample_map(raw_map, picture.size, extent) * 255).astype(np.uint8))
     levels.putpalette(colormap_table(colormap).tobytes())  # the levels index the colormap: a palette image
     blended = Image.blend(picture, levels.convert("RGB"), alpha)
     if box is not None:

@@ -8,7 +8,9 @@ pytorch-grad-cam's on the same network, loaded from the same file, with the libr
 for the detection's label and box.
 """
 
+import asyncio
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -35,12 +37,31 @@ LAYER = "backbone.fpn.layer_blocks.0"
 URL = "/v1/models/boxes/explain"
 REFERENCES = {"grad_cam": GradCAM, "grad_cam_pp": GradCAMPlusPlus, "eigen_cam": SignCorrectedEigenCAM}
 SCORE_THRESHOLD = 0.4
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's detectors' normalisation
+
+
+def content_size(photo: Image.Image) -> tuple[int, int]:
+    """The (width, height) of the photo in the detector's input: scaled to fit, its aspect ratio kept."""
+    scale = min(INPUT_SIZE[1] / photo.width, INPUT_SIZE[0] / photo.height)
+    return round(photo.width * scale), round(photo.height * scale)
 
 
 def photo_tensor(photo: Image.Image) -> torch.Tensor:
-    """The photo as the service feeds a detector: resized to the input size, in [0, 1] (the model normalises)."""
-    resized = photo.convert("RGB").resize(INPUT_SIZE[::-1], Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float()[None] / 255
+    """The photo as the service feeds a detector: letterboxed into the input size (scaled to fit, the rest the
+    colour the detector normalises to 0, its ImageNet mean), in [0, 1] (the model normalises)."""
+    width, height = content_size(photo)
+    resized = np.asarray(photo.convert("RGB").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    canvas = np.empty((*INPUT_SIZE, 3), dtype=np.float32)
+    canvas[...] = IMAGENET_MEAN
+    canvas[:height, :width] = resized / np.float32(255)
+    return torch.from_numpy(canvas).permute(2, 0, 1)[None]
+
+
+def theirs_where_ours_is(theirs: np.ndarray, ours: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """The part of the library's map (the layer's whole grid of `grid` cells stretched over the input) under the
+    cells the service answers (those that cover the photo)."""
+    rows, cols = ours.shape
+    return theirs[: round(rows * INPUT_SIZE[0] / grid[0]), : round(cols * INPUT_SIZE[1] / grid[1])]
 
 
 def seeded_detector(photo: Image.Image) -> nn.Module:
@@ -120,8 +141,8 @@ async def test_predict_lists_the_detections_in_the_image_s_pixels(serve, boxes, 
     assert [d["class"]["index"] for d in detections] == found["labels"].tolist()
     assert [d["class"]["label"] for d in detections] == [LABELS[i] for i in found["labels"]]
     np.testing.assert_allclose([d["score"] for d in detections], found["scores"], rtol=1e-5)
-    width, height = cat_photo.size
-    scale = np.array([width / INPUT_SIZE[1], height / INPUT_SIZE[0]] * 2)
+    content = content_size(cat_photo)
+    scale = np.array([cat_photo.width / content[0], cat_photo.height / content[1]] * 2)
     np.testing.assert_allclose([d["box"] for d in detections], found["boxes"] * scale, rtol=1e-4, atol=1e-3)
     assert [d["score"] for d in default["detections"]] == [d["score"] for d in detections if d["score"] >= 0.5]
     line = top_classes_line(PredictResponse.model_validate(answer))  # the client's answer, the command line's line
@@ -156,10 +177,48 @@ async def test_each_detection_s_maps_equal_pytorch_grad_cam_s_box_score_target(
         layer = reference.get_submodule(LAYER)
         with REFERENCES[explanation["method"]](model=reference, target_layers=[layer]) as cam:
             theirs = cam(input_tensor=x, targets=[target])[0]
-        ours = as_displayed(torch.tensor(explanation["map"]["data"]), x.shape[-2:])
-        agreement = pearson(ours, theirs)
+        ours = np.asarray(explanation["map"]["data"])
+        theirs = theirs_where_ours_is(theirs, ours, boxes.layer_shapes[LAYER][-2:])
+        agreement = pearson(as_displayed(torch.tensor(ours), theirs.shape), theirs)
         print(f"detection {explanation['method']} #{d}: pearson {agreement:.5f}")
         assert agreement >= THRESHOLD
+
+
+async def test_a_wide_and_a_tall_image_share_a_batch_each_letterboxed(serve, boxes, reference, cat_photo):
+    """Images of other aspect ratios in one batch: each is letterboxed (scaled to fit, not stretched), gets the
+    detector's detections of its own letterboxed input with boxes mapped back to its own pixels, and maps whose
+    rows and columns cover it, with the fraction of them it covers (the detector pads its resized input to a
+    multiple of 32 too: read off its own transform here)."""
+    photos = [cat_photo, cat_photo.rotate(90, expand=True)]
+    params = {"method": "grad_cam", "score_threshold": 0.2, "top_k": 2}
+    async with serve({"boxes": boxes}, max_batch_delay_ms=200) as client:
+        answers = await asyncio.gather(*(client.post(URL, params=params, files=sent(photo)) for photo in photos))
+        metrics = (await client.get("/metrics")).text
+    batches = next(line for line in metrics.splitlines() if line.startswith("explain_batch_size_count"))
+    assert float(batches.split()[-1]) == 1
+    grid = boxes.layer_shapes[LAYER][-2:]
+    for photo, answer in zip(photos, answers, strict=True):
+        x = photo_tensor(photo)
+        with torch.no_grad():
+            output = reference(x)[0]
+            internal = reference.transform(list(x))[0]
+        kept = output["scores"] >= params["score_threshold"]
+        content = content_size(photo)
+        scale = np.array([photo.width / content[0], photo.height / content[1]] * 2)
+        detections = answer.json()["detections"]
+        assert len(detections) == int(kept.sum()) >= 1, photo.size
+        np.testing.assert_allclose(
+            [d["box"] for d in detections], output["boxes"][kept].numpy() * scale, rtol=1e-4, atol=1e-3
+        )
+        (height, width), padded = internal.image_sizes[0], internal.tensors.shape[-2:]
+        covered = (
+            grid[0] * content[1] / INPUT_SIZE[0] * height / padded[0],
+            grid[1] * content[0] / INPUT_SIZE[1] * width / padded[1],
+        )
+        shape = [math.ceil(cells) for cells in covered]
+        for explanation in answer.json()["explanations"]:
+            assert explanation["map"]["shape"] == shape, photo.size
+            np.testing.assert_allclose(explanation["map"]["image_extent"], np.divide(covered, shape), rtol=1e-6)
 
 
 async def test_the_overlay_draws_the_detection_s_box(serve, boxes, cat_photo, expected):
@@ -254,8 +313,9 @@ async def test_score_cam_scores_each_masked_image_s_box_as_pytorch_grad_cam(
     target = FasterRCNNBoxScoreTarget(labels=[found["labels"][0]], bounding_boxes=[found["boxes"][0]])
     with ScoreCAM(model=reference, target_layers=[reference.get_submodule("backbone.body.1")]) as cam:
         theirs = cam(input_tensor=x, targets=[target])[0]
-    ours = as_displayed(torch.tensor(explanation["map"]["data"]), x.shape[-2:])
-    assert pearson(ours, theirs) >= THRESHOLD
+    ours = np.asarray(explanation["map"]["data"])
+    theirs = theirs_where_ours_is(theirs, ours, boxes.layer_shapes["backbone.body.1"][-2:])
+    assert pearson(as_displayed(torch.tensor(ours), theirs.shape), theirs) >= THRESHOLD
 
 
 async def test_every_method_the_model_lists_answers_its_task(serve, boxes, cat_photo):

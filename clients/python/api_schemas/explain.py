@@ -325,6 +325,15 @@ class MapData(BaseModel):
     data_base64: str | None = Field(
         default=None, description="The raw map as base64 of little-endian float32, row-major (`map_encoding=base64`)."
     )
+    image_extent: list[float] = Field(
+        default=[1.0, 1.0],
+        min_length=2,
+        max_length=2,
+        description="The fraction `[of the height, of the width]` of the map that the image covers, from its top-left "
+        "corner: `[1, 1]`, except for a detection model's maps, whose input is letterboxed (the image keeps its "
+        "aspect ratio, padded at the right and bottom): their rows and columns are those that cover the image, and "
+        "the last ones may reach past it. Upsample the map's top-left `image_extent` onto the image.",
+    )
 
 
 class BoundingBox(BaseModel):

@@ -176,9 +176,9 @@ function showValue(cell, event) {
   const rect = cell.canvas.getBoundingClientRect();
   const u = (event.clientX - rect.left) / rect.width;
   const v = (event.clientY - rect.top) / rect.height;
-  const { h, w, values } = cell.map;
-  const row = Math.min(h - 1, Math.max(0, Math.floor(v * h)));
-  const col = Math.min(w - 1, Math.max(0, Math.floor(u * w)));
+  const { h, w, extent, values } = cell.map;
+  const row = Math.min(h - 1, Math.max(0, Math.floor(v * h * extent[0])));
+  const col = Math.min(w - 1, Math.max(0, Math.floor(u * w * extent[1])));
   const value = values[row * w + col];
   const x = Math.floor(u * cell.display.width);
   const y = Math.floor(v * cell.display.height);

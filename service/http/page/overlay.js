@@ -17,15 +17,17 @@ export function displayImage(bitmap) {
 }
 
 export function decodeMap(map) {
+  // extent: the fraction [of the height, of the width] of the map that the image covers (a detector's letterbox).
   const [h, w] = map.shape;
-  if (map.data) return { h, w, values: Float32Array.from(map.data.flat()) };
+  const extent = map.image_extent ?? [1, 1];
+  if (map.data) return { h, w, extent, values: Float32Array.from(map.data.flat()) };
   const bytes = Uint8Array.from(atob(map.data_base64), (c) => c.charCodeAt(0));
-  return { h, w, values: new Float32Array(bytes.buffer) }; // little-endian float32, as every browser is
+  return { h, w, extent, values: new Float32Array(bytes.buffer) }; // little-endian float32, as every browser is
 }
 
 export function upsampleNormalised(map, width, height) {
   // ReLU then min-max (a constant map is zeros), then bilinear with pixel centres aligned, as Pillow resizes.
-  const { h, w, values } = map;
+  const { h, w, extent, values } = map;
   let low = Infinity;
   let high = -Infinity;
   const clean = new Float32Array(values.length);
@@ -38,8 +40,8 @@ export function upsampleNormalised(map, width, height) {
   const span = high - low;
   for (let i = 0; i < clean.length; i++) clean[i] = span > 1e-12 ? (clean[i] - low) / span : 0;
   const heat = new Float32Array(width * height);
-  const sy = h / height;
-  const sx = w / width;
+  const sy = (h * extent[0]) / height; // the image covers the map's top-left extent, as Pillow's resize box
+  const sx = (w * extent[1]) / width;
   for (let y = 0; y < height; y++) {
     const fy = Math.min(h - 1, Math.max(0, (y + 0.5) * sy - 0.5));
     const y0 = Math.floor(fy);

@@ -44,6 +44,19 @@ def test_overlay_blends_the_map_on_the_whole_picture():
     assert abs(int(half[-1, -1, 2]) - int(colormap_table("jet")[0, 2]) // 2) <= 1
 
 
+def test_an_overlay_with_an_extent_spreads_the_map_s_top_left_part_over_the_picture():
+    """A letterboxed detector's map: the picture covers its left half, which is cold; the hot right half shows
+    only in its last column's blend at the picture's right edge."""
+    picture = np.zeros((20, 40, 3), dtype=np.uint8)
+    raw = np.zeros((2, 8), dtype=np.float32)
+    raw[:, 4:] = 1.0
+    cold = np.array(colormap_table("jet")[0])
+    whole = decoded(encode_overlay(picture, raw, "jet", alpha=1.0))
+    left = decoded(encode_overlay(picture, raw, "jet", alpha=1.0, extent=(1.0, 0.5)))
+    assert not (whole[:, 25:30] == cold).all(axis=-1).any()
+    assert (left[:, :34] == cold).all() and not (left[:, -1] == cold).all()
+
+
 def float_overlay(picture: np.ndarray, raw: np.ndarray, colormap: str, alpha: float) -> np.ndarray:
     """The overlay computed in float at full size with torch: the definition the 8-bit path must follow."""
     heat = torch.from_numpy(normalize_map(raw))[None, None]
