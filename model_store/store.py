@@ -10,6 +10,7 @@ A usable layer is one whose output is a (B, C, h, w) feature grid, directly or t
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from model_store.errors import ModelLoadError
-from model_store.grids import LayerGrid, inferred_reshape, layer_grid
+from model_store.grids import LayerGrid, inferred_reshape, layer_grid, levels_grid
 from model_store.hooks import forward_hooks
 from model_store.labels import LabelSet, load_labels
 from model_store.loaders import load_module, read_state_dict
@@ -79,6 +80,11 @@ class LoadedModel:
     @property
     def layers(self) -> list[str]:
         return list(self.layer_shapes)
+
+    def reads_levels(self, layer: str | None) -> bool:
+        """Whether `layer` is several feature levels (an FPN) seen as one read-only grid (`model_store.grids`)."""
+        grid = self.layer_grids.get(layer) if layer is not None else None
+        return grid is not None and grid.layout == "levels"
 
     @property
     def scripted(self) -> bool:
@@ -256,8 +262,14 @@ def prepare_model(
         if output.shape[-1] * output.shape[-2] > 1:
             layer_outputs[layer] = output.detach().clone()
 
+    def record_levels(layer: str, output: Mapping[str, torch.Tensor]) -> None:
+        grid = levels_grid(output, len(probe))
+        if grid is not None:
+            layer_grids[layer] = grid
+            layer_outputs[layer] = grid.to_grid(output).detach().clone()
+
     names = [] if scripted else [n for n in submodules if n]
-    with forward_hooks(module, names, record), torch.inference_mode():
+    with forward_hooks(module, names, record, on_levels=record_levels), torch.inference_mode():
         logits = module(probe)
     _check_outputs(name, task, logits, (height, width))
     labels = load_labels(labels_spec, base_dir, num_classes if task == "detection" else logits.shape[1])

@@ -27,7 +27,7 @@ from service.core.errors import (
 )
 from service.http.request_body import JsonFields
 from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_score_threshold, resolve_threshold
-from service.methods import GRADIENT_PASS_COST, Method, Need, resolve_method
+from service.methods import GRADIENT_PASS_COST, METHODS, Method, Need, resolve_method
 from service.metrics.faithfulness import evaluation_passes
 
 DEFAULT_METHOD = "grad_cam"
@@ -277,6 +277,13 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
         raise UnknownLayer(
             f"unknown layer '{layer}' for model '{model.name}'; "
             f"list the usable layers with GET /v1/models/{model.name} (default: {model.default_layer})"
+        )
+    if model.reads_levels(layer) and (cannot := [m.name for m in methods if m.uses_layer and not m.reads_layer_only]):
+        readers = [name for name, method in METHODS.items() if method.reads_layer_only]
+        raise MethodNotApplicable(
+            f"layer '{layer}' is several feature levels seen as one grid (as pytorch-grad-cam's "
+            f"fasterrcnn_reshape_transform), which the model never computes: {', '.join(cannot)} need the gradient "
+            f"at the layer or replace its output; at this layer use {', '.join(readers)}, or name one level's layer"
         )
     for method in methods:
         if Need.CLASSIFIER_WEIGHTS in method.needs and layer != model.cam_layer:

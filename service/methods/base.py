@@ -124,6 +124,10 @@ class Method(ABC):
 
     input_resolution: ClassVar[bool] = False
     """Maps at the model's input resolution; otherwise on the target layer's grid."""
+    reads_layer_only: ClassVar[bool] = False
+    """Whether the method only reads the layer's activations (no gradient at the layer, no output of its own in
+    place of the layer's): such a method also applies at a layer of several feature levels (an FPN) seen as one
+    grid (`model_store.grids.levels_grid`)."""
 
     @property
     def parameters(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ class EigenCAM(Method):
     raw_map = "projection of the centred activations (hw x C) on their first right singular vector; signed"
     aliases = ("eigencam", "EigenCAM")
     needs = frozenset({Need.ACTIVATIONS})
+    reads_layer_only = True
     sanity_check = False
 
     def compute(self, inputs: MethodInputs) -> torch.Tensor:

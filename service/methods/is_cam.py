@@ -43,6 +43,7 @@ class ISCAM(MultiPassMethod):
     raw_map = "ReLU(sum_k w_k A^k), w = softmax_k of the mean over the path of logit_c(a_i M_k * x) - logit_c(x)"
     aliases = ("iscam", "ISCAM", "integrated_score_cam")
     needs = frozenset({Need.ACTIVATIONS, Need.EXTRA_PASSES})
+    reads_layer_only = True
     options_type = ISCAMOptions
     cost = "the shared forward pass + `samples` forward passes per channel of the layer, per image"
     sanity_check = True

@@ -36,6 +36,7 @@ class KPCACAM(Method):
     raw_map = "first kernel principal component of the centred activations (hw x C), sigmoid kernel, gamma 1/C"
     aliases = ("kpcacam", "KPCA_CAM", "KPCACAM")
     needs = frozenset({Need.ACTIVATIONS})
+    reads_layer_only = True
     sanity_check = False
 
     def compute(self, inputs: MethodInputs) -> torch.Tensor:

@@ -34,6 +34,7 @@ class RandomCAM(ChannelMapMethod):
     raw_map = "ReLU(sum_k w_k A^k), w_k ~ U(-1, 1) from RandomState(seed)"
     aliases = ("randomcam", "RandomCAM")
     needs = frozenset({Need.ACTIVATIONS})
+    reads_layer_only = True
     options_type = RandomCAMOptions
     sanity_check = False
 

@@ -23,6 +23,7 @@ class ScoreCAM(MultiPassMethod):
     raw_map = "ReLU(sum_k w_k A^k), w = softmax over channels of logit_c(input * normalised upsampled A^k)"
     aliases = ("scorecam", "ScoreCAM")
     needs = frozenset({Need.ACTIVATIONS, Need.EXTRA_PASSES})
+    reads_layer_only = True
     cost = "the shared forward pass + one forward pass per channel of the layer, per image"
     sanity_check = True
 

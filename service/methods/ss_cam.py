@@ -38,6 +38,7 @@ class SSCAM(MultiPassMethod):
     )
     aliases = ("sscam", "SSCAM", "smoothed_score_cam")
     needs = frozenset({Need.ACTIVATIONS, Need.EXTRA_PASSES})
+    reads_layer_only = True
     options_type = SSCAMOptions
     cost = "the shared forward pass + `samples` forward passes per channel of the layer, per image"
     sanity_check = False

@@ -19,6 +19,7 @@ import torchvision
 from PIL import Image
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
+from pytorch_grad_cam.utils.reshape_transforms import fasterrcnn_reshape_transform
 from torch import nn
 
 from explain_client.cli import top_classes_line
@@ -181,6 +182,44 @@ async def test_each_detection_s_maps_equal_pytorch_grad_cam_s_box_score_target(
         theirs = theirs_where_ours_is(theirs, ours, boxes.layer_shapes[LAYER][-2:])
         agreement = pearson(as_displayed(torch.tensor(ours), theirs.shape), theirs)
         print(f"detection {explanation['method']} #{d}: pearson {agreement:.5f}")
+        assert agreement >= THRESHOLD
+
+
+async def test_the_fpn_as_one_layer_is_read_as_pytorch_grad_cam_s_tutorial_reads_it(
+    serve, boxes, reference, cat_photo, expected
+):
+    """`layer=backbone` (the FPN's levels, a dict) seen through the library's `fasterrcnn_reshape_transform`, as its
+    Faster R-CNN tutorial explains detections with Eigen-CAM; methods that need the gradient at the layer are a
+    400 there, since the model never computes that grid."""
+    x, found = expected
+    async with serve({"boxes": boxes}) as client:
+        info = (await client.get("/v1/models/boxes")).json()
+        answer = await client.post(
+            URL,
+            params={"method": "eigen_cam", "layer": "backbone", "score_threshold": SCORE_THRESHOLD, "top_k": 2},
+            files=sent(cat_photo),
+        )
+        refused = await client.post(
+            URL, params={"method": "eigen_cam,grad_cam", "layer": "backbone.fpn"}, files=sent(cat_photo)
+        )
+    assert {"backbone", "backbone.fpn"} <= set(info["layers"])
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
+    assert "grad_cam need the gradient at the layer" in refused.json()["error"]["message"]
+    assert "use eigen_cam" in refused.json()["error"]["message"]
+    explanations = answer.json()["explanations"]
+    assert [e["detection"] for e in explanations] == [0, 1]
+    grid = boxes.layer_shapes["backbone"][-2:]
+    for explanation in explanations:
+        d = explanation["detection"]
+        target = FasterRCNNBoxScoreTarget(labels=[found["labels"][d]], bounding_boxes=[found["boxes"][d]])
+        with SignCorrectedEigenCAM(
+            model=reference, target_layers=[reference.backbone], reshape_transform=fasterrcnn_reshape_transform
+        ) as cam:
+            theirs = cam(input_tensor=x, targets=[target])[0]
+        ours = np.asarray(explanation["map"]["data"])
+        theirs = theirs_where_ours_is(theirs, ours, grid)
+        agreement = pearson(as_displayed(torch.tensor(ours), theirs.shape), theirs)
+        print(f"detection eigen_cam at the FPN #{d}: pearson {agreement:.5f}")
         assert agreement >= THRESHOLD
 
 
