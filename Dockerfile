@@ -4,6 +4,7 @@
 #
 #   docker build -t explain-service .                          # CUDA
 #   docker build -t explain-service:cpu --build-arg VARIANT=cpu .
+#   make image                                                 # the CPU variant with docker, or podman without
 #
 # Both variants share one Python (Ubuntu 24.04's), so the virtualenv built in the `build` stage runs unchanged
 # in the runtime stage. Versions come from constraints.txt (torch and torchvision pinned there), the same file
@@ -14,13 +15,20 @@ ARG VARIANT=cuda
 # The CUDA minor of the base and of torch's wheel index must match; torch's CUDA wheels carry their own cuDNN.
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 ARG TORCH_CUDA=cu128
+# The CPU variant's base: any Debian or Ubuntu image with apt (a local one where no registry is reachable:
+# scripts/make-base-image makes one from Debian's packages).
+ARG CPU_IMAGE=ubuntu:24.04
 
+# Where torch and torchvision come from: by default torch's own index for the variant; --build-arg
+# TORCH_INDEX_URL=https://pypi.org/simple takes PyPI's CUDA build instead, which also runs on a CPU.
 FROM ${CUDA_IMAGE} AS os-cuda
 ARG TORCH_CUDA
-ENV TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_CUDA}
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_CUDA}
+ENV TORCH_INDEX_URL=${TORCH_INDEX_URL}
 
-FROM ubuntu:24.04 AS os-cpu
-ENV TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+FROM ${CPU_IMAGE} AS os-cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV TORCH_INDEX_URL=${TORCH_INDEX_URL}
 
 # One of the two stages above (both tagged), chosen by VARIANT; hadolint cannot see through the variable.
 # hadolint ignore=DL3006
@@ -37,6 +45,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 FROM python AS build
+# Build-time only: PIP_CERT, a CA bundle for pip to trust, for builds behind a TLS-inspecting proxy. Mount the
+# bundle and name it (podman build -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/host-ca.crt:ro
+# --build-arg PIP_CERT=/etc/ssl/certs/host-ca.crt; scripts/build-image does it; with BuildKit, a --secret): pip
+# reads it from the environment of each RUN, and nothing of it stays in the image.
+ARG PIP_CERT
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -6,12 +6,14 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages
-# (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page).
-TEST_SYSTEM_PACKAGES := nginx kubectl chromium
+# (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page;
+# podman, buildah, mmdebstrap: the image built and run by tests/deploy/test_image.py).
+IMAGE_SYSTEM_PACKAGES := podman buildah mmdebstrap
+TEST_SYSTEM_PACKAGES := nginx kubectl chromium $(IMAGE_SYSTEM_PACKAGES)
 # npm tools the tests run (dclint: the compose file's linter), pinned, installed into .tools/ from the npm registry.
 TEST_NPM_TOOLS := dclint@3.1.0
 
-.PHONY: serve test docs openapi bench install install-test install-docs lock system-packages npm-tools stack loadtest
+.PHONY: serve test docs openapi bench install install-test install-docs lock system-packages npm-tools stack loadtest image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +67,12 @@ bench: install
 	$(PY) bench/fairness.py
 	$(PY) bench/tenants.py
 	$(PY) bench/visualization.py
+
+# The CPU image explain-service:cpu (scripts/build-image: docker when an engine answers, else podman;
+# CONTAINER_ENGINE overrides). `make image BASE_IMAGE=localhost/explain-base:bookworm` builds on a local base
+# (scripts/make-base-image makes it); TORCH_INDEX_URL and PIP_CERT pass through (see the script).
+image:
+	BASE_IMAGE="$(BASE_IMAGE)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" PIP_CERT="$(PIP_CERT)" scripts/build-image
 
 # The deployment's topology without Docker: nginx (deploy/gateway/) on GATEWAY_PORT in front of REPLICAS replicas
 # on the next ports, in the foreground; Ctrl+C drains and stops everything.
