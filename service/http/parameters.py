@@ -28,6 +28,7 @@ from service.core.errors import (
 from service.http.request_body import JsonFields
 from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_score_threshold, resolve_threshold
 from service.methods import GRADIENT_PASS_COST, METHODS, Method, Need, resolve_method
+from service.metrics import METRICS
 from service.metrics.faithfulness import evaluation_passes
 
 DEFAULT_METHOD = "grad_cam"
@@ -60,6 +61,8 @@ class ExplainPlan:
     overlay_max_side: int
     bbox_threshold: float | None
     evaluate: bool
+    metrics: tuple[str, ...]
+    """Quantus's metrics to compute for each explanation, by name (`service.metrics.METRICS`)."""
     extra_passes: int
     """Images forwarded beyond the shared pass (long work when more than one chunk)."""
     cost: int
@@ -250,6 +253,7 @@ def plan_explanation(
         overlay_max_side=params.overlay_max_side or overlay_max_side,
         bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
         evaluate=bool(params.evaluate),
+        metrics=resolve_metrics(params.metrics),
         extra_passes=extra,
         cost=cost,
     )
@@ -298,6 +302,18 @@ def _resolve_layer(requested: str | None, methods: tuple[Method, ...], model: Lo
                 "use grad_cam, which works at any layer"
             )
     return layer
+
+
+def resolve_metrics(requested: str | list[str] | None) -> tuple[str, ...]:
+    """The metrics named (comma-separated or repeated), each once.
+
+    Raises:
+        InvalidParameter: a name that is not a metric's.
+    """
+    names = _unique(name.strip() for spelling in _as_list(requested) for name in spelling.split(",") if name.strip())
+    if unknown := [name for name in names if name not in METRICS]:
+        raise InvalidParameter(f"unknown metric '{unknown[0]}'; the metrics are {', '.join(METRICS)} (GET /v1/metrics)")
+    return names
 
 
 def resolve_class(spec: int | str, model: LoadedModel) -> int:

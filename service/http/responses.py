@@ -13,6 +13,7 @@ from api_schemas import (
     ExplainResponse,
     Explanation,
     MapData,
+    MetricValue,
     PredictResponse,
     Segmentation,
     SegmentShare,
@@ -25,6 +26,8 @@ from service.http.parameters import ExplainPlan
 from service.imaging.decoding import DecodedImage
 from service.imaging.encoding import encode_base64, encode_class_mask, encode_overlay
 from service.methods.localization import localize
+from service.metrics import METRICS
+from service.metrics.complexity import attribution
 
 
 def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
@@ -166,7 +169,21 @@ def build_explanation(
         **overlay_fields(model, image, raw, extent, plan, detection),
         bbox=localize(raw, image.size, plan.bbox_threshold, extent) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
+        metrics=metric_values(model, image, raw, extent, plan.metrics) if plan.metrics else None,
     )
+
+
+def metric_values(
+    model: LoadedModel, image: DecodedImage, raw: np.ndarray, extent: list[float], names: tuple[str, ...]
+) -> dict[str, MetricValue]:
+    """The named metrics of the visible `raw` map, upsampled to the image's size in the model's input."""
+    a = attribution(raw, model.preprocessing.content_size(image.size), extent)
+    values = {}
+    for name in names:
+        metric = METRICS[name]
+        value = metric.score(a, metric.parameters)
+        values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=metric.parameters)
+    return values
 
 
 def overlay_fields(

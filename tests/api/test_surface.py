@@ -21,6 +21,7 @@ DOCUMENTED = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/v1/methods"),
+    ("GET", "/v1/metrics"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
     ("POST", "/v1/models/{model}/explain"),

@@ -4,7 +4,7 @@ Nothing here imports torch, numpy or PIL: these are the shapes on the wire, shar
 clients that want typed responses.
 """
 
-from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, ModelInfo, ModelList
+from api_schemas.catalog import HealthStatus, MethodInfo, MethodList, MetricInfo, MetricList, ModelInfo, ModelList
 from api_schemas.errors import ErrorBody, ErrorDetail
 from api_schemas.explain import (
     DEFAULT_SCORE_THRESHOLD,
@@ -22,6 +22,8 @@ from api_schemas.explain import (
     MapData,
     MapEncoding,
     MethodName,
+    MetricName,
+    MetricValue,
     OverlayFormat,
     PredictJSONRequest,
     PredictParameters,
@@ -53,6 +55,10 @@ __all__ = [
     "MethodInfo",
     "MethodList",
     "MethodName",
+    "MetricInfo",
+    "MetricList",
+    "MetricName",
+    "MetricValue",
     "OverlayFormat",
     "ModelInfo",
     "ModelList",

@@ -1,8 +1,10 @@
 """Wire models of the catalogue endpoints: models, methods and health."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
-from api_schemas.explain import MethodName, Task
+from api_schemas.explain import MethodName, MetricName, Task
 
 
 class MethodInfo(BaseModel):
@@ -24,6 +26,21 @@ class MethodInfo(BaseModel):
 
 class MethodList(BaseModel):
     methods: list[MethodInfo]
+
+
+class MetricInfo(BaseModel):
+    name: MetricName
+    title: str
+    group: str = Field(description="Quantus's group: faithfulness, robustness, localisation, complexity, ...")
+    paper: str
+    definition: str = Field(description="What it computes from the explanation.")
+    better: Literal["higher", "lower"] = Field(description="Which way a better explanation moves it.")
+    parameters: dict[str, float | bool] = Field(description="Its parameters at their defaults (Quantus 0.6.0's).")
+    cost: str = Field(description="Its cost in forward passes.")
+
+
+class MetricList(BaseModel):
+    metrics: list[MetricInfo]
 
 
 class ModelInfo(BaseModel):

@@ -52,6 +52,9 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
+MetricName = Literal["sparseness", "complexity", "effective_complexity"]
+"""Quantus 0.6.0's metrics the service computes for an explanation (see `GET /v1/metrics`)."""
+
 Task = Literal["classification", "multilabel", "embedding", "segmentation", "detection"]
 """What a model's output means: one label per image (softmax over classes), independent labels (a sigmoid each),
 a vector that describes the image (explained by its cosine similarity to a reference image's), one label per
@@ -151,6 +154,11 @@ class ExplainParameters(BaseModel):
         default=None,
         description="Add faithfulness scores to each explanation (confidence change, deletion and insertion "
         "AUC); costs extra forward passes, counted against the service's bound.",
+    )
+    metrics: str | Annotated[list[str], Field(max_length=len(get_args(MetricName)))] | None = Field(
+        default=None,
+        description="One or several of Quantus's metrics to compute for each explanation (see `GET /v1/metrics`), "
+        "at Quantus 0.6.0's defaults; each explanation's `metrics` gives the values and the parameters used.",
     )
     samples: int | None = Field(
         default=None,
@@ -355,6 +363,13 @@ class Evaluation(BaseModel):
     insertion_auc: float = Field(description="Area under p(class) as they are put back into a blur; higher is better.")
 
 
+class MetricValue(BaseModel):
+    value: float | None = Field(description="The metric's value; null where it is undefined (an all-zero map).")
+    parameters: dict[str, float | bool] = Field(
+        description="The parameters it was computed with, under Quantus's names, to reproduce it with Quantus."
+    )
+
+
 class DetectedBox(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -390,6 +405,9 @@ class Explanation(BaseModel):
     overlay_webp: str | None = Field(default=None, description="The overlay as base64 WebP (`overlay_format=webp`).")
     bbox: BoundingBox | None = None
     evaluation: Evaluation | None = None
+    metrics: dict[MetricName, MetricValue] | None = Field(
+        default=None, description="The metrics the request named (`metrics`), by name."
+    )
 
 
 class PredictResponse(BaseModel):

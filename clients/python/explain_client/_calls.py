@@ -36,6 +36,7 @@ class ExplainOptions(TypedDict, total=False):
     bbox: bool
     bbox_threshold: float
     evaluate: bool
+    metrics: str | list[str]
     samples: int
     noise: float
     seed: int

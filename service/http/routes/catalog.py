@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from api_schemas import MethodInfo, MethodList, ModelInfo, ModelList
+from api_schemas import MethodInfo, MethodList, MetricInfo, MetricList, ModelInfo, ModelList
 from model_store import LoadedModel
 from service.http.deps import API_KEY_REQUIRED, RuntimeDep
 from service.http.routes.errors_doc import error_responses
 from service.http.tasks import explains_task
 from service.methods import METHODS, Need
+from service.metrics import METRICS
 
 router = APIRouter(prefix="/v1", tags=["catalog"], dependencies=API_KEY_REQUIRED, responses=error_responses(401))
 
@@ -60,6 +61,26 @@ def model_info(model: LoadedModel) -> ModelInfo:
 async def list_methods() -> MethodList:
     """Every explanation method, with its paper, raw-map definition, needs and cost."""
     return MethodList(methods=[method_info(name) for name in METHODS])
+
+
+@router.get("/metrics", response_model=MetricList)
+async def list_metrics() -> MetricList:
+    """Every metric a request may name in `metrics`: its paper, definition, parameters, which way is better, cost."""
+    return MetricList(
+        metrics=[
+            MetricInfo(
+                name=metric.name,
+                title=metric.title,
+                group=metric.group,
+                paper=metric.paper,
+                definition=metric.definition,
+                better=metric.better,
+                parameters=metric.parameters,
+                cost=metric.cost,
+            )
+            for metric in METRICS.values()
+        ]
+    )
 
 
 @router.get("/models", response_model=ModelList, responses=error_responses(503))
