@@ -6,6 +6,7 @@ model, and the request's cost in extra forward passes is checked against the bou
 or unbounded reaches the worker.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,6 +64,8 @@ class ExplainPlan:
     evaluate: bool
     metrics: tuple[str, ...]
     """Quantus's metrics to compute for each explanation, by name (`service.metrics.METRICS`)."""
+    target_box: tuple[float, float, float, float] | None
+    """Where the object is (x0, y0, x1, y1, the image's pixels), for the localisation metrics."""
     extra_passes: int
     """Images forwarded beyond the shared pass (long work when more than one chunk)."""
     cost: int
@@ -211,6 +214,8 @@ def plan_explanation(
             f"{max_explanations} per request"
         )
 
+    metrics = resolve_metrics(params.metrics)
+    target_box = resolve_target_box(params.target_box, metrics)
     values = params.model_dump()
     options_by_method = {m.name: m.options_from(values) for m in methods}
     channels = model.layer_shapes[layer][0] if layer is not None else 0
@@ -253,7 +258,8 @@ def plan_explanation(
         overlay_max_side=params.overlay_max_side or overlay_max_side,
         bbox_threshold=(params.bbox_threshold or DEFAULT_BBOX_THRESHOLD) if params.bbox else None,
         evaluate=bool(params.evaluate),
-        metrics=resolve_metrics(params.metrics),
+        metrics=metrics,
+        target_box=target_box,
         extra_passes=extra,
         cost=cost,
     )
@@ -314,6 +320,31 @@ def resolve_metrics(requested: str | list[str] | None) -> tuple[str, ...]:
     if unknown := [name for name in names if name not in METRICS]:
         raise InvalidParameter(f"unknown metric '{unknown[0]}'; the metrics are {', '.join(METRICS)} (GET /v1/metrics)")
     return names
+
+
+def resolve_target_box(text: str | None, metrics: tuple[str, ...]) -> tuple[float, float, float, float] | None:
+    """`x0,y0,x1,y1` as numbers, for the metrics that need where the object is.
+
+    Raises:
+        InvalidParameter: not four finite numbers with x0 < x1 and y0 < y1, at least 0; missing where a metric
+            needs it, or given where none does.
+    """
+    needing = [name for name in metrics if METRICS[name].needs_region]
+    if text is None:
+        if needing:
+            raise InvalidParameter(
+                f"'{needing[0]}' scores the map against where the object is: give target_box=x0,y0,x1,y1"
+            )
+        return None
+    if not needing:
+        raise InvalidParameter("'target_box' is for the localisation metrics (metrics=pointing_game, ...)")
+    try:
+        x0, y0, x1, y1 = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidParameter(f"target_box is four numbers x0,y0,x1,y1 in the image's pixels, not {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in (x0, y0, x1, y1)) or not (x0 < x1 and y0 < y1):
+        raise InvalidParameter(f"target_box {text!r}: the numbers are at least 0, with x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
 
 
 def resolve_class(spec: int | str, model: LoadedModel) -> int:

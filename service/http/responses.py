@@ -27,7 +27,7 @@ from service.imaging.decoding import DecodedImage
 from service.imaging.encoding import encode_base64, encode_class_mask, encode_overlay
 from service.methods.localization import localize
 from service.metrics import METRICS
-from service.metrics.complexity import attribution
+from service.metrics.attribution import attribution, box_region
 
 
 def class_probabilities(model: LoadedModel, logits: np.ndarray) -> np.ndarray:
@@ -169,19 +169,21 @@ def build_explanation(
         **overlay_fields(model, image, raw, extent, plan, detection),
         bbox=localize(raw, image.size, plan.bbox_threshold, extent) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
-        metrics=metric_values(model, image, raw, extent, plan.metrics) if plan.metrics else None,
+        metrics=metric_values(model, image, raw, extent, plan) if plan.metrics else None,
     )
 
 
 def metric_values(
-    model: LoadedModel, image: DecodedImage, raw: np.ndarray, extent: list[float], names: tuple[str, ...]
+    model: LoadedModel, image: DecodedImage, raw: np.ndarray, extent: list[float], plan: ExplainPlan
 ) -> dict[str, MetricValue]:
-    """The named metrics of the visible `raw` map, upsampled to the image's size in the model's input."""
+    """The plan's metrics of the visible `raw` map, upsampled to the image's size in the model's input (and of
+    the target box there, for the localisation metrics)."""
     a = attribution(raw, model.preprocessing.content_size(image.size), extent)
+    region = box_region(plan.target_box, image.size, a.shape) if plan.target_box is not None else None
     values = {}
-    for name in names:
+    for name in plan.metrics:
         metric = METRICS[name]
-        value = metric.score(a, metric.parameters)
+        value = metric.score(a, region, metric.parameters)
         values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=metric.parameters)
     return values
 

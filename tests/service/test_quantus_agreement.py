@@ -11,6 +11,8 @@ import quantus
 import torch
 import torch.nn.functional as F
 
+from service.metrics import METRICS
+from service.metrics.attribution import attribution
 from tests.conftest import image_bytes
 from tests.service.methods.test_reference_agreement import seeded_resnet18  # noqa: F401  (a fixture)
 
@@ -19,8 +21,27 @@ REFERENCES = {
     "sparseness": lambda: quantus.Sparseness(disable_warnings=True),
     "complexity": lambda: quantus.Complexity(disable_warnings=True),
     "effective_complexity": lambda: quantus.EffectiveComplexity(disable_warnings=True),
+    "pointing_game": lambda: quantus.PointingGame(disable_warnings=True),
+    "attribution_localisation": lambda: quantus.AttributionLocalisation(disable_warnings=True),
+    "top_k_intersection": lambda: quantus.TopKIntersection(disable_warnings=True),
+    "relevance_rank_accuracy": lambda: quantus.RelevanceRankAccuracy(disable_warnings=True),
+    "relevance_mass_accuracy": lambda: quantus.RelevanceMassAccuracy(disable_warnings=True),
+    "auc": lambda: quantus.AUC(disable_warnings=True),
 }
 METHODS = "grad_cam,eigen_cam,saliency"
+BOX = (120, 20, 330, 260)  # the cat's head in the photo (451 x 300)
+
+
+def box_mask(image_size: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """The box over the attribution's pixels: those whose centres lie inside it."""
+    height, width = shape
+    x0, y0, x1, y1 = BOX
+    mask = np.zeros(shape)
+    for row in range(height):
+        for column in range(width):
+            x, y = (column + 0.5) * image_size[0] / width, (row + 0.5) * image_size[1] / height
+            mask[row, column] = x0 <= x < x1 and y0 <= y < y1
+    return mask
 
 
 @pytest.mark.parametrize("model_fixture", ["builtin_model", "seeded_resnet18"])
@@ -29,26 +50,34 @@ async def test_every_metric_equals_quantus_s(serve, request, model_fixture, cat_
     async with serve({"m": model}) as client:
         answer = await client.post(
             "/v1/models/m/explain",
-            params={"method": METHODS, "top_k": 2, "metrics": ",".join(REFERENCES), "include": "map"},
+            params={
+                "method": METHODS,
+                "top_k": 2,
+                "metrics": ",".join(REFERENCES),
+                "target_box": ",".join(map(str, BOX)),
+                "include": "map",
+            },
             files={"image": image_bytes(cat_photo, "PNG")},
         )
     assert answer.status_code == 200, answer.text
     x = model.preprocessing.to_tensor(cat_photo)[None].numpy()
+    s = box_mask(cat_photo.size, x.shape[-2:])[None, None]
     explanations = answer.json()["explanations"]
     assert len(explanations) == 6
     for explanation in explanations:
-        raw = torch.tensor(explanation["map"]["data"])[None, None]
-        a = F.interpolate(raw, size=x.shape[-2:], mode="bilinear", align_corners=False).numpy().astype(np.float64)
+        raw = np.asarray(explanation["map"]["data"], dtype=np.float32)
+        # The attribution the service scored (its own upsampling, so that ranks tie alike), checked against torch's.
+        a = attribution(raw, (x.shape[-1], x.shape[-2]))[None, None]
+        upsampled = F.interpolate(torch.tensor(raw)[None, None], size=x.shape[-2:], mode="bilinear")
+        np.testing.assert_allclose(a, upsampled.double().numpy(), rtol=1e-4, atol=1e-6 * np.abs(raw).max())
         y = np.array([explanation["class"]["index"]])
         for name, reference in REFERENCES.items():
-            theirs = reference()(model=model.module, x_batch=x, y_batch=y, a_batch=a.copy())[0]
+            theirs = reference()(model=model.module, x_batch=x, y_batch=y, a_batch=a.copy(), s_batch=s.copy())[0]
             ours = explanation["metrics"][name]
-            assert ours["parameters"] == {
-                "abs": True,
-                "normalise": True,
-                **({"eps": 1e-5} if "effective" in name else {}),
-            }
-            print(f"{model_fixture} {explanation['method']} {name}: ours {ours['value']:.6f} quantus {theirs:.6f}")
+            assert ours["parameters"] == METRICS[name].parameters
+            print(
+                f"{model_fixture} {explanation['method']} {name}: ours {ours['value']:.6f} quantus {float(theirs):.6f}"
+            )
             assert ours["value"] == pytest.approx(float(theirs), rel=1e-4), (explanation["method"], name)
 
 
@@ -59,21 +88,45 @@ async def test_metrics_are_listed_and_an_unknown_one_is_a_400(serve, builtin_mod
             "/v1/models/m/explain", params={"metrics": "faithfulness"}, files={"image": cat_jpeg}
         )
         plain = (await client.post("/v1/models/m/explain", files={"image": cat_jpeg})).json()
+        boxes = {}
+        for params in (
+            {"metrics": "auc"},
+            {"metrics": "sparseness", "target_box": "1,2,3,4"},
+            {"metrics": "auc", "target_box": "1,2,3"},
+            {"metrics": "auc", "target_box": "5,2,3,4"},
+            {"metrics": "auc", "target_box": "9000,9000,9001,9001"},
+        ):
+            boxes[params.get("target_box")] = await client.post(
+                "/v1/models/m/explain", params=params, files={"image": cat_jpeg}
+            )
     assert [m["name"] for m in listed] == list(REFERENCES)
     assert {m["better"] for m in listed} == {"higher", "lower"} and all(m["paper"] for m in listed)
     assert refused.status_code == 400 and "unknown metric 'faithfulness'" in refused.json()["error"]["message"]
     assert plain["explanations"][0]["metrics"] is None
+    for box, words in (
+        (None, "give target_box=x0,y0,x1,y1"),
+        ("1,2,3,4", "'target_box' is for the localisation metrics"),
+        ("1,2,3", "four numbers"),
+        ("5,2,3,4", "x0 < x1"),
+    ):
+        assert boxes[box].status_code == 400 and words in boxes[box].json()["error"]["message"], box
+    outside = boxes["9000,9000,9001,9001"].json()["explanations"][0]["metrics"]["auc"]
+    assert outside["value"] is None  # no pixel of the image in the box: undefined, as Quantus's nan
 
 
 def test_each_metric_equals_quantus_s_on_a_sparse_signed_attribution(builtin_model):
-    """Where the maps above are dense (every upsampled value above eps), a signed attribution with zeros."""
-    from service.metrics import METRICS
-
+    """Where the maps above are dense (every upsampled value above eps) and all positive: a signed attribution
+    with zeros, and a scattered region."""
     rng = np.random.default_rng(0)
     a = rng.normal(size=(1, 1, 224, 224)) * (rng.random((1, 1, 224, 224)) < 0.3)
+    region = rng.random((1, 1, 224, 224)) < 0.2
     x = rng.normal(size=(1, 3, 224, 224)).astype(np.float32)
     for name, reference in REFERENCES.items():
-        theirs = reference()(model=builtin_model.module, x_batch=x, y_batch=np.array([0]), a_batch=a.copy())[0]
+        theirs = reference()(
+            model=builtin_model.module, x_batch=x, y_batch=np.array([0]), a_batch=a.copy(), s_batch=region.astype(float)
+        )[0]
         metric = METRICS[name]
-        assert metric.score(a[0, 0], metric.parameters) == pytest.approx(float(theirs), rel=1e-9), name
-    assert METRICS["effective_complexity"].score(a[0, 0], METRICS["effective_complexity"].parameters) < 0.35 * a.size
+        assert metric.score(a[0, 0], region[0, 0], metric.parameters) == pytest.approx(float(theirs), rel=1e-9), name
+    assert (
+        METRICS["effective_complexity"].score(a[0, 0], None, METRICS["effective_complexity"].parameters) < 0.35 * a.size
+    )

@@ -52,7 +52,17 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
-MetricName = Literal["sparseness", "complexity", "effective_complexity"]
+MetricName = Literal[
+    "sparseness",
+    "complexity",
+    "effective_complexity",
+    "pointing_game",
+    "attribution_localisation",
+    "top_k_intersection",
+    "relevance_rank_accuracy",
+    "relevance_mass_accuracy",
+    "auc",
+]
 """Quantus 0.6.0's metrics the service computes for an explanation (see `GET /v1/metrics`)."""
 
 Task = Literal["classification", "multilabel", "embedding", "segmentation", "detection"]
@@ -159,6 +169,12 @@ class ExplainParameters(BaseModel):
         default=None,
         description="One or several of Quantus's metrics to compute for each explanation (see `GET /v1/metrics`), "
         "at Quantus 0.6.0's defaults; each explanation's `metrics` gives the values and the parameters used.",
+    )
+    target_box: str | None = Field(
+        default=None,
+        max_length=200,
+        description="`x0,y0,x1,y1`: where the object is, in the pixels of the image as sent; the localisation "
+        "metrics (`pointing_game`, `attribution_localisation`, ...) score the map against it.",
     )
     samples: int | None = Field(
         default=None,

@@ -1,0 +1,62 @@
+"""What Quantus's metrics are computed on, and how each is described (numpy only; runs in the CPU pool).
+
+The attribution `a` of an explanation is its raw map upsampled to the image's size in the model's input
+(`attribution`); a metric prepares it as Quantus 0.6.0 does for a batch of one (`prepared`): `normalise`
+divides by the largest absolute value (`normalise_by_max`, none for an all-zero map), then `abs` takes absolute
+values. Quantus normalises a batch by the batch's largest value, so its values for a batch of several
+explanations differ where a metric is not scale-invariant; compare one explanation per call.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+Parameters = dict[str, float | bool]
+Score = Callable[[np.ndarray, np.ndarray | None, Parameters], float]
+"""(attribution (H, W), region (H, W) bool or None, parameters) -> the metric's value (nan where undefined)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    title: str
+    group: str
+    paper: str
+    definition: str
+    better: str  # "higher" or "lower"
+    score: Score
+    parameters: Parameters
+    """Its parameters under Quantus's names, at Quantus 0.6.0's defaults."""
+    needs_region: bool = False
+    """Whether it scores the attribution against where the object is (the request's `target_box`)."""
+    cost: str = "none: the map alone"
+
+
+def attribution(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+    """(h, w) raw map -> the (height, width) attribution over an image of `size` (width, height) in the model's
+    input, bilinear (half-pixel centres, as `F.interpolate(align_corners=False)`), no normalisation; the image
+    covers the map's top-left `extent` (`service.imaging.encoding.upsample_map`)."""
+    height, width = np.shape(raw)
+    region = (0.0, 0.0, width * extent[1], height * extent[0])
+    resized = Image.fromarray(np.asarray(raw, dtype=np.float32)).resize(size, Image.Resampling.BILINEAR, box=region)
+    return np.asarray(resized, dtype=np.float64)
+
+
+def box_region(box: Sequence[float], image_size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The (height, width) = `shape` mask of a box (x0, y0, x1, y1) in the pixels of an image of `image_size`
+    (width, height): the attribution's pixels whose centres lie inside the box."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    columns = (np.arange(width) + 0.5) * image_size[0] / width
+    rows = (np.arange(height) + 0.5) * image_size[1] / height
+    return ((rows >= y0) & (rows < y1))[:, None] & ((columns >= x0) & (columns < x1))[None, :]
+
+
+def prepared(a: np.ndarray, parameters: Parameters) -> np.ndarray:
+    """The flattened attribution as Quantus prepares it: normalised by its largest absolute value, then abs."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    if parameters["normalise"] and not np.all(a == 0.0):
+        a = a / np.max(np.abs(a))
+    return np.abs(a) if parameters["abs"] else a
