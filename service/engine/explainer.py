@@ -45,7 +45,8 @@ from service.engine.work import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, Need
 from service.methods.passes import PassRunner, Steps, each_step_under, run_to_end
 from service.methods.rectifiers import rectifier_rule
-from service.metrics.faithfulness import evaluate_map
+from service.metrics import METRICS
+from service.metrics.faithfulness import MODEL_METRICS, evaluate_map
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ def _plan_steps(
                 )
                 evaluated.append(replace(m, evaluation=scores))
             maps[i] = evaluated
+        if job.metrics and i not in failures:
+            maps[i] = yield from _scored_by_metrics(runner, images[i], logits[i], maps[i], job.metrics)
     # A segmentation model's logits per pixel stay on the device; its answer needs the predicted classes.
     logits_cpu = logits.float().cpu() if predicted is None else torch.empty(len(jobs), 0)
     del all_outputs
@@ -169,6 +172,22 @@ def _plan_steps(
         )
         for i in range(len(jobs))
     ]
+
+
+def _scored_by_metrics(
+    runner: PassRunner, image: torch.Tensor, logits: torch.Tensor, maps: list[MapResult], names: tuple[str, ...]
+) -> Steps[list[MapResult]]:
+    """Each map with the named metrics that run through the model (`service.metrics.faithfulness`)."""
+    scored = []
+    for m in maps:
+        values = {}
+        for name in names:
+            values[name] = yield from each_step_under(
+                torch.no_grad,
+                MODEL_METRICS[name](runner, image, logits, m.class_index, m.map, METRICS[name].parameters),
+            )
+        scored.append(replace(m, metric_values=values))
+    return scored
 
 
 def _shared_forward(

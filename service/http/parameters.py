@@ -214,8 +214,7 @@ def plan_explanation(
             f"{max_explanations} per request"
         )
 
-    metrics = resolve_metrics(params.metrics)
-    target_box = resolve_target_box(params.target_box, metrics)
+    target_box = resolve_target_box(params.target_box, resolve_metrics(params.metrics))
     values = params.model_dump()
     options_by_method = {m.name: m.options_from(values) for m in methods}
     channels = model.layer_shapes[layer][0] if layer is not None else 0
@@ -232,6 +231,14 @@ def plan_explanation(
         evaluation = len(methods) * class_count * evaluation_passes(evaluation_steps)
         extra += evaluation
         cost += evaluation
+    metrics = resolve_metrics(params.metrics)
+    if metric_passes := sum(METRICS[name].passes for name in metrics):
+        if model.task not in ("classification", "multilabel"):
+            raise InvalidParameter(
+                f"the metrics that run through the model apply to classifiers, not to a {model.task} model"
+            )
+        extra += len(methods) * class_count * metric_passes
+        cost += len(methods) * class_count * metric_passes
     if cost > max_cost:
         raise CostExceeded(
             f"this request costs {cost} forward-pass equivalents beyond the shared pass; the bound is {max_cost}. "

@@ -169,21 +169,22 @@ def build_explanation(
         **overlay_fields(model, image, raw, extent, plan, detection),
         bbox=localize(raw, image.size, plan.bbox_threshold, extent) if plan.bbox_threshold is not None else None,
         evaluation=Evaluation(**vars(item.evaluation)) if item.evaluation is not None else None,
-        metrics=metric_values(model, image, raw, extent, plan) if plan.metrics else None,
+        metrics=metric_values(model, image, item, raw, extent, plan) if plan.metrics else None,
     )
 
 
 def metric_values(
-    model: LoadedModel, image: DecodedImage, raw: np.ndarray, extent: list[float], plan: ExplainPlan
+    model: LoadedModel, image: DecodedImage, item: MapResult, raw: np.ndarray, extent: list[float], plan: ExplainPlan
 ) -> dict[str, MetricValue]:
-    """The plan's metrics of the visible `raw` map, upsampled to the image's size in the model's input (and of
-    the target box there, for the localisation metrics)."""
+    """The plan's metrics of `item`'s map: those the worker ran through the model, and the others from the visible
+    `raw` map, upsampled to the image's size in the model's input (and of the target box there, for the
+    localisation metrics)."""
     a = attribution(raw, model.preprocessing.content_size(image.size), extent)
     region = box_region(plan.target_box, image.size, a.shape) if plan.target_box is not None else None
     values = {}
     for name in plan.metrics:
         metric = METRICS[name]
-        value = metric.score(a, region, metric.parameters)
+        value = item.metric_values[name] if metric.score is None else metric.score(a, region, metric.parameters)
         values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=metric.parameters)
     return values
 

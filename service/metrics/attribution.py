@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-Parameters = dict[str, float | bool]
+Parameters = dict[str, float | bool | str]
 Score = Callable[[np.ndarray, np.ndarray | None, Parameters], float]
 """(attribution (H, W), region (H, W) bool or None, parameters) -> the metric's value (nan where undefined)."""
 
@@ -26,11 +26,14 @@ class Metric:
     paper: str
     definition: str
     better: str  # "higher" or "lower"
-    score: Score
+    score: Score | None
+    """Its value from the attribution (None for a metric that runs through the model, in the worker)."""
     parameters: Parameters
     """Its parameters under Quantus's names, at Quantus 0.6.0's defaults."""
     needs_region: bool = False
     """Whether it scores the attribution against where the object is (the request's `target_box`)."""
+    passes: int = 0
+    """Forward passes per explanation through the model, for the cost bound (0: from the map alone)."""
     cost: str = "none: the map alone"
 
 

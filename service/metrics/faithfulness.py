@@ -10,8 +10,10 @@ Cost: 1 + 2 (steps + 1) forward passes per explanation. p_c is the softmax proba
 sigmoid of its logit for a multilabel model.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
@@ -71,3 +73,42 @@ def evaluate_map(
         deletion_auc=float(torch.trapezoid(deletion, dx=1 / steps)),
         insertion_auc=float(torch.trapezoid(insertion, dx=1 / steps)),
     )
+
+
+def faithfulness_correlation(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `FaithfulnessCorrelation` (Bhatt et al. 2020) of one map: `nr_runs` times, a random subset
+    of `subset_size` of the input's values (each channel of each pixel apart, as Quantus broadcasts the
+    attribution over the channels) is set to the input's smallest value ("black"); the Pearson correlation
+    between the attribution's sums over the subsets and the class logit's drops. The subsets are numpy's
+    legacy draws seeded with `seed`, drawn as Quantus draws them from the global generator (seed that with
+    `np.random.seed(seed)` to reproduce): per run, `choice(n, subset_size, replace=False)`, then one uniform
+    number that Quantus's baseline helper draws on every call. Normalising the attribution (Quantus's default)
+    does not change a correlation."""
+    channels, height, width = image.shape
+    heat = F.interpolate(raw_map.float()[None, None].to(image.device), size=(height, width), mode="bilinear")
+    attribution = heat[0].expand(channels, height, width).flatten().double()
+    flat = image.flatten()
+    draws = np.random.RandomState(int(parameters["seed"]))
+    subsets = []
+    for _ in range(int(parameters["nr_runs"])):
+        subsets.append(torch.from_numpy(draws.choice(flat.numel(), int(parameters["subset_size"]), replace=False)))
+        draws.uniform(size=1)  # Quantus's baseline helper draws a "uniform" baseline on every call, used or not
+    perturbed = flat.repeat(len(subsets), 1)
+    for row, subset in enumerate(subsets):
+        perturbed[row, subset.to(image.device)] = flat.min()
+    logits_after = yield from runner.logits(perturbed.view(len(subsets), channels, height, width))
+    drops = (logits[class_index] - logits_after[:, class_index]).double().cpu().numpy()
+    sums = torch.stack([attribution[subset.to(image.device)].sum() for subset in subsets]).cpu().numpy()
+    return float(np.corrcoef(sums, drops)[0, 1])
+
+
+MODEL_METRICS: dict[str, Callable[..., Steps[float]]] = {"faithfulness_correlation": faithfulness_correlation}
+"""The metrics that run through the model, by name, each with the `Metric` entry that describes it
+(`service.metrics.model_metrics`)."""

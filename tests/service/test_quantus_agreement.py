@@ -81,37 +81,62 @@ async def test_every_metric_equals_quantus_s(serve, request, model_fixture, cat_
             assert ours["value"] == pytest.approx(float(theirs), rel=1e-4), (explanation["method"], name)
 
 
-async def test_metrics_are_listed_and_an_unknown_one_is_a_400(serve, builtin_model, cat_jpeg):
+@pytest.mark.parametrize("model_fixture", ["builtin_model", "seeded_resnet18"])
+async def test_faithfulness_correlation_equals_quantus_s_given_the_same_draws(serve, request, model_fixture, cat_photo):
+    """Quantus draws its random subsets from numpy's global generator: seeded with the service's seed (0), it
+    draws the same subsets."""
+    model = request.getfixturevalue(model_fixture)
+    async with serve({"m": model}) as client:
+        answer = await client.post(
+            "/v1/models/m/explain",
+            params={"method": "grad_cam,saliency", "metrics": "faithfulness_correlation", "include": "map"},
+            files={"image": image_bytes(cat_photo, "PNG")},
+        )
+    assert answer.status_code == 200, answer.text
+    x = model.preprocessing.to_tensor(cat_photo)[None].numpy()
+    for explanation in answer.json()["explanations"]:
+        raw = torch.tensor(explanation["map"]["data"], dtype=torch.float32)[None, None]
+        a = F.interpolate(raw, size=x.shape[-2:], mode="bilinear").numpy()
+        ours = explanation["metrics"]["faithfulness_correlation"]
+        np.random.seed(ours["parameters"]["seed"])
+        theirs = quantus.FaithfulnessCorrelation(disable_warnings=True)(
+            model=model.module, x_batch=x, y_batch=np.array([explanation["class"]["index"]]), a_batch=a, device="cpu"
+        )[0]
+        print(f"{model_fixture} {explanation['method']}: ours {ours['value']:.6f} quantus {float(theirs):.6f}")
+        assert ours["value"] == pytest.approx(float(theirs), abs=1e-4), explanation["method"]
+
+
+async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, builtin_model, cat_jpeg):
+    refusals = (
+        ({"metrics": "faithfulness"}, "unknown metric 'faithfulness'"),
+        ({"metrics": "auc"}, "give target_box=x0,y0,x1,y1"),
+        ({"metrics": "sparseness", "target_box": "1,2,3,4"}, "'target_box' is for the localisation metrics"),
+        ({"metrics": "auc", "target_box": "1,2,3"}, "four numbers"),
+        ({"metrics": "auc", "target_box": "5,2,3,4"}, "x0 < x1"),
+        (  # 5 methods x 10 classes x 100 passes
+            {"metrics": "faithfulness_correlation", "method": METHODS + ",xgrad_cam,layer_cam", "top_k": 10},
+            "forward-pass equivalents",
+        ),
+    )
     async with serve({"m": builtin_model}) as client:
         listed = (await client.get("/v1/metrics")).json()["metrics"]
-        refused = await client.post(
-            "/v1/models/m/explain", params={"metrics": "faithfulness"}, files={"image": cat_jpeg}
-        )
+        answers = [
+            await client.post("/v1/models/m/explain", params=params, files={"image": cat_jpeg})
+            for params, _ in refusals
+        ]
         plain = (await client.post("/v1/models/m/explain", files={"image": cat_jpeg})).json()
-        boxes = {}
-        for params in (
-            {"metrics": "auc"},
-            {"metrics": "sparseness", "target_box": "1,2,3,4"},
-            {"metrics": "auc", "target_box": "1,2,3"},
-            {"metrics": "auc", "target_box": "5,2,3,4"},
-            {"metrics": "auc", "target_box": "9000,9000,9001,9001"},
-        ):
-            boxes[params.get("target_box")] = await client.post(
-                "/v1/models/m/explain", params=params, files={"image": cat_jpeg}
-            )
-    assert [m["name"] for m in listed] == list(REFERENCES)
+        outside = await client.post(
+            "/v1/models/m/explain",
+            params={"metrics": "auc", "target_box": "9000,9000,9001,9001"},
+            files={"image": cat_jpeg},
+        )
+    assert [m["name"] for m in listed] == list(REFERENCES) + ["faithfulness_correlation"]
     assert {m["better"] for m in listed} == {"higher", "lower"} and all(m["paper"] for m in listed)
-    assert refused.status_code == 400 and "unknown metric 'faithfulness'" in refused.json()["error"]["message"]
+    for (params, words), answer in zip(refusals, answers, strict=True):
+        assert answer.status_code == 400 and words in answer.json()["error"]["message"], params
     assert plain["explanations"][0]["metrics"] is None
-    for box, words in (
-        (None, "give target_box=x0,y0,x1,y1"),
-        ("1,2,3,4", "'target_box' is for the localisation metrics"),
-        ("1,2,3", "four numbers"),
-        ("5,2,3,4", "x0 < x1"),
-    ):
-        assert boxes[box].status_code == 400 and words in boxes[box].json()["error"]["message"], box
-    outside = boxes["9000,9000,9001,9001"].json()["explanations"][0]["metrics"]["auc"]
-    assert outside["value"] is None  # no pixel of the image in the box: undefined, as Quantus's nan
+    # No pixel of the image in the box: undefined, as Quantus's nan.
+    assert outside.json()["explanations"][0]["metrics"]["auc"]["value"] is None
 
 
 def test_each_metric_equals_quantus_s_on_a_sparse_signed_attribution(builtin_model):

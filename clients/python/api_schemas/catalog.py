@@ -35,7 +35,9 @@ class MetricInfo(BaseModel):
     paper: str
     definition: str = Field(description="What it computes from the explanation.")
     better: Literal["higher", "lower"] = Field(description="Which way a better explanation moves it.")
-    parameters: dict[str, float | bool] = Field(description="Its parameters at their defaults (Quantus 0.6.0's).")
+    parameters: dict[str, bool | int | float | str] = Field(
+        description="Its parameters at their defaults (Quantus 0.6.0's)."
+    )
     cost: str = Field(description="Its cost in forward passes.")
 
 

@@ -62,6 +62,7 @@ MetricName = Literal[
     "relevance_rank_accuracy",
     "relevance_mass_accuracy",
     "auc",
+    "faithfulness_correlation",
 ]
 """Quantus 0.6.0's metrics the service computes for an explanation (see `GET /v1/metrics`)."""
 
@@ -381,7 +382,7 @@ class Evaluation(BaseModel):
 
 class MetricValue(BaseModel):
     value: float | None = Field(description="The metric's value; null where it is undefined (an all-zero map).")
-    parameters: dict[str, float | bool] = Field(
+    parameters: dict[str, bool | int | float | str] = Field(
         description="The parameters it was computed with, under Quantus's names, to reproduce it with Quantus."
     )
 

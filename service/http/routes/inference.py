@@ -35,6 +35,7 @@ from service.http.runtime import ServiceRuntime
 from service.http.tasks import check_mask, check_reference, resolve_score_threshold, resolve_threshold
 from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, decode_mask, display_picture, open_rgb
 from service.jobs.store import Idempotency
+from service.metrics import METRICS
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
 
@@ -288,6 +289,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         request_id=REQUEST_ID.get(),
         options=plan.options,
         evaluate=plan.evaluate,
+        metrics=tuple(name for name in plan.metrics if METRICS[name].passes),
         extra_passes=plan.extra_passes,
         owner=owner,
     )
