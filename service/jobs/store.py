@@ -48,7 +48,9 @@ class Idempotency:
 
 class Job:
     def __init__(self, kind: JobKind, model: str, owner: str, total: int, reserved_bytes: int = 0) -> None:
-        self.id = secrets.token_urlsafe(12)
+        # 128 random bits in hex: unguessable, and never starting with "-", which a command line takes for an
+        # option (`explain job ID`; a URL-safe token starts with one once in 64).
+        self.id = secrets.token_hex(16)
         self.kind = kind
         self.model = model
         self.owner = owner

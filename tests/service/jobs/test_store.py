@@ -159,3 +159,8 @@ async def test_a_refused_jobs_idempotency_key_is_free_again():
     key = Idempotency("key-1", "digest-1")
     store.forget(store.create("explain", "m", "a", total=1, idempotency=key))
     assert store.replay("a", key) is None
+
+
+async def test_job_ids_are_128_random_bits_in_hex_so_no_command_line_takes_one_for_an_option():
+    ids = {Job("explain", "tiny", "", total=1).id for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
