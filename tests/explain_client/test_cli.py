@@ -3,6 +3,7 @@ out, the service's messages on errors, and one exit status per class of error.""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -80,6 +81,22 @@ def test_explain_writes_overlays_and_answers_and_goes_on_after_a_bad_file(server
     assert [e["method"] for e in answer["explanations"]] == ["cam", "cam", "grad_cam", "grad_cam"]
     assert not (out / "notes.json").exists()
     assert sum(1 for line in run.stdout.splitlines() if "wrote 4 overlays" in line) == 2
+
+
+def test_explain_with_metrics_prints_them(server, images):
+    run = explain(
+        "explain",
+        str(images[0]),
+        "--metrics",
+        "sparseness",
+        "--metrics",
+        "pointing_game",
+        "--target-box",
+        "0,0,10,10",
+        url=server.url,
+    )
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"grad_cam/\S+ \(sparseness 0\.\d+, pointing_game [01]\)", run.stdout), run.stdout
 
 
 def test_explain_with_classes_and_jpeg_overlays(server, images, tmp_path):

@@ -34,6 +34,7 @@ from explain_client.errors import (
     NotFoundError,
     TimeoutError,
 )
+from explain_client.models import Explanation
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # argparse's own
@@ -150,6 +151,14 @@ def cmd_predict(client: ExplainClient, args: argparse.Namespace) -> int:
     )
 
 
+def metrics_text(explanation: Explanation) -> str:
+    """ " (sparseness 0.331, auc 0.947)": the explanation's metrics, if any ("n/a" where undefined)."""
+    if not explanation.metrics:
+        return ""
+    values = (f"{name} {'n/a' if m.value is None else f'{m.value:.3g}'}" for name, m in explanation.metrics.items())
+    return f" ({', '.join(values)})"
+
+
 def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
     model = default_model(client, args.model)
     options = {
@@ -166,6 +175,8 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
             "detection": args.detection,
             "score_threshold": args.score_threshold,
             "concept": args.concept,
+            "metrics": args.metrics,
+            "target_box": args.target_box,
         }.items()
         if value is not None
     }
@@ -195,7 +206,9 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
             if answer.segmentation is not None:  # the predicted classes, beside the overlays
                 (outdir / f"{stem}.mask.png").write_bytes(base64.b64decode(answer.segmentation.mask_png))
             (outdir / f"{stem}.json").write_text(answer.model_dump_json(by_alias=True, exclude_none=True))
-        maps = ", ".join(f"{e.method}/{e.class_.label if e.class_ else 'similarity'}" for e in answer.explanations)
+        maps = ", ".join(
+            f"{e.method}/{e.class_.label if e.class_ else 'similarity'}{metrics_text(e)}" for e in answer.explanations
+        )
         found = (
             top_classes_line(answer, args.show) if answer.similarity is None else f"similarity {answer.similarity:.4f}"
         )
@@ -308,6 +321,10 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--mask", metavar="IMAGE", help="segmentation models: the region each class's logits are summed over"
     )
+    explain.add_argument(
+        "--metrics", action="append", help="a metric of each explanation, as Quantus's (repeat; see GET /v1/metrics)"
+    )
+    explain.add_argument("--target-box", metavar="X0,Y0,X1,Y1", help="where the object is, for localisation metrics")
     explain.add_argument("-o", "--output", metavar="OUTDIR", help="write overlays and the answers (JSON) here")
     explain.set_defaults(run=cmd_explain)
 
