@@ -67,6 +67,7 @@ bench: install
 	$(PY) bench/fairness.py
 	$(PY) bench/tenants.py
 	$(PY) bench/visualization.py
+	$(PY) bench/metrics.py
 
 # The CPU image explain-service:cpu (scripts/build-image: docker when an engine answers, else podman;
 # CONTAINER_ENGINE overrides). `make image BASE_IMAGE=localhost/explain-base:bookworm` builds on a local base
