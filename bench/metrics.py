@@ -13,7 +13,7 @@ Prints a table and saves bench/out/metrics.csv and bench/out/metrics.png.
 import argparse
 import csv
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from PIL import Image  # noqa: E402
 
+from bench.request_path import best_seconds  # noqa: E402
 from model_store import ModelStore  # noqa: E402
 from service.methods import METHODS, MethodInputs  # noqa: E402
 from service.methods.passes import PassRunner, chunk_size_for, run_to_end  # noqa: E402
@@ -78,32 +79,20 @@ def main() -> None:
         with torch.no_grad():
             model.module(image[None])
 
-    def timed(metric) -> float:
-        def run() -> None:
-            if metric.score is None:
-                steps = MODEL_METRICS[metric.name](runner, image, logits, class_index, raw, metric.parameters)
-                with torch.no_grad():
-                    run_to_end(steps)
-            else:
-                a = attribution(raw.numpy(), (width, height))
-                region = box_region(BOX, photo.size, a.shape) if metric.needs_region else None
-                metric.score(a, region, metric.parameters)
+    def scored(metric) -> None:
+        if metric.runs_model:
+            steps = MODEL_METRICS[metric.name](runner, image, logits, class_index, raw, metric.parameters)
+            with torch.no_grad():
+                run_to_end(steps)
+        else:
+            a = attribution(raw.numpy(), (width, height))
+            region = box_region(BOX, photo.size, a.shape) if metric.needs_region else None
+            metric.score(a, region, metric.parameters)
 
-        run()  # warm
-        best = float("inf")
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    forward()
-    forward_s = float("inf")
-    for _ in range(args.rounds * 10):
-        started = time.perf_counter()
-        forward()
-        forward_s = min(forward_s, time.perf_counter() - started)
-    rows = [(name, metric.passes, timed(metric)) for name, metric in METRICS.items()]
+    forward_s = best_seconds(forward, args.rounds * 10)
+    rows = [
+        (name, metric.passes, best_seconds(partial(scored, metric), args.rounds)) for name, metric in METRICS.items()
+    ]
 
     print(f"efficientnet_lite0 at 224 px on {device}, torch threads {torch.get_num_threads()}, best of {args.rounds}")
     print(f"one forward pass, batch 1: {forward_s * 1000:.1f} ms")

@@ -214,7 +214,8 @@ def plan_explanation(
             f"{max_explanations} per request"
         )
 
-    target_box = resolve_target_box(params.target_box, resolve_metrics(params.metrics))
+    metrics = resolve_metrics(params.metrics)
+    target_box = resolve_target_box(params.target_box, metrics)
     values = params.model_dump()
     options_by_method = {m.name: m.options_from(values) for m in methods}
     channels = model.layer_shapes[layer][0] if layer is not None else 0
@@ -231,7 +232,6 @@ def plan_explanation(
         evaluation = len(methods) * class_count * evaluation_passes(evaluation_steps)
         extra += evaluation
         cost += evaluation
-    metrics = resolve_metrics(params.metrics)
     if metric_passes := sum(METRICS[name].passes for name in metrics):
         if model.task not in ("classification", "multilabel"):
             raise InvalidParameter(

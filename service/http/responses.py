@@ -184,7 +184,7 @@ def metric_values(
     values = {}
     for name in plan.metrics:
         metric = METRICS[name]
-        value = item.metric_values[name] if metric.score is None else metric.score(a, region, metric.parameters)
+        value = item.metric_values[name] if metric.runs_model else metric.score(a, region, metric.parameters)
         values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=metric.parameters)
     return values
 

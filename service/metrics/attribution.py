@@ -36,6 +36,11 @@ class Metric:
     """Forward passes per explanation through the model, for the cost bound (0: from the map alone)."""
     cost: str = "none: the map alone"
 
+    @property
+    def runs_model(self) -> bool:
+        """Whether it runs through the model (in the worker, `service.metrics.faithfulness`), not from the map."""
+        return self.score is None
+
 
 def attribution(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
     """(h, w) raw map -> the (height, width) attribution over an image of `size` (width, height) in the model's

@@ -289,7 +289,7 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
         request_id=REQUEST_ID.get(),
         options=plan.options,
         evaluate=plan.evaluate,
-        metrics=tuple(name for name in plan.metrics if METRICS[name].passes),
+        metrics=tuple(name for name in plan.metrics if METRICS[name].runs_model),
         extra_passes=plan.extra_passes,
         owner=owner,
     )
