@@ -6,7 +6,6 @@ model, and the request's cost in extra forward passes is checked against the bou
 or unbounded reaches the worker.
 """
 
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -330,11 +329,11 @@ def resolve_metrics(requested: str | list[str] | None) -> tuple[str, ...]:
 
 
 def resolve_target_box(text: str | None, metrics: tuple[str, ...]) -> tuple[float, float, float, float] | None:
-    """`x0,y0,x1,y1` as numbers, for the metrics that need where the object is.
+    """`x0,y0,x1,y1` (four non-negative numbers: the schema's pattern) as numbers, for the metrics that need where
+    the object is.
 
     Raises:
-        InvalidParameter: not four finite numbers with x0 < x1 and y0 < y1, at least 0; missing where a metric
-            needs it, or given where none does.
+        InvalidParameter: x0 >= x1 or y0 >= y1; missing where a metric needs it, or given where none does.
     """
     needing = [name for name in metrics if METRICS[name].needs_region]
     if text is None:
@@ -345,11 +344,8 @@ def resolve_target_box(text: str | None, metrics: tuple[str, ...]) -> tuple[floa
         return None
     if not needing:
         raise InvalidParameter("'target_box' is for the localisation metrics (metrics=pointing_game, ...)")
-    try:
-        x0, y0, x1, y1 = (float(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidParameter(f"target_box is four numbers x0,y0,x1,y1 in the image's pixels, not {text!r}") from None
-    if not all(math.isfinite(v) and v >= 0 for v in (x0, y0, x1, y1)) or not (x0 < x1 and y0 < y1):
+    x0, y0, x1, y1 = (float(part) for part in text.split(","))
+    if not (x0 < x1 and y0 < y1):
         raise InvalidParameter(f"target_box {text!r}: the numbers are at least 0, with x0 < x1 and y0 < y1")
     return x0, y0, x1, y1
 

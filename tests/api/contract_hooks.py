@@ -16,7 +16,10 @@ A failure is dropped only when the service answered with the one error body and 
         most`): bounds set by the service's settings; or a layer of the model that is not a convolution over the
         colour channels (filters); or `threshold` sent to a model that is not multilabel, `reference` or `concept` to
         one that is not an embedding model, `mask` to one that is not a segmentation model, or `detection` and
-        `score_threshold` to one that is not a detection model (the model's task is in GET /v1/models/{model})
+        `score_threshold` to one that is not a detection model (the model's task is in GET /v1/models/{model});
+        or `metrics` and `target_box` that do not go together (a localisation metric needs the box, the box needs
+        one, its x0 < x1 and y0 < y1, a metric through the model needs a classifier), or a metric name in a
+        comma-separated list that is not one
     idempotency_key_reused (422)
         an `Idempotency-Key` the generator sends again with another request: what the key was first used for
         is state, not schema
@@ -57,7 +60,9 @@ SETTINGS_LIMIT = re.compile(
     r"at most \d+ classes per request|explanations; at most \d+ per request|overlay_max_side is at most \d+|"
     r"is not a convolution over the 3 colour channels|"
     r"'threshold' applies to multilabel models|'(reference|concept)' applies to embedding models|"
-    r"'mask' applies to segmentation models|'(detection|score_threshold)' applies to detection models"
+    r"'mask' applies to segmentation models|'(detection|score_threshold)' applies to detection models|"
+    r"unknown metric|give target_box=|'target_box' is for the localisation metrics|with x0 < x1 and y0 < y1|"
+    r"the metrics that run through the model apply to classifiers"
 )
 
 

@@ -111,7 +111,7 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
         ({"metrics": "faithfulness"}, "unknown metric 'faithfulness'"),
         ({"metrics": "auc"}, "give target_box=x0,y0,x1,y1"),
         ({"metrics": "sparseness", "target_box": "1,2,3,4"}, "'target_box' is for the localisation metrics"),
-        ({"metrics": "auc", "target_box": "1,2,3"}, "four numbers"),
+        ({"metrics": "auc", "target_box": "1,2,3"}, "target_box: String should match pattern"),
         ({"metrics": "auc", "target_box": "5,2,3,4"}, "x0 < x1"),
         (  # 5 methods x 10 classes x 100 passes
             {"metrics": "faithfulness_correlation", "method": METHODS + ",xgrad_cam,layer_cam", "top_k": 10},

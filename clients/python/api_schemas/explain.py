@@ -174,6 +174,7 @@ class ExplainParameters(BaseModel):
     target_box: str | None = Field(
         default=None,
         max_length=200,
+        pattern=r"^\d+(\.\d+)?,\d+(\.\d+)?,\d+(\.\d+)?,\d+(\.\d+)?$",
         description="`x0,y0,x1,y1`: where the object is, in the pixels of the image as sent; the localisation "
         "metrics (`pointing_game`, `attribution_localisation`, ...) score the map against it.",
     )
