@@ -25,7 +25,9 @@ from PIL import Image  # noqa: E402
 
 from bench.request_path import best_seconds  # noqa: E402
 from model_store import ModelStore  # noqa: E402
-from service.methods import METHODS, MethodInputs  # noqa: E402
+from service.engine.explainer import run_batch  # noqa: E402
+from service.engine.work import ExplainJob  # noqa: E402
+from service.methods import METHODS  # noqa: E402
 from service.methods.passes import PassRunner, chunk_size_for, run_to_end  # noqa: E402
 from service.metrics import METRICS  # noqa: E402
 from service.metrics.attribution import attribution, box_region  # noqa: E402
@@ -36,26 +38,10 @@ BOX = (120, 20, 330, 260)  # the cat's head in the photo (451 x 300)
 
 
 def grad_cam_map(model, image: torch.Tensor, class_index: int) -> torch.Tensor:
-    """The photo's Grad-CAM map at the model's default layer (7 x 7)."""
-    captured = {}
-    layer = model.module.get_submodule(model.default_layer)
-    handle = layer.register_forward_hook(lambda _m, _i, output: captured.update(out=output))
-    with torch.enable_grad():
-        leaf = image[None].clone().requires_grad_()
-        logits = model.module(leaf)
-        (gradient,) = torch.autograd.grad(logits[0, class_index], captured["out"])
-    handle.remove()
-    inputs = MethodInputs(
-        image_index=torch.tensor([0]),
-        classes=torch.tensor([class_index]),
-        images=image[None],
-        logits=logits.detach(),
-        black=torch.zeros(3, 1, 1),
-        options=None,
-        activations=captured["out"].detach(),
-        gradients=gradient,
-    )
-    return METHODS["grad_cam"].compute(inputs)[0].detach()
+    """The photo's Grad-CAM map at the model's default layer (7 x 7), as the worker computes it."""
+    job = ExplainJob(image, (METHODS["grad_cam"],), (class_index,), 1, model.default_layer, float("inf"), "bench")
+    (result,) = run_batch(model, [job])
+    return result.maps[0].map
 
 
 def main() -> None:
