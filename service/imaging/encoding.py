@@ -51,13 +51,18 @@ def normalize_map(raw: np.ndarray) -> np.ndarray:
     return heat / np.float32(peak)
 
 
-def upsample_map(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
-    """(h, w) raw map -> (height, width) normalised map in [0, 1], bilinear; `size` is (width, height). The picture
-    covers the map's top-left `extent` (a fraction of its height, of its width)."""
+def resize_map(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+    """(h, w) map -> (height, width) float32, bilinear (half-pixel centres), no normalisation; `size` is (width,
+    height). The picture covers the map's top-left `extent` (a fraction of its height, of its width)."""
     height, width = np.shape(raw)
     region = (0.0, 0.0, width * extent[1], height * extent[0])
-    heat = Image.fromarray(normalize_map(raw)).resize(size, Image.Resampling.BILINEAR, box=region)
-    return np.asarray(heat).clip(0, 1)
+    resized = Image.fromarray(np.asarray(raw, dtype=np.float32)).resize(size, Image.Resampling.BILINEAR, box=region)
+    return np.asarray(resized)
+
+
+def upsample_map(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
+    """(h, w) raw map -> (height, width) normalised map in [0, 1], bilinear (`resize_map`)."""
+    return resize_map(normalize_map(raw), size, extent).clip(0, 1)
 
 
 def encode_overlay(

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+
+from service.imaging.encoding import resize_map
 
 Parameters = dict[str, float | bool | str]
 Score = Callable[[np.ndarray, np.ndarray | None, Parameters], float]
@@ -46,10 +47,7 @@ def attribution(raw: np.ndarray, size: tuple[int, int], extent: Sequence[float] 
     """(h, w) raw map -> the (height, width) attribution over an image of `size` (width, height) in the model's
     input, bilinear (half-pixel centres, as `F.interpolate(align_corners=False)`), no normalisation; the image
     covers the map's top-left `extent` (`service.imaging.encoding.upsample_map`)."""
-    height, width = np.shape(raw)
-    region = (0.0, 0.0, width * extent[1], height * extent[0])
-    resized = Image.fromarray(np.asarray(raw, dtype=np.float32)).resize(size, Image.Resampling.BILINEAR, box=region)
-    return np.asarray(resized, dtype=np.float64)
+    return resize_map(raw, size, extent).astype(np.float64)
 
 
 def box_region(box: Sequence[float], image_size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
