@@ -128,6 +128,19 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(
         default=3600.0, gt=0, description="Deadline of an explain request sent as a job (Prefer: respond-async)."
     )
+    job_store_url: SecretStr | None = Field(
+        default=None,
+        description="Where jobs live: unset, in this replica's memory; `redis://[:password@]host:port/db` (or "
+        "`rediss://`), in Redis, shared by every replica (any replica answers for any job, and a job whose "
+        "replica dies is run again by another).",
+    )
+    job_lease_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="With jobs in Redis: a job whose replica has not renewed its lease for this long is taken "
+        "over by another replica (renewed every third of it while the job runs).",
+    )
     max_long_tasks: int = Field(
         default=4,
         ge=1,
@@ -214,6 +227,13 @@ class Settings(BaseSettings):
         if setting is not None:
             return min(setting, total)
         return -(-total // 2) if self.api_keys else total
+
+    @field_validator("job_store_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("the job store URL must start with redis://, rediss:// or unix:// (not shown here)")
+        return value
 
     @model_validator(mode="after")
     def _a_job_fits_its_share(self) -> "Settings":

@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import fastapi.routing
@@ -23,10 +25,14 @@ from service.core.settings import Settings
 from service.engine.loading import model_loaders
 from service.http.answer_headers import AnswerHeadersMiddleware
 from service.http.auth import ApiKeys
+from service.http.job_runs import run_order
 from service.http.openapi_contract import exact_openapi
 from service.http.request_context import RequestContextMiddleware
 from service.http.routes import catalog, docs, features, health, inference, jobs, page
 from service.http.runtime import ServiceRuntime
+from service.jobs.redis_runner import RedisJobRunner
+from service.jobs.redis_store import JobOrder, RedisJobStore
+from service.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +64,23 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         runtime = ServiceRuntime(settings, loaders, metrics)
         await asyncio.to_thread(runtime.start)
         lifecycle.at_grace_over(lambda: runtime.stop_workers(timeout_s=0))
-        lifecycle.also_wait_for(runtime.jobs.unfinished)
-        lifecycle.also_wait_for(lambda: runtime.jobs.undelivered(ended_after=lifecycle.drain_started_at()))
+        if isinstance(runtime.jobs, JobStore):
+            memory_jobs = runtime.jobs
+            lifecycle.also_wait_for(memory_jobs.unfinished)
+            lifecycle.also_wait_for(lambda: memory_jobs.undelivered(ended_after=lifecycle.drain_started_at()))
+            background = [asyncio.create_task(runtime.sweep_jobs())]
+        else:
+            runners = redis_runners(runtime, lambda: lifecycle.draining)
+            lifecycle.also_wait_for(lambda: sum(runner.unfinished() for runner in runners))
+            background = [asyncio.create_task(runner.run()) for runner in runners]
         app.state.runtime = runtime
-        sweeper = asyncio.create_task(runtime.sweep_jobs())
         logger.info("serving models %s", sorted(loaders))
         try:
             yield
         finally:
-            sweeper.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runtime.end_jobs()
             app.state.runtime = None
             remaining_s = lifecycle.remaining_s()  # while draining, stopping must fit in what is left of the grace
@@ -115,6 +129,21 @@ def create_app(settings: Settings | None = None, models: dict[str, LoadedModel] 
         )
     app.add_middleware(AnswerHeadersMiddleware, instance_id=settings.instance_id)  # outermost: every answer
     return app
+
+
+def redis_runners(runtime: ServiceRuntime, draining: Callable[[], bool]) -> list[RedisJobRunner]:
+    """One runner per model, taking this replica's share of the jobs in Redis (until the replica drains)."""
+    assert isinstance(runtime.jobs, RedisJobStore)
+    settings, store = runtime.settings, runtime.jobs
+    consumer = f"{settings.instance_id}:{os.getpid()}:{secrets.token_hex(3)}"
+
+    async def perform(order: JobOrder, on_progress: Callable[[int, int], None], set_stop) -> bytes:
+        return await run_order(runtime, order, on_progress, set_stop)
+
+    return [
+        RedisJobRunner(store, model, consumer, settings.max_long_tasks, settings.job_lease_s, perform, draining)
+        for model in runtime.workers
+    ]
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:

@@ -14,11 +14,28 @@ from service.core.settings import Settings
 from service.engine.work import ExplainJob, JobResult
 from service.engine.worker import ModelLoader, ModelWorker
 from service.http.cpu_pool import CpuPool
+from service.jobs.redis_store import RedisJobStore
 from service.jobs.store import JobStore
 
 T = TypeVar("T")
 JOB_SWEEP_S = 5.0
 logger = logging.getLogger(__name__)
+
+
+def job_store(settings: Settings) -> "JobStore | RedisJobStore":
+    """The jobs' store the settings name: this replica's memory, or Redis (`JOB_STORE_URL`)."""
+    store = JobStore(
+        settings.max_jobs,
+        settings.max_jobs_per_tenant,
+        settings.job_ttl_s,
+        settings.job_min_keep_s,
+        max_bytes=settings.max_job_bytes,
+        max_bytes_per_tenant=settings.max_job_bytes_per_tenant,
+    )
+    if settings.job_store_url is None:
+        return store
+    url, unfinished_ttl_s = settings.job_store_url.get_secret_value(), settings.job_timeout_s + settings.job_ttl_s
+    return RedisJobStore(url, store.limits, settings.job_ttl_s, unfinished_ttl_s)
 
 
 class ServiceRuntime:
@@ -28,14 +45,7 @@ class ServiceRuntime:
         self.fatal_error: BaseException | None = None
         """An unrecoverable device error that ended a worker; the server exits non-zero on it."""
         self.cpu_pool = CpuPool(settings.cpu_workers)
-        self.jobs = JobStore(
-            settings.max_jobs,
-            settings.max_jobs_per_tenant,
-            settings.job_ttl_s,
-            settings.job_min_keep_s,
-            max_bytes=settings.max_job_bytes,
-            max_bytes_per_tenant=settings.max_job_bytes_per_tenant,
-        )
+        self.jobs: JobStore | RedisJobStore = job_store(settings)
         self._job_tasks: set[asyncio.Task] = set()
         self._decoding_bytes = 0
         self.workers = {
@@ -88,18 +98,22 @@ class ServiceRuntime:
 
     async def sweep_jobs(self) -> None:
         """Forget expired jobs every few seconds (until cancelled), so that their results do not wait for the
-        next request to be let go."""
-        while True:
+        next request to be let go (Redis expires its own)."""
+        while isinstance(self.jobs, JobStore):
             await asyncio.sleep(min(self.settings.job_ttl_s, JOB_SWEEP_S))
             self.jobs.forget_expired()
 
     async def end_jobs(self) -> None:
         """Fail the unfinished jobs with 503 `shutting_down` (the service is stopping: a drain has let them run
-        until now), stop their work, and wait for their tasks to end."""
-        self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
+        until now), stop their work, and wait for their tasks to end. Jobs in Redis are not this replica's to
+        fail: its runners have handed back what they had not finished."""
+        if isinstance(self.jobs, JobStore):
+            self.jobs.fail_unfinished(ServiceUnavailable("the service is shutting down", code="shutting_down"))
         for task in list(self._job_tasks):
             task.cancel()
         await asyncio.gather(*self._job_tasks, return_exceptions=True)
+        if isinstance(self.jobs, RedisJobStore):
+            await self.jobs.close()
 
     def stop_workers(self, timeout_s: float) -> None:
         """Stop taking batches: queued jobs fail at once with 503 `worker_stopped`; a batch in hand may finish.

@@ -26,13 +26,15 @@ is kept: the same key from the same owner with the same request returns it, with
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from api_schemas import ErrorDetail
 from api_schemas.jobs import JobKind, JobProgress, JobState, JobStatus
 from service.core.errors import Cancelled, IdempotencyKeyReused, JobNotFound, ServiceError, ServiceUnavailable
+from service.jobs.events import KEEP_ALIVE, KEEP_ALIVE_S, sse_event
 
 FINISHED: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled"})
 MIB = 1024 * 1024
@@ -131,9 +133,9 @@ class Job:
             model=self.model,
             status=self.status,
             progress=JobProgress(done=self.done, total=self.total),
-            created_at=_utc(self.created_at),
-            started_at=_utc(self.started_at),
-            finished_at=_utc(self.finished_at),
+            created_at=utc(self.created_at),
+            started_at=utc(self.started_at),
+            finished_at=utc(self.finished_at),
             error=self.error,
         )
 
@@ -168,12 +170,8 @@ class JobStore:
         max_bytes: int = 1024 * MIB,
         max_bytes_per_tenant: int = 256 * MIB,
     ) -> None:
-        self.max_jobs = max_jobs
-        self.max_jobs_per_tenant = max_jobs_per_tenant
-        self.max_bytes = max_bytes
-        self.max_bytes_per_tenant = max_bytes_per_tenant
+        self.limits = JobLimits(max_jobs, max_jobs_per_tenant, max_bytes, max_bytes_per_tenant, min_keep_s)
         self.ttl_s = ttl_s
-        self.min_keep_s = min_keep_s
         self._jobs: dict[str, Job] = {}
         self._room_for: dict[str, list[str]] = {}
         """New job's id -> the finished jobs to forget once the new job's work is admitted."""
@@ -213,7 +211,7 @@ class JobStore:
             ServiceUnavailable: `too_many_jobs`, when finished jobs that may be forgotten do not make room for it.
         """
         self.forget_expired()
-        victims = self._make_room(owner, reserved_bytes)
+        victims = make_room(list(self._jobs.values()), owner, reserved_bytes, self.limits)
         job = Job(kind, model, owner, total, reserved_bytes)
         job.idempotency = idempotency
         self._jobs[job.id] = job
@@ -241,6 +239,31 @@ class JobStore:
         if job is None or not secrets.compare_digest(job.owner, owner):
             raise JobNotFound(f"no job '{job_id}' here (jobs live on the replica that ran them, for {self.ttl_s:g} s)")
         return job
+
+    async def health(self) -> str:
+        return "memory"
+
+    async def status_json(self, job_id: str, owner: str, with_result: bool) -> bytes:
+        """`GET /v1/jobs/{id}`: the job's status as JSON (see `Job.status_json`).
+
+        Raises:
+            JobNotFound: no such job, forgotten, or another key's.
+        """
+        return self.get(job_id, owner).status_json(with_result)
+
+    async def cancel(self, job_id: str, owner: str, request_id: str) -> bytes:
+        """`DELETE /v1/jobs/{id}`: cancel the job (a finished one stays as it is); its status as JSON."""
+        job = self.get(job_id, owner)
+        job.cancel(request_id)
+        return job.status_json(with_result=False)
+
+    async def events(self, job_id: str, owner: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+        """The job's Server-Sent Events (service.jobs.events), from its current state until it ends.
+
+        Raises:
+            JobNotFound: no such job, forgotten, or another key's.
+        """
+        return _follow(self.get(job_id, owner))
 
     def forget(self, job: Job) -> None:
         """Drop a job whose work was refused before it started (the jobs chosen to make room stay)."""
@@ -277,57 +300,99 @@ class JobStore:
         for job in [j for j in self._jobs.values() if j.finished and (j.finished_at or now) + self.ttl_s < now]:
             self._drop(job)
 
-    def _make_room(self, owner: str, new_bytes: int) -> list[Job]:
-        """The finished jobs to forget so that a new job of `owner` weighing `new_bytes` fits every bound.
-
-        Raises:
-            ServiceUnavailable: `too_many_jobs`, when those that may be forgotten are not enough.
-        """
-        mine = [job for job in self._jobs.values() if secrets.compare_digest(job.owner, owner)]
-        mine_bytes = sum(job.stored_bytes for job in mine)
-        mine_finished = _oldest([job for job in mine if job.finished])
-        victims = _to_forget(
-            mine_finished, len(mine), mine_bytes, new_bytes, self.max_jobs_per_tenant, self.max_bytes_per_tenant
-        )
-        if victims is None:
-            raise ServiceUnavailable(
-                f"this key has {len(mine)} jobs and {_mib(mine_bytes)} of results running, queued or recently "
-                f"finished; its share is {self.max_jobs_per_tenant} jobs and {_mib(self.max_bytes_per_tenant)} "
-                f"(this job needs about {_mib(new_bytes)}); retry later",
-                code="too_many_jobs",
-                retry_after_s=5,
-            )
-        kept_long_enough = time.time() - self.min_keep_s
-        others_settled = [
-            job
-            for job in self._jobs.values()
-            if job.finished_at is not None and job.finished_at <= kept_long_enough and job.owner != owner
-        ]
-        count = len(self._jobs) - len(victims)
-        weight = self.stored_bytes() - sum(job.stored_bytes for job in victims)
-        candidates = mine_finished[len(victims) :] + _oldest(others_settled)
-        more = _to_forget(candidates, count, weight, new_bytes, self.max_jobs, self.max_bytes)
-        if more is None:
-            raise ServiceUnavailable(
-                f"{len(self._jobs)} jobs and {_mib(self.stored_bytes())} of results are running, queued or recently "
-                f"finished (bounds {self.max_jobs} jobs, {_mib(self.max_bytes)}); retry later",
-                code="too_many_jobs",
-                retry_after_s=5,
-            )
-        return victims + more
-
     def _drop(self, job: Job) -> None:
         del self._jobs[job.id]
         if job.idempotency is not None and self._by_idempotency.get((job.owner, job.idempotency.key)) is job:
             del self._by_idempotency[(job.owner, job.idempotency.key)]
 
 
+async def _follow(job: Job) -> AsyncIterator[bytes]:
+    seen = -1
+    while True:
+        if job.version != seen:
+            seen = job.version
+            if job.finished:
+                yield sse_event(job.status, str(seen), job.status_json(with_result=True))
+                return
+            yield sse_event("progress", str(seen), job.status_json(with_result=False))
+        await job.wait_for_change(seen, KEEP_ALIVE_S)
+        if job.version == seen:
+            yield KEEP_ALIVE
+
+
+class Kept(Protocol):
+    """What the bounds read of a kept job (a `Job` here, a summary of one in Redis)."""
+
+    owner: str
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def stored_bytes(self) -> int: ...
+
+
+K = TypeVar("K", bound=Kept)
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    max_jobs: int
+    max_jobs_per_tenant: int
+    max_bytes: int
+    max_bytes_per_tenant: int
+    min_keep_s: float
+
+
+def make_room(kept: Sequence[K], owner: str, new_bytes: int, limits: JobLimits) -> list[K]:
+    """The finished jobs of `kept` to forget so that a new job of `owner` weighing `new_bytes` fits every bound:
+    the owner's own, oldest first, then other owners' that ended at least `min_keep_s` ago, oldest first.
+
+    Raises:
+        ServiceUnavailable: `too_many_jobs`, when those that may be forgotten are not enough.
+    """
+    mine = [job for job in kept if secrets.compare_digest(job.owner, owner)]
+    mine_bytes = sum(job.stored_bytes for job in mine)
+    mine_finished = _oldest([job for job in mine if job.finished])
+    victims = _to_forget(
+        mine_finished, len(mine), mine_bytes, new_bytes, limits.max_jobs_per_tenant, limits.max_bytes_per_tenant
+    )
+    if victims is None:
+        raise ServiceUnavailable(
+            f"this key has {len(mine)} jobs and {_mib(mine_bytes)} of results running, queued or recently "
+            f"finished; its share is {limits.max_jobs_per_tenant} jobs and {_mib(limits.max_bytes_per_tenant)} "
+            f"(this job needs about {_mib(new_bytes)}); retry later",
+            code="too_many_jobs",
+            retry_after_s=5,
+        )
+    kept_long_enough = time.time() - limits.min_keep_s
+    others_settled = [
+        job
+        for job in kept
+        if job.finished_at is not None and job.finished_at <= kept_long_enough and job.owner != owner
+    ]
+    total_bytes = sum(job.stored_bytes for job in kept)
+    count = len(kept) - len(victims)
+    weight = total_bytes - sum(job.stored_bytes for job in victims)
+    candidates = mine_finished[len(victims) :] + _oldest(others_settled)
+    more = _to_forget(candidates, count, weight, new_bytes, limits.max_jobs, limits.max_bytes)
+    if more is None:
+        raise ServiceUnavailable(
+            f"{len(kept)} jobs and {_mib(total_bytes)} of results are running, queued or recently "
+            f"finished (bounds {limits.max_jobs} jobs, {_mib(limits.max_bytes)}); retry later",
+            code="too_many_jobs",
+            retry_after_s=5,
+        )
+    return victims + more
+
+
 def _to_forget(
-    candidates: list[Job], count: int, weight: int, new_bytes: int, max_jobs: int, max_bytes: int
-) -> list[Job] | None:
+    candidates: list[K], count: int, weight: int, new_bytes: int, max_jobs: int, max_bytes: int
+) -> list[K] | None:
     """The fewest of `candidates`, in their order, to forget so that `count` jobs weighing `weight` bytes and a
     new one of `new_bytes` are within `max_jobs` and `max_bytes`; None when all of them are not enough."""
-    chosen: list[Job] = []
+    chosen: list[K] = []
     for job in [*candidates, None]:
         if count + 1 <= max_jobs and weight + new_bytes <= max_bytes:
             return chosen
@@ -338,7 +403,7 @@ def _to_forget(
     return None
 
 
-def _oldest(jobs: list[Job]) -> list[Job]:
+def _oldest(jobs: list[K]) -> list[K]:
     return sorted(jobs, key=lambda job: job.finished_at or 0)
 
 
@@ -346,5 +411,5 @@ def _mib(size: int) -> str:
     return f"{size / MIB:.1f} MiB"
 
 
-def _utc(timestamp: float | None) -> datetime | None:
+def utc(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)

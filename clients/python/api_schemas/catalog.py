@@ -71,3 +71,8 @@ class ModelList(BaseModel):
 class HealthStatus(BaseModel):
     status: str
     models: dict[str, bool] = Field(default_factory=dict)
+    job_store: Literal["memory", "redis", "unavailable"] | None = Field(
+        default=None,
+        description="Where jobs live: this replica's `memory`, `redis`, or `unavailable` when Redis cannot be reached "
+        "(jobs are refused with 503 `job_store_unavailable`; the replica stays ready for synchronous requests).",
+    )

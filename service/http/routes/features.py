@@ -8,11 +8,9 @@ The torch work runs on the model's worker, between batches; the PNGs are drawn i
 """
 
 import asyncio
-import math
 import time
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 
 from api_schemas.explain import MapData
 from api_schemas.features import (
@@ -23,30 +21,27 @@ from api_schemas.features import (
     FiltersResponse,
 )
 from api_schemas.jobs import (
-    ChannelObjective,
-    ClassObjective,
     JobStatus,
-    NeuronObjective,
     VisualizationRequest,
-    VisualizationResult,
 )
 from model_store import LoadedModel
-from service.core.errors import CostExceeded, MethodNotApplicable, ServiceError
+from service.core.errors import MethodNotApplicable, ServiceError
+from service.core.logs import REQUEST_ID
 from service.engine.visualizations import VisualizationOrder
 from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import spawn_job
-from service.http.parameters import parse_parameters, resolve_class, validate_fields
+from service.http.parameters import parse_parameters, validate_fields
 from service.http.request_body import read_json_object, read_posted_image
-from service.http.responses import top_classes
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES, error_responses
 from service.http.routes.inference import image_body_doc
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
+from service.http.visualization_work import plan_visualization, visualization_answer
 from service.imaging.decoding import open_rgb
 from service.imaging.encoding import encode_base64
-from service.methods import GRADIENT_PASS_COST
-from service.visualization import engine, objectives
+from service.jobs.redis_store import JobOrder, RedisJobStore
+from service.visualization import objectives
 from service.visualization.features import (
     FeatureMaps,
     feature_maps,
@@ -55,7 +50,7 @@ from service.visualization.features import (
     layer_activations,
     normalize_kernels,
 )
-from service.visualization.png import encode_feature_map_grid, encode_filter_grid, encode_image_png
+from service.visualization.png import encode_feature_map_grid, encode_filter_grid
 
 router = APIRouter(prefix="/v1/models", tags=["features"], dependencies=API_KEY_REQUIRED)
 DEFAULT_TOP_N = 16
@@ -65,30 +60,6 @@ VISUALIZATION_BODY = {
         "content": {"application/json": {"schema": VisualizationRequest.model_json_schema(by_alias=True)}},
     }
 }
-
-
-def engine_objective(
-    objective: ClassObjective | ChannelObjective | NeuronObjective, model: LoadedModel
-) -> objectives.Objective:
-    if isinstance(objective, ClassObjective):
-        return objectives.ClassObjective(resolve_class(objective.class_, model))
-    if isinstance(objective, ChannelObjective):
-        return objectives.ChannelObjective(objective.layer, objective.channel)
-    return objectives.NeuronObjective(objective.layer, objective.channel, objective.x, objective.y)
-
-
-def visualization_cost(steps: int, canvas: tuple[int, int], input_size: tuple[int, int]) -> int:
-    """Forward-pass equivalents of a visualization. Each step is a forward and backward pass of the model at its
-    input size (the canvas is resized to it), plus the work on the canvas (its parameterization, transforms and
-    their gradients): measured on the built-in model, a 896 px canvas step took 2.2x a 224 px one, 448 px 1.24x,
-    so each 4 input sizes of canvas add one pass."""
-    canvas_passes = canvas[0] * canvas[1] // (4 * input_size[0] * input_size[1])
-    return steps * (GRADIENT_PASS_COST + canvas_passes)
-
-
-def png_answer_bytes(height: int, width: int) -> int:
-    """The most a visualization's answer weighs: its PNG uncompressed, in base64, and the rest of the JSON."""
-    return math.ceil(height * width * 3 * 4 / 3) + 4096
 
 
 @router.post(
@@ -107,36 +78,20 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
     body = validate_fields(
         VisualizationRequest, await read_json_object(request, runtime.settings.max_body_bytes, run_cpu)
     )
-    spec = engine.validate_spec(
-        engine.VisualizationSpec(
-            objective=engine_objective(body.objective, worker.model),
-            steps=body.steps,
-            size=(body.size[0], body.size[1]) if body.size else None,
-            seed=body.seed,
-            lr=body.lr,
-            fourier=body.fourier,
-            decorrelate=body.decorrelate,
-            transforms=body.transforms,
-        ),
-        worker.model,
-    )
-    height, width = spec.size or worker.model.preprocessing.input_size
-    cost = visualization_cost(spec.steps, (height, width), worker.model.preprocessing.input_size)
-    if cost > runtime.settings.max_request_cost:
-        raise CostExceeded(
-            f"{spec.steps} steps on a {height}x{width} canvas cost {cost} forward-pass equivalents; the bound is "
-            f"{runtime.settings.max_request_cost}"
-        )
+    spec, answer_bytes = plan_visualization(runtime, worker, body)
     idempotency = None
     key = idempotency_key(request)
     if key is not None:
         idempotency = await run_cpu(
             fingerprint, key, f"visualize {model}".encode(), body.model_dump_json(by_alias=True).encode()
         )
+    if isinstance(runtime.jobs, RedisJobStore):
+        order = JobOrder("visualization", model, owner, body.model_dump_json(by_alias=True), REQUEST_ID.get())
+        return accepted(*await runtime.jobs.submit(order, spec.steps, answer_bytes, idempotency))
+    if idempotency is not None:
         earlier = runtime.jobs.replay(owner, idempotency)
         if earlier is not None:
-            return accepted(earlier, replayed=True)
-    answer_bytes = png_answer_bytes(height, width)
+            return accepted(earlier.id, earlier.status_json(with_result=False), replayed=True)
     job = runtime.jobs.create(
         "visualization", model, owner, spec.steps, reserved_bytes=answer_bytes, idempotency=idempotency
     )
@@ -153,19 +108,8 @@ async def visualize(model: str, request: Request, runtime: RuntimeDep, owner: Ow
         raise
     runtime.jobs.admit(job)
     job.stop_work = order.cancel_requested.set
-
-    async def result() -> BaseModel:
-        outcome = await asyncio.wrap_future(order.future)
-        png = await run_cpu(encode_image_png, outcome.image)
-        description = outcome.description
-        return VisualizationResult(
-            image_png=encode_base64(png),
-            objective=description.objective,
-            top_classes=top_classes(worker.model, description.logits, runtime.settings.top_classes),
-        )
-
-    spawn_job(runtime, job, result)
-    return accepted(job)
+    spawn_job(runtime, job, lambda: visualization_answer(runtime, worker, order))
+    return accepted(job.id, job.status_json(with_result=False))
 
 
 @router.post(

@@ -22,7 +22,8 @@ async def healthz() -> HealthStatus:
 
 @router.get("/readyz", response_model=HealthStatus, responses=error_responses(503))
 async def readyz(request: Request) -> HealthStatus:
-    """Every model is warm and its worker alive, and the service is not draining for shutdown."""
+    """Every model is warm and its worker alive, and the service is not draining for shutdown. With jobs in
+    Redis, the body says whether Redis answers; the replica stays ready without it (synchronous requests work)."""
     if request.app.state.lifecycle.draining:
         raise ServiceUnavailable(
             "the service is shutting down", code="shutting_down", retry_after_s=SHUTDOWN_RETRY_AFTER_S
@@ -34,7 +35,7 @@ async def readyz(request: Request) -> HealthStatus:
     if not all(models.values()):
         down = sorted(name for name, alive in models.items() if not alive)
         raise ServiceUnavailable(f"workers not running for {down}", code="not_ready")
-    return HealthStatus(status="ready", models=models)
+    return HealthStatus(status="ready", models=models, job_store=await runtime.jobs.health())
 
 
 @router.get(

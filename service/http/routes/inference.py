@@ -1,6 +1,5 @@
 """Predict and explain: decode (CPU pool) -> job on the model's queue -> batched worker -> encode (CPU pool)."""
 
-import asyncio
 import hashlib
 import time
 from dataclasses import replace
@@ -16,28 +15,35 @@ from api_schemas import (
     PredictParameters,
     PredictResponse,
 )
-from model_store import LoadedModel
-from service.core.errors import AnswerTooLarge, ServiceError
+from service.core.errors import ServiceError
 from service.core.logs import REQUEST_ID
 from service.engine.work import ExplainJob
 from service.engine.worker import ModelWorker
 from service.http.deps import API_KEY_REQUIRED, OwnerDep, RuntimeDep
 from service.http.disconnect import wait_for_disconnect
+from service.http.explain_preparation import (
+    PostedFiles,
+    PreparedExplain,
+    decode_posted,
+    plan_request,
+    prepare_explain,
+)
 from service.http.idempotency import fingerprint, idempotency_key
 from service.http.job_runs import start_explain_job
-from service.http.parameters import ExplainPlan, parse_parameters, plan_explanation
-from service.http.request_body import SECOND_FILES, RunCpu, read_posted_image, take_file
-from service.http.responses import build_explain, build_predict, estimate_explain_bytes
+from service.http.parameters import parse_parameters
+from service.http.request_body import SECOND_FILES, read_posted_image, take_file
+from service.http.responses import build_explain, build_predict
 from service.http.routes.answers import StageClock, json_response
 from service.http.routes.errors_doc import ERROR_RESPONSES
 from service.http.routes.jobs import ACCEPTED_DOC, accepted, with_job_headers
 from service.http.runtime import ServiceRuntime
-from service.http.tasks import check_mask, check_reference, resolve_score_threshold, resolve_threshold
-from service.imaging.decoding import ALLOWED_FORMATS, DecodedImage, decode_mask, display_picture, open_rgb
+from service.http.tasks import resolve_score_threshold, resolve_threshold
+from service.imaging.decoding import ALLOWED_FORMATS
+from service.jobs.redis_store import JobOrder, RedisJobStore
 from service.jobs.store import Idempotency
-from service.metrics import METRICS
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], dependencies=API_KEY_REQUIRED)
+ASYNC_APPLIED = {"Preference-Applied": "respond-async"}
 
 
 def image_body_doc(json_model: type[BaseModel], parameters: type[BaseModel]) -> dict:
@@ -87,47 +93,6 @@ def _without_null(prop: dict) -> dict:
     return {**branches[0], **rest} if len(branches) == 1 else {"anyOf": branches, **rest}
 
 
-def _bound_answer(plan: ExplainPlan, model: LoadedModel, image: DecodedImage, max_bytes: int) -> int:
-    """The answer's estimated bytes; a request whose answer would weigh more than `max_bytes` is refused before
-    any work.
-
-    Raises:
-        AnswerTooLarge: with the estimate, the bound and what shrinks the answer.
-    """
-    overlay_size = None if image.display is None else (image.display.shape[1], image.display.shape[0])
-    estimate = estimate_explain_bytes(plan, model, overlay_size)
-    if estimate > max_bytes:
-        mib = 1024 * 1024
-        raise AnswerTooLarge(
-            f"the answer would take about {estimate / mib:.1f} MiB ({len(plan.methods)} methods x "
-            f"{plan.class_count} classes); the bound is "
-            f"{max_bytes / mib:.1f} MiB. Shrink it with map_encoding=base64, overlay_format=jpeg or webp, a smaller "
-            "overlay_max_side, include= without overlay or map, or fewer methods and classes"
-        )
-    return estimate
-
-
-async def _decode(
-    runtime: ServiceRuntime,
-    run_cpu: RunCpu,
-    worker: ModelWorker,
-    data: bytes,
-    display_max_side: int,
-    with_display: bool,
-) -> DecodedImage:
-    """Decode the posted bytes for the worker's model, in the CPU pool: the model's input and the picture that
-    overlays are drawn on (when `with_display`) are resized side by side."""
-    preprocessing = worker.model.preprocessing
-    with worker.incoming(), runtime.decoding(len(data)):
-        rgb, size = await run_cpu(open_rgb, data, preprocessing, runtime.settings.max_image_pixels, display_max_side)
-        if not with_display:
-            return DecodedImage(await run_cpu(preprocessing.to_tensor, rgb), None, size)
-        tensor, display = await asyncio.gather(
-            run_cpu(preprocessing.to_tensor, rgb), run_cpu(display_picture, rgb, display_max_side)
-        )
-        return DecodedImage(tensor, display, size)
-
-
 def prefers_async(prefer: str | None) -> bool:
     """Whether a `Prefer` header (RFC 7240: comma-separated preferences, each `token[=value][; params]`) asks
     for `respond-async`."""
@@ -146,34 +111,59 @@ async def _run(runtime: ServiceRuntime, worker: ModelWorker, job: ExplainJob, re
 
 
 def _start_job(
-    runtime: ServiceRuntime,
-    worker: ModelWorker,
-    work: ExplainJob,
-    image: DecodedImage,
-    plan: ExplainPlan,
-    answer_bytes: int,
-    idempotency: Idempotency | None,
+    runtime: ServiceRuntime, worker: ModelWorker, prepared: PreparedExplain, idempotency: Idempotency | None
 ) -> Response:
-    """202 with a new job running `work`, or with the job that an earlier request with the same
-    `Idempotency-Key` made."""
-    headers = {"Preference-Applied": "respond-async"}
+    """202 with a new job running the prepared work on this replica, or with the job that an earlier request
+    with the same `Idempotency-Key` made."""
+    owner = prepared.work.owner
     if idempotency is not None:
-        earlier = runtime.jobs.replay(work.owner, idempotency)
+        earlier = runtime.jobs.replay(owner, idempotency)
         if earlier is not None:
-            return accepted(earlier, replayed=True, headers=headers)
-    job = runtime.jobs.create(
-        "explain", worker.name, work.owner, max(plan.extra_passes, 1), answer_bytes, idempotency=idempotency
-    )
+            return accepted(earlier.id, earlier.status_json(with_result=False), replayed=True, headers=ASYNC_APPLIED)
+    total = max(prepared.plan.extra_passes, 1)
+    job = runtime.jobs.create("explain", worker.name, owner, total, prepared.answer_bytes, idempotency=idempotency)
     work = replace(
-        work, deadline=time.monotonic() + runtime.settings.job_timeout_s, on_progress=job.progress_threadsafe
+        prepared.work, deadline=time.monotonic() + runtime.settings.job_timeout_s, on_progress=job.progress_threadsafe
     )
     try:
-        start_explain_job(runtime, worker, job, work, image, plan)
+        start_explain_job(runtime, worker, job, work, prepared.image, prepared.plan)
     except ServiceError:
         runtime.jobs.forget(job)
         raise
     runtime.jobs.admit(job)
-    return accepted(job, headers=headers)
+    return accepted(job.id, job.status_json(with_result=False), headers=ASYNC_APPLIED)
+
+
+async def _queue_job(
+    store: RedisJobStore,
+    model: str,
+    params: ExplainParameters,
+    files: PostedFiles,
+    prepared: PreparedExplain,
+    idempotency: Idempotency | None,
+) -> Response:
+    """202 with a new job in Redis for any replica to run (the request's parameters and posted bytes kept with
+    it), or with the job that an earlier request with the same `Idempotency-Key` made."""
+    posted = {"image": files.image, "reference": files.reference, "mask": files.mask}
+    order = JobOrder(
+        "explain",
+        model,
+        prepared.work.owner,
+        params.model_dump_json(by_alias=True),
+        prepared.work.request_id,
+        {name: data for name, data in posted.items() if data is not None},
+    )
+    total = max(prepared.plan.extra_passes, 1)
+    job_id, status, replayed = await store.submit(order, total, prepared.answer_bytes, idempotency)
+    return accepted(job_id, status, replayed, headers=ASYNC_APPLIED)
+
+
+def _fingerprint_explain(key: str, model: str, params: ExplainParameters, files: PostedFiles) -> Idempotency:
+    asked = params.model_dump_json(by_alias=True).encode()
+    for name, second in (("reference", files.reference), ("mask", files.mask)):
+        if second is not None:
+            asked += f"\n{name} ".encode() + hashlib.sha256(second).digest()
+    return fingerprint(key, f"explain {model}".encode(), asked, files.image)
 
 
 @router.post(
@@ -192,7 +182,7 @@ async def predict(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     params = parse_parameters(PredictParameters, request.query_params, fields)
     threshold = resolve_threshold(params.threshold, worker.model)
     score_threshold = resolve_score_threshold(params.score_threshold, worker.model)
-    image = await _decode(runtime, run_cpu, worker, data, settings.overlay_max_side, with_display=False)
+    image = await decode_posted(runtime, run_cpu, worker, data, settings.overlay_max_side, with_display=False)
     del data  # the tensor is what is kept
     clock.lap("decode")
     job = ExplainJob(
@@ -241,60 +231,24 @@ async def explain(model: str, request: Request, runtime: RuntimeDep, owner: Owne
     key = idempotency_key(request)
     run_cpu = runtime.cpu_for(owner)
     data, fields = await read_posted_image(request, settings.max_body_bytes, run_cpu)
-    reference_data = take_file(fields, "reference")
-    mask_data = take_file(fields, "mask")
+    files = PostedFiles(data, take_file(fields, "reference"), take_file(fields, "mask"))
+    del data
     params = parse_parameters(ExplainParameters, request.query_params, fields)
-    plan = plan_explanation(
-        params,
-        worker.model,
-        settings.max_classes_per_request,
-        settings.max_request_cost,
-        settings.evaluation_steps,
-        settings.overlay_max_side,
-        settings.max_explanations_per_request,
-    )
-    concept = check_reference(worker.model, reference_data, params.concept)
-    check_mask(worker.model, mask_data)
+    plan = plan_request(runtime, worker, params)
     as_job = prefers_async(request.headers.get("prefer"))
     idempotency = None
     if as_job and key is not None:
-        asked = params.model_dump_json(by_alias=True).encode()
-        for name, second in (("reference", reference_data), ("mask", mask_data)):
-            if second is not None:
-                asked += f"\n{name} ".encode() + hashlib.sha256(second).digest()
-        idempotency = await run_cpu(fingerprint, key, f"explain {model}".encode(), asked, data)
-    image = await _decode(runtime, run_cpu, worker, data, plan.overlay_max_side, with_display="overlay" in plan.include)
-    reference = None
-    if reference_data is not None:
-        reference = (await _decode(runtime, run_cpu, worker, reference_data, plan.overlay_max_side, False)).tensor
-    region = None
-    if mask_data is not None:
-        input_size = worker.model.preprocessing.input_size
-        region = await run_cpu(decode_mask, mask_data, image.size, input_size, settings.max_image_pixels)
-    del data, reference_data, mask_data  # the tensors and the picture are what is kept
-    clock.lap("decode")
-    answer_bytes = _bound_answer(plan, worker.model, image, settings.max_answer_bytes)
-    work = ExplainJob(
-        image=image.tensor,
-        methods=plan.methods,
-        classes=plan.classes,
-        top_k=plan.top_k,
-        threshold=plan.threshold,
-        reference=reference,
-        concept=concept,
-        region=region,
-        score_threshold=plan.score_threshold,
-        layer=plan.layer,
-        deadline=runtime.deadline(),
-        request_id=REQUEST_ID.get(),
-        options=plan.options,
-        evaluate=plan.evaluate,
-        metrics=tuple(name for name in plan.metrics if METRICS[name].runs_model),
-        extra_passes=plan.extra_passes,
-        owner=owner,
+        idempotency = await run_cpu(_fingerprint_explain, key, model, params, files)
+    prepared = await prepare_explain(
+        runtime, worker, run_cpu, params, plan, files, owner, REQUEST_ID.get(), runtime.deadline()
     )
+    clock.lap("decode")
+    if as_job and isinstance(runtime.jobs, RedisJobStore):
+        return await _queue_job(runtime.jobs, model, params, files, prepared, idempotency)
+    del files  # the tensors and the picture are what is kept
     if as_job:
-        return _start_job(runtime, worker, work, image, plan, answer_bytes, idempotency)
+        return _start_job(runtime, worker, prepared, idempotency)
+    work, image = prepared.work, prepared.image
     result = await _run(runtime, worker, work, request, clock)
     body = await run_cpu(build_explain, worker.model, image, result, plan, settings.top_classes, clock.stages)
     clock.lap("encode")

@@ -4,20 +4,17 @@ Jobs are made by `POST /v1/models/{model}/visualizations` and by an explain requ
 `Prefer: respond-async` (RFC 7240); both answer 202 with `Location: /v1/jobs/{id}`.
 """
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from api_schemas.jobs import JobStatus
 from service.core.logs import REQUEST_ID
 from service.http.deps import API_KEY_REQUIRED, JobsRuntimeDep, OwnerDep
 from service.http.routes.errors_doc import error_responses
-from service.jobs.store import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=API_KEY_REQUIRED)
-KEEP_ALIVE_S = 15.0
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 JOB_RESPONSES = error_responses(401, 404, 503)
 ACCEPTED_DOC = {
@@ -91,15 +88,17 @@ EVENTS_DOC = {
 }
 
 
-def accepted(job: Job, replayed: bool = False, headers: dict[str, str] | None = None) -> Response:
-    """202 with the job and where to follow it (the answer of every request that makes a job); `replayed`: the
-    job an earlier request with the same `Idempotency-Key` made."""
+def accepted(
+    job_id: str, status_json: bytes, replayed: bool = False, headers: dict[str, str] | None = None
+) -> Response:
+    """202 with the job's status and where to follow it (the answer of every request that makes a job);
+    `replayed`: the job an earlier request with the same `Idempotency-Key` made."""
     return Response(
-        job.status_json(with_result=False),
+        status_json,
         status_code=202,
         media_type="application/json",
         headers={
-            "Location": f"/v1/jobs/{job.id}",
+            "Location": f"/v1/jobs/{job_id}",
             "Retry-After": "1",
             **({"Idempotent-Replayed": "true"} if replayed else {}),
             **(headers or {}),
@@ -118,43 +117,33 @@ async def get_job(
 ) -> Response:
     """A job's status and progress; its error once it has failed, and with `?result=true` its result once it
     has succeeded (the last event of its event stream carries the result too)."""
-    job = runtime.jobs.get(job_id, owner)
-    return Response(job.status_json(with_result=result), media_type="application/json")
+    return Response(await runtime.jobs.status_json(job_id, owner, result), media_type="application/json")
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=JOB_RESPONSES)
 async def cancel_job(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> Response:
     """Cancel a job: it is `cancelled` at once and its work stops within one chunk. A finished job is left as
     it is (deleting twice is harmless)."""
-    job = runtime.jobs.get(job_id, owner)
-    job.cancel(REQUEST_ID.get())
-    return Response(job.status_json(with_result=False), media_type="application/json")
+    return Response(await runtime.jobs.cancel(job_id, owner, REQUEST_ID.get()), media_type="application/json")
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses={**EVENTS_DOC, **JOB_RESPONSES})
-async def job_events(job_id: str, runtime: JobsRuntimeDep, owner: OwnerDep) -> StreamingResponse:
+async def job_events(
+    job_id: str,
+    runtime: JobsRuntimeDep,
+    owner: OwnerDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="The id of the last event received (sent by EventSource when it reconnects): with jobs in "
+            "Redis, the stream goes on from the event after it.",
+        ),
+    ] = None,
+) -> StreamingResponse:
     """Server-Sent Events of a job's progress, until it ends."""
-    job = runtime.jobs.get(job_id, owner)
     return StreamingResponse(
-        _events(job),
+        await runtime.jobs.events(job_id, owner, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-def _event(name: str, event_id: int, data: bytes) -> bytes:
-    return b"event: %s\nid: %d\ndata: %s\n\n" % (name.encode(), event_id, data)
-
-
-async def _events(job: Job) -> AsyncIterator[bytes]:
-    seen = -1
-    while True:
-        if job.version != seen:
-            seen = job.version
-            if job.finished:
-                yield _event(job.status, seen, job.status_json(with_result=True))
-                return
-            yield _event("progress", seen, job.status_json(with_result=False))
-        await job.wait_for_change(seen, KEEP_ALIVE_S)
-        if job.version == seen:
-            yield b": keep-alive\n\n"
