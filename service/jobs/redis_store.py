@@ -162,14 +162,11 @@ class RedisJobStore:
                     return earlier["id"], await self._status_json(earlier, with_result=False), True
             job_id = secrets.token_hex(16)
             now = time.time()
+            queued = {"id": job_id, "kind": order.kind, "model": order.model, "owner": order.owner, "status": "queued"}
+            queued |= {"done": "0", "total": str(total), "created_at": repr(now)}
+            status = await self._status_json(queued, with_result=False)
             state = {
-                "kind": order.kind,
-                "model": order.model,
-                "owner": order.owner,
-                "status": "queued",
-                "done": "0",
-                "total": str(total),
-                "created_at": repr(now),
+                **{name: value for name, value in queued.items() if name != "id"},
                 "weight": str(reserved_bytes),
                 "order": json.dumps({"kind": order.kind, "parameters": order.parameters, "request": order.request_id}),
                 **{f"file:{name}": data for name, data in order.files.items()},
@@ -185,11 +182,13 @@ class RedisJobStore:
                         state |= {"idem": idem_key, "fingerprint": idempotency.fingerprint}
                         pipe.set(idem_key, job_id, ex=int(self.unfinished_ttl_s))
                     pipe.hset(_job_key(job_id), mapping=state)
-                    pipe.expire(_job_key(job_id), int(self.unfinished_ttl_s))
+                    pipe.xadd(_events_key(job_id), {"name": "progress", "status": status})
+                    for key in (_job_key(job_id), _events_key(job_id)):
+                        pipe.expire(key, int(self.unfinished_ttl_s))
                     pipe.zadd(PREFIX + "jobs", {job_id: now})
                     pipe.xadd(_queue_key(order.model), {"job": job_id})
                     await pipe.execute()
-            return job_id, await self._status_json({"id": job_id} | _decoded(state), with_result=False), False
+            return job_id, status, False
 
     async def status_json(self, job_id: str, owner: str, with_result: bool) -> bytes:
         """`GET /v1/jobs/{id}`.
@@ -453,10 +452,6 @@ def _store_errors() -> Iterator[None]:
             code="job_store_unavailable",
             retry_after_s=5,
         ) from None
-
-
-def _decoded(state: dict[str, str | bytes]) -> dict[str, str]:
-    return {k: v for k, v in state.items() if k in STATE_FIELDS and isinstance(v, str)}
 
 
 def _text(value: bytes | str) -> str:
