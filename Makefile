@@ -7,9 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Debian packages the tests drive for real; installed when missing (apt-get) by scripts/install-system-packages
 # (nginx: the gateway of tests/deploy; kubectl: its kustomize renders deploy/k8s; chromium: tests/page;
-# podman, buildah, mmdebstrap: the image built and run by tests/deploy/test_image.py).
+# podman, buildah, mmdebstrap: the image built and run by tests/deploy/test_image.py; redis-server: the job store
+# of tests/deploy/test_redis_jobs.py and of `make stack STACK_JOBS=redis`).
 IMAGE_SYSTEM_PACKAGES := podman buildah mmdebstrap
-TEST_SYSTEM_PACKAGES := nginx kubectl chromium $(IMAGE_SYSTEM_PACKAGES)
+TEST_SYSTEM_PACKAGES := nginx kubectl chromium redis-server $(IMAGE_SYSTEM_PACKAGES)
 # npm tools the tests run (dclint: the compose file's linter), pinned, installed into .tools/ from the npm registry.
 TEST_NPM_TOOLS := dclint@3.1.0
 
@@ -76,12 +77,14 @@ image:
 	BASE_IMAGE="$(BASE_IMAGE)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" PIP_CERT="$(PIP_CERT)" scripts/build-image
 
 # The deployment's topology without Docker: nginx (deploy/gateway/) on GATEWAY_PORT in front of REPLICAS replicas
-# on the next ports, in the foreground; Ctrl+C drains and stops everything.
+# on the next ports, in the foreground; Ctrl+C drains and stops everything. STACK_JOBS=redis keeps the jobs in a
+# redis-server started on the port after the replicas' (or in EXPLAIN_JOB_STORE_URL's Redis).
 GATEWAY_PORT ?= 8080
 REPLICAS ?= 2
+STACK_JOBS ?= memory
 stack: install
-	scripts/install-system-packages nginx
-	GATEWAY_PORT=$(GATEWAY_PORT) REPLICAS=$(REPLICAS) $(PY) deploy/stack.py
+	scripts/install-system-packages nginx $(if $(filter redis,$(STACK_JOBS)),redis-server)
+	GATEWAY_PORT=$(GATEWAY_PORT) REPLICAS=$(REPLICAS) STACK_JOBS=$(STACK_JOBS) $(PY) deploy/stack.py
 
 # Locust, headless, against URL (default: the local stack of `make stack`, started separately) for DURATION;
 # the HTML report, CSVs, plots and a summary table land in loadtest/out/.

@@ -4,11 +4,16 @@
                              Kubernetes use), as the current user, under a temporary prefix
     127.0.0.1:GATEWAY_PORT+i replica i of the service (`python -m service`), i = 1..REPLICAS, each named
                              `replica-i` in its X-Instance header
+    127.0.0.1:GATEWAY_PORT+REPLICAS+1
+                             with `STACK_JOBS=redis` (`--jobs redis`): `redis-server`, where the replicas keep
+                             their jobs (AOF, fsync every second, under the temporary prefix); not started when
+                             EXPLAIN_JOB_STORE_URL names a Redis already
 
 Ctrl+C or SIGTERM stops everything it started: the replicas drain first (their admitted requests finish; new
 ones are answered 503 and the gateway tries another replica), then nginx quits gracefully (open requests
 finish). A second signal ends the replicas' drain at once. A replica that dies is reported and not restarted
-(the gateway sends its traffic to the others); the stack exits when nginx or every replica is gone.
+(the gateway sends its traffic to the others); the stack exits when nginx or every replica is gone. Redis stops
+last, after the replicas have handed back the jobs they had not finished.
 
 `--state FILE` writes the gateway's URL and the replicas' ports and process ids as JSON once all are ready.
 """
@@ -19,6 +24,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +47,14 @@ PLACEHOLDERS = (
     "EXPLAIN_MAX_BODY_BYTES",
     "GATEWAY_RATE_PER_S",
     "GATEWAY_BURST",
+    "GATEWAY_JOBS_NEXT_UPSTREAM",
 )
+JOBS_NEXT_UPSTREAM = {
+    # Jobs in each replica's memory: a replica that lacks the job answers 404, and the next one is asked.
+    "memory": "error timeout http_503 http_404",
+    # Jobs in Redis: any replica answers for any job, so a 404 is the answer.
+    "redis": "error timeout http_503",
+}
 READY_TIMEOUT_S = 300  # the built-in model loads and warms up on a CPU in well under this
 
 MAIN_CONF = """# Written by deploy/stack.py: nginx as the current user, everything under {prefix}.
@@ -65,14 +78,18 @@ http {{
 """
 
 
-def render_gateway(port: int, upstreams: list[str], max_body_bytes: int, rate_per_s: int, burst: int) -> str:
-    """The gateway's http-level config for these replicas (`host:port` each), as envsubst would render it."""
+def render_gateway(
+    port: int, upstreams: list[str], max_body_bytes: int, rate_per_s: int, burst: int, jobs: str = "memory"
+) -> str:
+    """The gateway's http-level config for these replicas (`host:port` each) keeping their jobs in `jobs`
+    (`memory` or `redis`), as envsubst would render it."""
     values = {
         "GATEWAY_PORT": str(port),
         "GATEWAY_UPSTREAM_SERVERS": " ".join(f"server {u} max_fails=3 fail_timeout=2s;" for u in upstreams),
         "EXPLAIN_MAX_BODY_BYTES": str(max_body_bytes),
         "GATEWAY_RATE_PER_S": str(rate_per_s),
         "GATEWAY_BURST": str(burst),
+        "GATEWAY_JOBS_NEXT_UPSTREAM": JOBS_NEXT_UPSTREAM[jobs],
     }
     text = Template(TEMPLATE.read_text()).safe_substitute(values)
     left = [name for name in PLACEHOLDERS if "${" + name + "}" in text]
@@ -114,12 +131,18 @@ class Stack:
         self.replicas: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
         self.nginx: subprocess.Popen | None = None
+        self.redis: subprocess.Popen | None = None
+        self.job_store_url = os.environ.get("EXPLAIN_JOB_STORE_URL")
         self.signals = 0
 
     def start(self) -> None:
+        if self.args.jobs == "redis" and not self.job_store_url:
+            self.start_redis(self.args.port + self.args.replicas + 1)
         for number in range(1, self.args.replicas + 1):
             name, port = f"replica-{number}", self.args.port + number
             env = os.environ | {"EXPLAIN_HOST": "127.0.0.1", "EXPLAIN_PORT": str(port), "EXPLAIN_INSTANCE_ID": name}
+            if self.args.jobs == "redis":
+                env["EXPLAIN_JOB_STORE_URL"] = self.job_store_url
             self.replicas[name] = subprocess.Popen(
                 [sys.executable, "-m", self.args.module], cwd=ROOT, env=env, process_group=0
             )
@@ -138,15 +161,64 @@ class Stack:
                 "nginx_pid": self.nginx.pid,
                 "access_log": str(self.prefix / "access.log"),
                 "replicas": {n: {"port": self.ports[n], "pid": p.pid} for n, p in self.replicas.items()},
+                "redis_pid": None if self.redis is None else self.redis.pid,
             }
             Path(self.args.state).write_text(json.dumps(state))
+
+    def start_redis(self, port: int) -> None:
+        """`redis-server` on loopback for the replicas' jobs, its append-only file under the prefix."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            sys.exit("redis-server is not installed: scripts/install-system-packages redis-server (make stack does it)")
+        data = self.prefix / "redis"
+        data.mkdir()
+        self.redis = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--loglevel",
+                "warning",
+            ],
+            process_group=0,
+        )
+        self.job_store_url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.redis.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
 
     def start_nginx(self) -> None:
         for temp in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.prefix / "temp" / temp).mkdir(parents=True)
         upstreams = [f"127.0.0.1:{port}" for port in self.ports.values()]
         (self.prefix / "explain.conf").write_text(
-            render_gateway(self.args.port, upstreams, self.settings.max_body_bytes, self.args.rate, self.args.burst)
+            render_gateway(
+                self.args.port,
+                upstreams,
+                self.settings.max_body_bytes,
+                self.args.rate,
+                self.args.burst,
+                self.args.jobs,
+            )
         )
         # nginx started by root hands its workers to `nobody`, which could not write this prefix: keep root.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
@@ -201,6 +273,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.nginx.kill()
                 self.nginx.wait()
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()  # writes what its append-only file has not yet written
+            self.redis.wait(timeout=15)
         shutil.rmtree(self.prefix, ignore_errors=True)
         return max((abs(code) for code in codes), default=0)
 
@@ -213,6 +288,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--module", default="service", help="what each replica runs as `python -m MODULE`")
     parser.add_argument("--rate", type=int, default=int(env("GATEWAY_RATE_PER_S", "100")), help="requests/s per client")
     parser.add_argument("--burst", type=int, default=int(env("GATEWAY_BURST", "200")))
+    parser.add_argument(
+        "--jobs",
+        choices=("memory", "redis"),
+        default=env("STACK_JOBS", "memory"),
+        help="where the replicas keep jobs: each in its memory, or in Redis (a redis-server started here unless "
+        "EXPLAIN_JOB_STORE_URL names one)",
+    )
     parser.add_argument("--state", help="write the gateway's URL and the replicas' ports and pids here as JSON")
     args = parser.parse_args()
     if args.replicas < 1 or args.rate < 1 or args.burst < 0:

@@ -29,6 +29,8 @@ class RunningStack:
     nginx_pid: int
     process: subprocess.Popen
     log_path: Path
+    redis_url: str | None = None
+    """With `jobs="redis"`: the stack's Redis."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -66,11 +68,15 @@ def free_ports(count: int) -> int:
 
 @contextmanager
 def running_stack(
-    replicas: int = 2, rate_per_s: int = 10_000, burst: int = 10_000, env: dict[str, str] | None = None
+    replicas: int = 2,
+    rate_per_s: int = 10_000,
+    burst: int = 10_000,
+    env: dict[str, str] | None = None,
+    jobs: str = "memory",
 ) -> Iterator[RunningStack]:
     """`deploy/stack.py` serving the tiny model (`tests.serve_tiny`) on free loopback ports; `env` adds
-    `EXPLAIN_*` / `TINY_*` variables for the replicas."""
-    port = free_ports(replicas + 1)
+    `EXPLAIN_*` / `TINY_*` variables for the replicas; `jobs="redis"`: with its redis-server for their jobs."""
+    port = free_ports(replicas + 2)
     state = Path(tempfile.mkdtemp(prefix="stack-test-")) / "state.json"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("EXPLAIN_", "TINY_", "GATEWAY_"))}
     full_env = clean | {"EXPLAIN_DEVICE": "cpu"} | (env or {})
@@ -89,6 +95,8 @@ def running_stack(
         str(burst),
         "--state",
         str(state),
+        "--jobs",
+        jobs,
     ]
     with tempfile.NamedTemporaryFile(prefix="stack-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -104,6 +112,8 @@ def running_stack(
         stack = RunningStack(
             info["gateway"], info["replicas"], Path(info["access_log"]), info["nginx_pid"], process, log_path
         )
+        if jobs == "redis":
+            stack.redis_url = f"redis://127.0.0.1:{port + replicas + 1}/0"
         assert httpx.get(stack.url + "/readyz", timeout=10).status_code == 200
         yield stack
     finally:

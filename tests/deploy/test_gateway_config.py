@@ -40,3 +40,14 @@ def test_limits_and_timeouts_agree_with_the_service():
     # nginx closes idle upstream connections before the replicas do (uvicorn's keep-alive, service/core/server.py).
     assert seconds(config, "keepalive_timeout") < KEEP_ALIVE_S
     assert "least_conn;" in config and "non_idempotent" in config and "server replica:8000" in config
+
+
+def jobs_location(config: str) -> str:
+    return re.search(r"location /v1/jobs/ \{(.*?)\n    \}", config, re.DOTALL).group(1)
+
+
+def test_job_reads_go_to_the_next_replica_on_404_only_while_jobs_live_in_each_replica():
+    memory = jobs_location(render_gateway(8080, ["replica:8000"], 10485760, 100, 200, jobs="memory"))
+    assert "proxy_next_upstream error timeout http_503 http_404;" in memory
+    shared = jobs_location(render_gateway(8080, ["replica:8000"], 10485760, 100, 200, jobs="redis"))
+    assert "proxy_next_upstream error timeout http_503;" in shared
