@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.stack import PLACEHOLDERS
+from deploy.stack import JOBS_NEXT_UPSTREAM, PLACEHOLDERS
 from service.core.settings import Settings
 from tests.tiny_models import tiny_loaded
 
@@ -141,3 +141,24 @@ def test_dclint_finds_no_error(tmp_path: Path):
     )
     refused = subprocess.run([dclint, exposed], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "no-unbound-port-interfaces" in refused.stdout
+
+
+def test_jobs_live_in_a_healthy_unpublished_redis_with_its_data_on_a_volume(compose: dict):
+    services = compose["services"]
+    redis = services["redis"]
+    assert "ports" not in redis and redis["networks"] == ["backend"]
+    assert (
+        redis["cap_drop"] == ["ALL"]
+        and redis["read_only"] is True
+        and "no-new-privileges:true" in redis["security_opt"]
+    )
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+    volume = redis["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"] and redis["volumes"][0].endswith(":/data")
+    assert redis["healthcheck"]["test"][-1] == "ping"
+    for name in ("explain", "explain-gpu"):
+        replica = services[name]
+        assert replica["environment"]["EXPLAIN_JOB_STORE_URL"] == "redis://redis:6379/0"
+        assert replica["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["gateway"]["environment"]["GATEWAY_JOBS_NEXT_UPSTREAM"] == JOBS_NEXT_UPSTREAM["redis"]

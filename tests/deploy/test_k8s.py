@@ -11,12 +11,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.stack import PLACEHOLDERS
+from deploy.stack import JOBS_NEXT_UPSTREAM, PLACEHOLDERS
 from service.core.settings import Settings
 from service.http.app import create_app
 
 ROOT = Path(__file__).parents[2]
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "cpu-redis")
 KUBERNETES_VERSION = "1.33.0"
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}  # CRDs: no schema in the Kubernetes set
 
@@ -160,3 +160,31 @@ def test_the_replicas_are_closed_by_default(manifests):
 
     monitor = resources[("ServiceMonitor", "explain")]["spec"]["endpoints"][0]
     assert monitor["authorization"]["credentials"] == {"name": "explain-api-keys", "key": "metrics-key"}
+
+
+def test_jobs_are_in_redis_only_where_the_overlay_says_and_only_the_replicas_reach_it(manifests):
+    overlay, resources = manifests
+    replica_env = {e["name"]: e for e in container(resources, "explain")["env"]}
+    gateway_env = {e["name"]: e.get("value") for e in container(resources, "explain-gateway")["env"]}
+    if overlay != "cpu-redis":
+        assert "EXPLAIN_JOB_STORE_URL" not in replica_env and ("StatefulSet", "explain-redis") not in resources
+        assert gateway_env["GATEWAY_JOBS_NEXT_UPSTREAM"] == JOBS_NEXT_UPSTREAM["memory"]
+        return
+    assert replica_env["EXPLAIN_JOB_STORE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "explain-job-store",
+        "key": "url",
+    }
+    assert ("Secret", "explain-job-store") in resources
+    assert gateway_env["GATEWAY_JOBS_NEXT_UPSTREAM"] == JOBS_NEXT_UPSTREAM["redis"]
+    redis = resources[("StatefulSet", "explain-redis")]["spec"]
+    pod = redis["template"]["spec"]
+    (server,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and server["securityContext"]["readOnlyRootFilesystem"]
+    assert "--appendonly" in server["args"] and server["volumeMounts"][0]["mountPath"] == "/data"
+    assert redis["volumeClaimTemplates"][0]["metadata"]["name"] == server["volumeMounts"][0]["name"]
+    policy = resources[("NetworkPolicy", "explain-redis")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == redis["template"]["metadata"]["labels"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "explain"}}}]
+    service = resources[("Service", "explain-redis")]["spec"]
+    assert service["selector"] == redis["template"]["metadata"]["labels"]
