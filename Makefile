@@ -69,6 +69,8 @@ bench: install
 	$(PY) bench/tenants.py
 	$(PY) bench/visualization.py
 	$(PY) bench/metrics.py
+	scripts/install-system-packages nginx redis-server
+	$(PY) bench/job_store.py
 
 # The CPU image explain-service:cpu (scripts/build-image: docker when an engine answers, else podman;
 # CONTAINER_ENGINE overrides). `make image BASE_IMAGE=localhost/explain-base:bookworm` builds on a local base

@@ -1,8 +1,10 @@
 """Realistic traffic for the explain service, for locust (`make loadtest`, or `locust -f loadtest/locustfile.py`).
 
 The mix, by weight: the default request (Grad-CAM of the top class) most of the time; a dashboard's request
-(three methods x top-3 classes, WebP overlays); /predict; and a few bad inputs (bytes that are not an image,
-an unknown method), whose expected 4xx count as successes of their own kind. Images are JPEGs of 640x480 and
+(three methods x top-3 classes, WebP overlays); /predict; a job (a Grad-CAM sent with `Prefer: respond-async`,
+its events followed to the end: "job: submit", "job: events", and "job: done" for the time from the submit to
+the result); and a few bad inputs (bytes that are not an image, an unknown method), whose expected 4xx count as
+successes of their own kind. Images are JPEGs of 640x480 and
 1920x1080 made from scikit-image's photographs (no download), sent as raw `image/jpeg` bodies or multipart.
 
 Every answer's status is counted by request name; `loadtest/plots.py` draws them with locust's CSV history.
@@ -11,8 +13,10 @@ Environment: LOADTEST_MODEL (default efficientnet_lite0), LOADTEST_OUT (default 
 
 import csv
 import io
+import json
 import os
 import random
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -79,6 +83,41 @@ class DashboardUser(HttpUser):
     @task(4)
     def predict(self) -> None:
         self.client.post(PREDICT, data=self.image(), headers={"content-type": "image/jpeg"}, name="predict")
+
+    @task(2)
+    def job(self) -> None:
+        started = time.perf_counter()
+        submitted = self.client.post(
+            EXPLAIN,
+            data=self.image(),
+            headers={"content-type": "image/jpeg", "prefer": "respond-async"},
+            name="job: submit",
+        )
+        if submitted.status_code != 202:
+            return
+        final = None
+        with self.client.get(
+            submitted.headers["location"] + "/events", stream=True, name="job: events", catch_response=True
+        ) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line and line.startswith("event: ") and line[7:] in ("succeeded", "failed", "cancelled"):
+                    final = line[7:]
+                elif final and line and line.startswith("data: "):
+                    json.loads(line[6:])  # the whole job, result included
+                    break
+            if final == "succeeded":
+                stream.success()
+            else:
+                stream.failure(f"the job ended {final}")
+        self.environment.events.request.fire(
+            request_type="JOB",
+            name="job: done",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            exception=None if final == "succeeded" else RuntimeError(f"the job ended {final}"),
+            context={},
+            response=None,
+        )
 
     @task(1)
     def bad_input(self) -> None:

@@ -11,7 +11,7 @@ the replica's worker (`perform`, from the HTTP layer: the same preparation as a 
   the work at its next chunk.
 - Draining (SIGTERM): the runner claims nothing more, stops its running work at the next chunk and hands the
   jobs back to the queue, where another replica takes them.
-- The worker full (503): the job is handed back after a pause, for this replica or another.
+- The worker full or stopping (`WORKER_FULL`): the job is handed back after a pause, for this replica or another.
 - Redis unreachable: the runner waits and tries again; a job it could not end stays pending and is taken over
   once its lease expires, so that no acknowledged job is lost.
 """
@@ -22,13 +22,16 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from service.core.errors import Cancelled, ServiceError, ServiceUnavailable
+from service.core.errors import Cancelled, ServiceError
 from service.jobs.redis_store import Claimed, JobOrder, RedisJobStore
 from service.jobs.store import FINISHED
 
 logger = logging.getLogger(__name__)
 
 MAX_TAKEOVERS = 3
+WORKER_FULL = frozenset({"queue_full", "too_many_jobs", "worker_stopped", "shutting_down"})
+"""What the worker answers when it cannot take the work now (a 503 for a request): the job is handed back. Any
+other error (`device_out_of_memory` for work that does not fit even alone, say) ends the job."""
 CLAIM_WAIT_S = 1.0
 RETRY_S = 1.0
 
@@ -145,7 +148,7 @@ class RedisJobRunner:
                 await self._end(job, self.store.succeed(job_id, result))
         except ServiceError as error:
             reporter.cancel()
-            if job.handing_back or (isinstance(error, ServiceUnavailable) and not job.cancelled):
+            if job.handing_back or (error.code in WORKER_FULL and not job.cancelled):
                 if not job.handing_back:
                     await asyncio.sleep(RETRY_S)  # the worker was full: let it (or another replica) make room
                 await self._quietly(self.store.hand_back(self.model, job_id, entry_id))

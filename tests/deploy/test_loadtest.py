@@ -55,6 +55,9 @@ def test_locust_through_the_stack_writes_the_report_and_plots(tmp_path: Path):
         "explain grad_cam": 200,
         "explain 3 methods x top-3": 200,
         "predict": 200,
+        "job: submit": 202,
+        "job: events": 200,
+        "job: done": 0,  # no answer of its own: the time from the submit to the result
         "bad: not an image": 415,
         "bad: unknown method": 400,
     }
