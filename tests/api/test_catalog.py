@@ -48,7 +48,8 @@ async def test_models_and_methods_are_listed(serve, models):
 async def test_health_readiness_and_metrics(serve, models, noise_png):
     async with serve(models) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok", "models": {}}
-        assert (await client.get("/readyz")).json() == {"status": "ready", "models": {"tiny": True, "flat": True}}
+        ready = (await client.get("/readyz")).json()
+        assert ready == {"status": "ready", "models": {"tiny": True, "flat": True}, "job_store": "memory"}
         await client.post("/v1/models/tiny/explain", files={"image": noise_png})
         await client.post("/v1/models/tiny/explain", params={"method": "nope"}, files={"image": noise_png})
         metrics = (await client.get("/metrics")).text

@@ -14,7 +14,7 @@ from service.http.routes.errors_doc import error_responses
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=HealthStatus)
+@router.get("/healthz", response_model=HealthStatus, response_model_exclude_none=True)
 async def healthz() -> HealthStatus:
     """The process is alive and answering."""
     return HealthStatus(status="ok")
