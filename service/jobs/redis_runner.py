@@ -7,8 +7,8 @@ the replica's worker (`perform`, from the HTTP layer: the same preparation as a 
 - A replica that dies stops renewing: after `lease_s` another replica's runner takes the entry over and runs
   the job from its start (an explanation is a pure function of its request, so the result is the same). After
   `MAX_TAKEOVERS` take-overs the job fails instead (work that kills its replica is not passed on forever).
-- Cancel (`DELETE` on any replica) ends the job in Redis; the runner reads it when it renews the lease and stops
-  the work at its next chunk.
+- Cancel (`DELETE` on any replica) ends the job in Redis; the runner follows the job's events while it runs,
+  reads the cancel at once and stops the work at its next chunk.
 - Draining (SIGTERM): the runner claims nothing more, stops its running work at the next chunk and hands the
   jobs back to the queue, where another replica takes them.
 - The worker full or stopping (`WORKER_FULL`): the job is handed back after a pause, for this replica or another.
@@ -18,6 +18,7 @@ the replica's worker (`perform`, from the HTTP layer: the same preparation as a 
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -176,19 +177,23 @@ class RedisJobRunner:
             logger.warning("job %s: could not end it (%s); it is taken over after its lease", job.claimed.job_id, error)
 
     async def _keep_lease(self, job: RunningJob) -> None:
-        """Renew the lease every third of it; stop the work when the job was cancelled or taken over."""
+        """Renew the lease every third of it, and follow the job's events meanwhile: stop the work as soon as the
+        job is cancelled (its final event, written by whichever replica took the DELETE) or taken over."""
+        job_id, after = job.claimed.job_id, "$"
+        renew_at = time.monotonic() + self.lease_s / 3
         while True:
-            await asyncio.sleep(self.lease_s / 3)
             try:
-                held = await self.store.renew(self.model, self.consumer, job.claimed.entry_id)
-                status = await self.store.status_of(job.claimed.job_id)
+                after, ended = await self.store.wait_for_end(job_id, after, max(renew_at - time.monotonic(), 0.01))
+                if ended or await self.store.status_of(job_id) in (None, *FINISHED):
+                    job.cancelled = True
+                if not job.cancelled and time.monotonic() >= renew_at:
+                    job.taken_over = not await self.store.renew(self.model, self.consumer, job.claimed.entry_id)
+                    renew_at = time.monotonic() + self.lease_s / 3
             except (RedisError, OSError) as error:
-                logger.warning("job %s: could not renew its lease (%s)", job.claimed.job_id, error)
+                logger.warning("job %s: could not renew its lease (%s)", job_id, error)
+                await asyncio.sleep(min(self.lease_s / 3, RETRY_S))
+                renew_at = time.monotonic()
                 continue
-            if not held:
-                job.taken_over = True
-            if status is None or status in FINISHED:
-                job.cancelled = True
             if job.taken_over or job.cancelled:
                 job.stop()
                 return

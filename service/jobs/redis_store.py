@@ -6,7 +6,7 @@ Keys, under `explain:`:
     job:{id}             hash: kind, model, owner, status, done, total, created_at, started_at, finished_at,
                          error (JSON), result (JSON bytes), weight (what it counts toward the byte bounds), its
                          Idempotency-Key's fingerprint; and, until it ends, its order: what a replica needs to run it
-                         (`order`: kind, parameters and request id as JSON; `file:image`, `file:reference`,
+                         (`order`: its parameters and request id as JSON; `file:image`, `file:reference`,
                          `file:mask`: the posted bytes)
     job:{id}:events      stream: one entry per change (`name`, `status`: the status JSON without the result), which
                          the event stream of any replica follows; its ids are the events' ids (Last-Event-ID)
@@ -168,7 +168,7 @@ class RedisJobStore:
             state = {
                 **{name: value for name, value in queued.items() if name != "id"},
                 "weight": str(reserved_bytes),
-                "order": json.dumps({"kind": order.kind, "parameters": order.parameters, "request": order.request_id}),
+                "order": json.dumps({"parameters": order.parameters, "request": order.request_id}),
                 **{f"file:{name}": data for name, data in order.files.items()},
             }
             async with self.redis.lock(PREFIX + "lock:create", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S):
@@ -318,6 +318,17 @@ class RedisJobStore:
         detail = ErrorDetail(code=error.code, message=error.message, request_id=request_id).model_dump_json()
         ended = state | {"status": status, "finished_at": repr(time.time()), "error": detail}
         await self._apply(job_id, ended, status, self.ttl_s, weight=0)
+
+    async def wait_for_end(self, job_id: str, after: str, wait_s: float) -> tuple[str, bool]:
+        """Wait up to `wait_s` (at most `KEEP_ALIVE_S`) for the job's events after `after` (`$`: from now): the
+        last event's id, and whether one was final."""
+        block_ms = max(int(min(wait_s, KEEP_ALIVE_S) * 1000), 1)
+        read = await self._following.xread({_events_key(job_id): after}, count=100, block=block_ms)
+        if not read:
+            return after, False
+        entries = read[0][1]
+        ended = any(_text(entry[b"name"]) in FINISHED for _, entry in entries)
+        return _text(entries[-1][0]), ended
 
     async def status_of(self, job_id: str) -> JobState | None:
         status = await self.redis.hget(_job_key(job_id), "status")
