@@ -2,7 +2,8 @@
 mmdebstrap, then podman import, since no image registry is reachable here), the Dockerfile's CPU variant built
 on it by `scripts/build-image` (podman, chroot isolation; torch from PyPI, whose CUDA build runs on a CPU), its
 configuration read back, and the service run in it with `buildah run` on this machine's network (podman run
-needs cgroups this machine does not give it).
+needs cgroups this machine does not give it), its jobs in a `redis-server` on this machine as compose keeps
+them in Redis.
 
 The build is the slow part: about 6 minutes on a fresh 2-core machine (a 6.4 GB image, torch's CUDA libraries
 included), and seconds when podman has the layers already.
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from tests.real_server import free_port
+from tests.redis_server import RedisServer, redis_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test builds the image
 ROOT = Path(__file__).parents[2]
@@ -73,9 +75,18 @@ def test_the_image_s_configuration(image: str):
     print(f"\nimage size {config['Size'] / 1e9:.2f} GB")
 
 
-def test_the_image_serves_as_an_unprivileged_user_and_drains_on_sigterm(container: str, cat_jpeg: bytes):
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+def test_the_image_serves_as_an_unprivileged_user_and_drains_on_sigterm(
+    container: str, cat_jpeg: bytes, redis: RedisServer
+):
     port = free_port()
-    env = {"EXPLAIN_PORT": str(port), "EXPLAIN_HOST": "127.0.0.1"}  # loopback: no keys needed
+    # the jobs in Redis (on this machine's loopback, which the container shares), as compose runs it
+    env = {"EXPLAIN_PORT": str(port), "EXPLAIN_HOST": "127.0.0.1", "EXPLAIN_JOB_STORE_URL": redis.url}
     served = subprocess.Popen(
         in_container(container, "python3", "-m", "service", env=env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -97,6 +108,19 @@ def test_the_image_serves_as_an_unprivileged_user_and_drains_on_sigterm(containe
         assert answer.status_code == 200
         assert "cat" in answer.json()["top_classes"][0]["label"]  # the built-in weights, loaded in the image
         assert answer.json()["explanations"][0]["map"]["shape"] == [7, 7]
+        assert httpx.get(f"{url}/readyz").json()["job_store"] == "redis"
+        submitted = httpx.post(
+            f"{url}/v1/models/efficientnet_lite0/explain",
+            files={"image": cat_jpeg},
+            headers={"Prefer": "respond-async"},
+            timeout=60,
+        )
+        assert submitted.status_code == 202
+        job = submitted.headers["location"]
+        while (state := httpx.get(f"{url}{job}", timeout=10).json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline + 60, state
+            time.sleep(0.2)
+        assert state["status"] == "succeeded", state
 
         service = next(  # buildah-chroot-exec runs it: the service is the Python process under it
             p
