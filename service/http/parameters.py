@@ -231,7 +231,7 @@ def plan_explanation(
         evaluation = len(methods) * class_count * evaluation_passes(evaluation_steps)
         extra += evaluation
         cost += evaluation
-    if metric_passes := sum(METRICS[name].passes for name in metrics):
+    if metric_passes := sum(METRICS[name].passes_for(model.preprocessing.input_size) for name in metrics):
         if model.task not in ("classification", "multilabel"):
             raise InvalidParameter(
                 f"the metrics that run through the model apply to classifiers, not to a {model.task} model"

@@ -7,6 +7,7 @@ values. Quantus normalises a batch by the batch's largest value, so its values f
 explanations differ where a metric is not scale-invariant; compare one explanation per call.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,9 +34,18 @@ class Metric:
     """Its parameters under Quantus's names, at Quantus 0.6.0's defaults."""
     needs_region: bool = False
     """Whether it scores the attribution against where the object is (the request's `target_box`)."""
-    passes: int = 0
-    """Forward passes per explanation through the model, for the cost bound (0: from the map alone)."""
+    passes: int | None = 0
+    """Forward passes per explanation through the model, for the cost bound (0: from the map alone); where it
+    perturbs patches of `patch_size`, at most one per patch, and None: one per patch (`passes_for`)."""
     cost: str = "none: the map alone"
+
+    def passes_for(self, input_size: tuple[int, int]) -> int:
+        """Forward passes per explanation on a model input of `input_size` (height, width)."""
+        if "patch_size" not in self.parameters:
+            return self.passes or 0
+        patch = int(self.parameters["patch_size"])
+        patches = math.ceil(input_size[0] / patch) * math.ceil(input_size[1] / patch)
+        return patches if self.passes is None else min(self.passes, patches)
 
     @property
     def runs_model(self) -> bool:

@@ -109,6 +109,93 @@ def faithfulness_correlation(
     return float(np.corrcoef(sums, drops)[0, 1])
 
 
-MODEL_METRICS: dict[str, Callable[..., Steps[float]]] = {"faithfulness_correlation": faithfulness_correlation}
+def region_perturbation(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `RegionPerturbation` (Samek et al. 2015) of one map, "morf": the input's patches of
+    `patch_size` (all channels), most relevant first (the attribution's sum over each), are set to the input's
+    smallest value one more at a time for `regions_evaluation` steps; the curve is the class probability's drop
+    after each step (softmax, as Quantus's `softmax=True` default for this metric, for a multilabel model too),
+    and the value its area (Quantus's `get_auc_score`: trapezoids of width 1)."""
+    ranks, count = _patch_ranks(raw_map, image, parameters)
+    count = min(count, int(parameters["regions_evaluation"]))
+    after = yield from _patches_removed(runner, image, ranks, count)
+    original = torch.softmax(logits.double(), dim=0)[class_index]
+    curve = (original - torch.softmax(after.double(), dim=1)[:, class_index]).cpu().numpy()
+    return float(np.trapezoid(curve, dx=1))
+
+
+def selectivity(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `Selectivity` (Montavon et al. 2018) of one map: every patch of `patch_size`, most
+    relevant first, set to the input's smallest value one more at a time; the curve is the class probability
+    (softmax, Quantus's default here) after each step, and the value its area (`get_auc_score`; lower is better:
+    the probability falls fast)."""
+    ranks, count = _patch_ranks(raw_map, image, parameters)
+    after = yield from _patches_removed(runner, image, ranks, count)
+    return float(np.trapezoid(torch.softmax(after.double(), dim=1)[:, class_index].cpu().numpy(), dx=1))
+
+
+def _patch_ranks(
+    raw_map: torch.Tensor, image: torch.Tensor, parameters: dict[str, float | bool | str]
+) -> tuple[torch.Tensor, int]:
+    """Each input pixel's patch's place (0: the most relevant) in Quantus's order, as an (H, W) tensor, and the
+    number of patches. The order is computed as Quantus computes it, bit for bit, so that ties (the zeros of a
+    rectified map) fall the same way: the attribution in float32, normalised by its largest absolute value,
+    broadcast over the channels, padded with zeros to whole patches, summed per patch in (channel, row, column)
+    order, and sorted by `np.argsort` of the negated sums."""
+    channels, height, width = image.shape
+    patch = int(parameters["patch_size"])
+    heat = F.interpolate(raw_map.float()[None, None].cpu(), size=(height, width), mode="bilinear")[0, 0].numpy()
+    if parameters["normalise"] and not np.all(heat == 0.0):
+        heat = np.divide(heat, np.max(np.abs(heat)))
+    if parameters["abs"]:
+        heat = np.abs(heat)
+    pad_h, pad_w = _padding(height, patch), _padding(width, patch)
+    padded = np.pad(np.broadcast_to(heat, (channels, height, width)), ((0, 0), pad_h, pad_w))
+    rows, columns = padded.shape[1] // patch, padded.shape[2] // patch
+    blocks = padded.reshape(channels, rows, patch, columns, patch).transpose(1, 3, 0, 2, 4).reshape(rows * columns, -1)
+    order = np.argsort(-blocks.sum(axis=-1))
+    place = np.empty_like(order)
+    place[order] = np.arange(order.size)
+    ranks = torch.from_numpy(place.reshape(rows, columns)).repeat_interleave(patch, 0).repeat_interleave(patch, 1)
+    ranks = ranks[pad_h[0] : pad_h[0] + height, pad_w[0] : pad_w[0] + width]
+    return ranks.to(image.device), order.size
+
+
+def _patches_removed(runner: PassRunner, image: torch.Tensor, ranks: torch.Tensor, count: int) -> Steps[torch.Tensor]:
+    """Logits (count, K) of the image with its first 1, 2, ..., `count` patches (by `ranks`) set to its smallest
+    value (Quantus's "black"), made a chunk at a time."""
+    black = image.min()
+
+    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
+        removed = ranks[None, None] < (steps.to(image.device) + 1)[:, None, None, None]
+        return torch.where(removed, black, image[None])
+
+    return (yield from runner.logits_of(count, make_inputs))
+
+
+def _padding(size: int, patch: int) -> tuple[int, int]:
+    """Quantus's `get_padding_size`: what makes `size` a multiple of `patch`, split with the odd pixel after."""
+    total = -size % patch
+    return total // 2, total - total // 2
+
+
+MODEL_METRICS: dict[str, Callable[..., Steps[float]]] = {
+    "faithfulness_correlation": faithfulness_correlation,
+    "region_perturbation": region_perturbation,
+    "selectivity": selectivity,
+}
 """The metrics that run through the model, by name, each with the `Metric` entry that describes it
 (`service.metrics.model_metrics`)."""

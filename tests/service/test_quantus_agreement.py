@@ -106,6 +106,39 @@ async def test_faithfulness_correlation_equals_quantus_s_given_the_same_draws(se
         assert ours["value"] == pytest.approx(float(theirs), abs=1e-4), explanation["method"]
 
 
+PATCH_REFERENCES = {
+    "region_perturbation": lambda: quantus.RegionPerturbation(disable_warnings=True),
+    "selectivity": lambda: quantus.Selectivity(disable_warnings=True),
+}
+
+
+@pytest.mark.parametrize("model_fixture", ["builtin_model", "seeded_resnet18"])
+async def test_the_patch_perturbation_metrics_equal_quantus_s(serve, request, model_fixture, cat_photo):
+    """Region perturbation (100 patches of 8 px, most relevant first) and selectivity (all 784 of them): the
+    patches in Quantus's order, ties (the zeros of a rectified map) included, and the area under each curve.
+    Quantus's own `get_auc_score` calls `np.trapz`, which numpy 2.4 removed: the reference's area is taken here
+    from the curve Quantus returns, as `get_auc_score` takes it (trapezoids of width 1)."""
+    model = request.getfixturevalue(model_fixture)
+    async with serve({"m": model}, request_timeout_s=600) as client:  # about 1,800 passes on two cores
+        answer = await client.post(
+            "/v1/models/m/explain",
+            params={"method": "grad_cam,saliency", "metrics": ",".join(PATCH_REFERENCES), "include": "map"},
+            files={"image": image_bytes(cat_photo, "PNG")},
+        )
+    assert answer.status_code == 200, answer.text
+    x = model.preprocessing.to_tensor(cat_photo)[None].numpy()
+    for explanation in answer.json()["explanations"]:
+        raw = torch.tensor(explanation["map"]["data"], dtype=torch.float32)[None, None]
+        a = F.interpolate(raw, size=x.shape[-2:], mode="bilinear").numpy()
+        for name, reference in PATCH_REFERENCES.items():
+            (curve,) = reference()(
+                model=model.module, x_batch=x, y_batch=np.array([explanation["class"]["index"]]), a_batch=a.copy()
+            )
+            theirs, ours = np.trapezoid(np.array(curve), dx=1), explanation["metrics"][name]["value"]
+            print(f"{model_fixture} {explanation['method']} {name}: ours {ours:.6f} quantus {float(theirs):.6f}")
+            assert ours == pytest.approx(float(theirs), rel=1e-4, abs=1e-4), (explanation["method"], name)
+
+
 async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, builtin_model, cat_jpeg):
     refusals = (
         ({"metrics": "faithfulness"}, "unknown metric 'faithfulness'"),
@@ -130,7 +163,7 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
             params={"metrics": "auc", "target_box": "9000,9000,9001,9001"},
             files={"image": cat_jpeg},
         )
-    assert [m["name"] for m in listed] == list(REFERENCES) + ["faithfulness_correlation"]
+    assert [m["name"] for m in listed] == [*REFERENCES, "faithfulness_correlation", *PATCH_REFERENCES]
     assert {m["better"] for m in listed} == {"higher", "lower"} and all(m["paper"] for m in listed)
     for (params, words), answer in zip(refusals, answers, strict=True):
         assert answer.status_code == 400 and words in answer.json()["error"]["message"], params

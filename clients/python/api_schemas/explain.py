@@ -63,6 +63,8 @@ MetricName = Literal[
     "relevance_mass_accuracy",
     "auc",
     "faithfulness_correlation",
+    "region_perturbation",
+    "selectivity",
 ]
 """Quantus 0.6.0's metrics the service computes for an explanation (see `GET /v1/metrics`)."""
 
