@@ -77,7 +77,8 @@ def main() -> None:
 
     forward_s = best_seconds(forward, args.rounds * 10)
     rows = [
-        (name, metric.passes, best_seconds(partial(scored, metric), args.rounds)) for name, metric in METRICS.items()
+        (name, metric.passes_for((height, width)), best_seconds(partial(scored, metric), args.rounds))
+        for name, metric in METRICS.items()
     ]
 
     print(f"efficientnet_lite0 at 224 px on {device}, torch threads {torch.get_num_threads()}, best of {args.rounds}")
