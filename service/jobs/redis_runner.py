@@ -89,7 +89,7 @@ class RedisJobRunner:
         """Claim and run jobs until the replica drains (or this is cancelled)."""
         ready = False
         while not self.draining():
-            if len(self.running) >= self.slots:
+            if len(self._tasks) >= self.slots:  # jobs running, and those still starting
                 await asyncio.sleep(0.05)
                 continue
             try:

@@ -273,7 +273,11 @@ class RedisJobStore:
             await pipe.execute()
 
     async def drop_consumer(self, model: str, consumer: str) -> None:
-        await self.redis.xgroup_delconsumer(_queue_key(model), GROUP, consumer)
+        """Forget a stopping replica's consumer, unless an entry is still pending for it (a job it could not hand
+        back: deleting the consumer would delete the entry, which another replica takes over instead)."""
+        queue = _queue_key(model)
+        if not await self.redis.xpending_range(queue, GROUP, "-", "+", 1, consumername=consumer):
+            await self.redis.xgroup_delconsumer(queue, GROUP, consumer)
 
     async def start(self, job_id: str, taken_over: bool) -> tuple[JobOrder, int] | None:
         """A claimed job's order and how many times it was taken over, the job marked as running; None when it
