@@ -201,8 +201,8 @@ class RedisJobStore:
             return await self._status_json(await self._owned(job_id, owner), with_result)
 
     async def cancel(self, job_id: str, owner: str, request_id: str) -> bytes:
-        """`DELETE /v1/jobs/{id}`: the job is cancelled at once; the replica running it stops at its next chunk
-        (it reads the cancel when it renews its lease)."""
+        """`DELETE /v1/jobs/{id}`: the job is cancelled at once; the replica running it, which follows the job's
+        events, stops at its next chunk."""
         with _store_errors():
             state = await self._owned(job_id, owner)
             await self.end(job_id, state, Cancelled("the job was cancelled"), request_id)
