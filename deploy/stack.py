@@ -98,6 +98,26 @@ def render_gateway(
     return text
 
 
+def redis_server_command(binary: str, port: int, data: Path) -> list[str]:
+    """`redis-server` on loopback as the deployment runs it for jobs: no snapshots, an append-only file synced
+    every second, kept in `data`."""
+    return [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ]
+
+
 def find_nginx() -> str:
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
     if found is None:
@@ -173,23 +193,7 @@ class Stack:
         data = self.prefix / "redis"
         data.mkdir()
         self.redis = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(data),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--loglevel",
-                "warning",
-            ],
+            [*redis_server_command(binary, port, data), "--loglevel", "warning"],
             process_group=0,
         )
         self.job_store_url = f"redis://127.0.0.1:{port}/0"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from deploy.stack import redis_server_command
 from tests.real_server import free_port
 
 
@@ -30,21 +31,7 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/install-system-packages redis-server)"
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-            ],
+            redis_server_command(binary, self.port, self.directory),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from explain_client.sse import parse_events
 from tests.real_server import RealServer, real_server
 from tests.redis_server import RedisServer, redis_server
 
@@ -135,16 +136,10 @@ def events(server: RealServer, location: str, last_event_id: str | None = None) 
     found = []
     with httpx.stream("GET", server.url + location + "/events", headers=headers(**extra), timeout=60) as stream:
         assert stream.status_code == 200
-        name = event_id = None
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("id: "):
-                event_id = line[4:]
-            elif line.startswith("data: "):
-                found.append((name, event_id, json.loads(line[6:])))
-                if name in FINAL:
-                    break
+        for event in parse_events(stream.iter_lines()):
+            found.append((event.event, event.id, json.loads(event.data)))
+            if event.event in FINAL:
+                break
     return found
 
 

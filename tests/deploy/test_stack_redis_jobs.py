@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from explain_client.sse import parse_events
 from tests.deploy.stack_process import RunningStack, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -38,16 +39,10 @@ class Follower:
             headers = {"Last-Event-ID": self.events[-1][1]} if self.events else {}
             try:
                 with httpx.stream("GET", self.url, headers=headers, timeout=30) as stream:
-                    name = event_id = None
-                    for line in stream.iter_lines():
-                        if line.startswith("event: "):
-                            name = line[7:]
-                        elif line.startswith("id: "):
-                            event_id = line[4:]
-                        elif line.startswith("data: "):
-                            self.events.append((name, event_id, json.loads(line[6:])))
-                            if name in FINAL:
-                                return
+                    for event in parse_events(stream.iter_lines()):
+                        self.events.append((event.event, event.id, json.loads(event.data)))
+                        if event.event in FINAL:
+                            return
             except httpx.TransportError:
                 pass
             self.reconnections += 1
