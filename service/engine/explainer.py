@@ -345,13 +345,14 @@ def _method_inputs(
             raise MethodNotApplicable(f"{method.name} needs the layer that feeds a GAP + linear head")
         class_weights = model.classifier_weight()[class_tensor]
     preprocessing = model.preprocessing
-    black = (-torch.tensor(preprocessing.mean) / torch.tensor(preprocessing.std)).view(3, 1, 1).to(device)
+    mean, std = torch.tensor(preprocessing.mean).view(3, 1, 1), torch.tensor(preprocessing.std).view(3, 1, 1)
     return MethodInputs(
         image_index=rows,
         classes=class_tensor,
         images=images[rows],
         logits=logits[rows],
-        black=black,
+        black=(-mean / std).to(device),
+        white=((1 - mean) / std).to(device),
         options=options,
         activations=activations[layer].detach()[rows] if layer is not None and Need.ACTIVATIONS in needs else None,
         gradients=stacked(f"layer:{layer}") if Need.LAYER_GRADIENTS in needs else None,

@@ -44,6 +44,7 @@ from service.engine.fair_queue import FairQueue
 from service.engine.scheduler import DeviceCall, ExplainTask, LongWork
 from service.engine.visualizations import VisualizationBatch, VisualizationOrder
 from service.engine.work import ExplainJob, JobResult
+from service.methods import find_applicable
 from service.methods.passes import chunk_size_for
 
 logger = logging.getLogger(__name__)
@@ -250,6 +251,7 @@ class ModelWorker:
                 self.pass_chunk_size,
             )
             self.visualizations = VisualizationBatch(self.model, self.long_work.add)
+            find_applicable(self.model.module)
         except BaseException as exc:
             logger.critical("model %s could not be loaded: %s", self.name, exc)
             self._load_error = exc

@@ -217,6 +217,9 @@ def plan_explanation(
     target_box = resolve_target_box(params.target_box, metrics)
     values = params.model_dump()
     options_by_method = {m.name: m.options_from(values) for m in methods}
+    for m in methods:
+        if reason := m.options_not_applicable_to(model.module, options_by_method[m.name]):
+            raise MethodNotApplicable(f"{m.name} does not apply to model '{model.name}': {reason}")
     channels = model.layer_shapes[layer][0] if layer is not None else 0
     size = model.preprocessing.input_size
     passes = {m.name: m.extra_passes(channels, size, options_by_method[m.name], class_count) for m in methods}

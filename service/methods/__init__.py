@@ -2,6 +2,8 @@
 
 import re
 
+import torch
+
 from service.core.errors import UnknownMethod
 from service.methods.ablation_cam import AblationCAM
 from service.methods.attention_rollout import AttentionRollout
@@ -95,6 +97,12 @@ def _spelling_key(spelling: str) -> str:
 _BY_SPELLING = {_spelling_key(spelling): m.name for m in METHODS.values() for spelling in (m.name, *m.aliases)}
 
 
+def find_applicable(module: torch.nn.Module) -> list[str]:
+    """The methods that apply to `module`, found once per model and remembered by the methods that are slow to
+    check (LRP traces and canonizes a copy): the worker calls it after loading, so that no request pays for it."""
+    return [name for name, method in METHODS.items() if method.not_applicable_to(module) is None]
+
+
 def resolve_method(spelling: str) -> Method:
     """The method a client means by `spelling` (canonical key or a common alias, any case).
 
@@ -115,5 +123,6 @@ __all__ = [
     "MultiPassMethod",
     "Need",
     "NoOptions",
+    "find_applicable",
     "resolve_method",
 ]

@@ -58,6 +58,7 @@ class MethodInputs:
         images: (N, 3, H, W) normalised input of the target's image.
         logits: (N, K) logits of the target's image from the shared forward pass.
         black: (3, 1, 1) the normalised value of a black pixel.
+        white: (3, 1, 1) the normalised value of a white pixel.
         options: the group's options, an instance of the method's `options_type`.
         activations: (N, C, h, w) target layer output, if needed.
         gradients: (N, C, h, w) d logit_c / d activations, if needed.
@@ -73,6 +74,7 @@ class MethodInputs:
     logits: torch.Tensor
     black: torch.Tensor
     options: Any
+    white: torch.Tensor | None = None
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
     class_weights: torch.Tensor | None = None
@@ -145,6 +147,10 @@ class Method(ABC):
 
     def not_applicable_to(self, module: torch.nn.Module) -> str | None:
         """Why the method cannot explain `module` (a sentence for the client), or None when it can."""
+        return None
+
+    def options_not_applicable_to(self, module: torch.nn.Module, options: Any) -> str | None:
+        """Why the method with these `options` cannot explain `module`, or None when it can."""
         return None
 
     def extra_passes(self, channels: int, input_size: tuple[int, int], options: Any, classes: int) -> int:

@@ -10,6 +10,7 @@ while the worker does other work. Each chunk opens and closes its own blocks.
 """
 
 from collections.abc import Callable, Generator, Mapping
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,7 +22,6 @@ from model_store.grids import LayerGrid
 from model_store.hooks import forward_hooks
 from service.methods.attention_lrp import attention_relevances
 from service.methods.attention_maps import unfused_attention
-from service.methods.lrp_rules import epsilon_rule
 from service.methods.rescale import rescale_rule
 
 if TYPE_CHECKING:
@@ -256,14 +256,17 @@ class PassRunner:
             yield
         return [torch.cat(g) for g in gradients], [torch.cat(r) for r in relevances]
 
-    def relevances(self, inputs: torch.Tensor, class_index: int) -> Steps[torch.Tensor]:
-        """Epsilon-rule relevances of logit_class at the input, (M, 3, H, W) -> (M, 3, H, W): the relevance
-        started at the logit goes back to the input layer by layer (`service.methods.lrp_rules`)."""
+    def relevances(
+        self, inputs: torch.Tensor, class_index: int, model: nn.Module, rules: Callable[[], ContextManager[None]]
+    ) -> Steps[torch.Tensor]:
+        """LRP relevances of logit_class at the input, (M, 3, H, W) -> (M, 3, H, W), on `model` (the served
+        model's LRP copy) inside `rules()`: the relevance started at the logit goes back to the input layer by
+        layer (`service.methods.lrp_rules`)."""
         relevances = []
         for chunk in inputs.split(self.chunk_size):
-            with torch.enable_grad(), epsilon_rule(self.module):
+            with torch.enable_grad(), rules():
                 leaf = chunk.detach().requires_grad_()
-                scores = self.module(leaf + 0)[:, class_index]  # + 0: the first layer's input is not the leaf
+                scores = model(leaf + 0)[:, class_index]  # + 0: the first layer's input is not the leaf
                 (normalized,) = torch.autograd.grad(scores.sum(), leaf)
             relevances.append(normalized * scores.detach()[:, None, None, None])
             self.images_forwarded += len(chunk)

@@ -163,13 +163,49 @@ class TinyReLU6Net(TinyGapNet):
         self.features[1] = nn.ReLU6()
 
 
+class TinySiLUNet(TinyGapNet):
+    """The tiny network with SiLU (swish) activations, as in EfficientNet-B0: no LRP rule covers them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem[1] = nn.SiLU()
+        self.features[1] = nn.SiLU()
+
+
 async def test_lrp_is_refused_where_its_rules_do_not_apply_and_not_listed_for_that_model(serve, noise_png):
-    models = {"tiny": tiny_loaded(), "relu6": tiny_loaded("relu6", TinyReLU6Net)}
+    models = {
+        "tiny": tiny_loaded(),
+        "relu6": tiny_loaded("relu6", TinyReLU6Net),
+        "silu": tiny_loaded("silu", TinySiLUNet),
+    }
     async with serve(models) as client:
-        refused = await client.post("/v1/models/relu6/explain", params={"method": "lrp"}, files={"image": noise_png})
+        refused = await client.post("/v1/models/silu/explain", params={"method": "lrp"}, files={"image": noise_png})
         served = await client.post(URL, params={"method": "LRP"}, files={"image": noise_png})
+        relu6 = await client.post(
+            "/v1/models/relu6/explain",
+            params={"method": "lrp", "composite": "epsilon_gamma_box", "canonize": "none"},
+            files={"image": noise_png},
+        )
         listed = {name: (await client.get(f"/v1/models/{name}")).json()["methods"] for name in models}
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "method_not_applicable"
-    assert "ReLU6" in refused.json()["error"]["message"]
+    assert "SiLU" in refused.json()["error"]["message"]
     assert served.status_code == 200 and served.json()["explanations"][0]["method"] == "lrp"
-    assert "lrp" in listed["tiny"] and "lrp" not in listed["relu6"]
+    assert relu6.status_code == 200, relu6.text
+    assert "lrp" in listed["tiny"] and "lrp" in listed["relu6"] and "lrp" not in listed["silu"]
+
+
+async def test_lrp_without_canonizing_is_refused_on_a_residual_network(serve, builtin_model, noise_png):
+    """The built-in model's inverted residual blocks add their input to their output: only `canonize=auto` gives
+    that addition a rule."""
+    async with serve({"builtin": builtin_model}) as client:
+        plain = await client.post(
+            "/v1/models/builtin/explain", params={"method": "lrp", "canonize": "none"}, files={"image": noise_png}
+        )
+        canonized = await client.post(
+            "/v1/models/builtin/explain",
+            params={"method": "lrp", "composite": "epsilon_plus_flat"},
+            files={"image": noise_png},
+        )
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "method_not_applicable"
+    assert "canonize=none" in plain.json()["error"]["message"], plain.json()
+    assert canonized.status_code == 200, canonized.text

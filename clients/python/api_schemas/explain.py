@@ -52,6 +52,16 @@ BASE64_IMAGE = {"format": "byte", "contentEncoding": "base64", "contentMediaType
 """JSON Schema annotations of a base64 image field (OpenAPI 3.1)."""
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 HeadFusion = Literal["mean", "max", "min"]
+LRPComposite = Literal[
+    "epsilon",
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat",
+    "excitation_backprop",
+]
+Canonize = Literal["auto", "none"]
 MetricName = Literal[
     "sparseness",
     "complexity",
@@ -253,6 +263,20 @@ class ExplainParameters(BaseModel):
         allow_inf_nan=False,
         description="attention_rollout: fraction of each fused attention matrix's smallest entries dropped before "
         "the rollout; default 0.",
+    )
+    composite: LRPComposite | None = Field(
+        default=None,
+        description="lrp: which rule each layer gets, as Zennit's composites of the same names: `epsilon` (the "
+        "default: captum's rules, epsilon 1e-9 on every layer), `epsilon_plus` (z+ on convolutions, epsilon on "
+        "linear layers), `epsilon_plus_flat` (and flat on the first layer), `epsilon_gamma_box` (gamma 0.25 on "
+        "convolutions, z-box on the first), `epsilon_alpha2_beta1`, `epsilon_alpha2_beta1_flat`, "
+        "`excitation_backprop` (z+ everywhere).",
+    )
+    canonize: Canonize | None = Field(
+        default=None,
+        description="lrp: `auto` (the default) merges each batch norm into the layer before it and gives residual "
+        "additions a rule, on a copy of the model kept for LRP; `none` takes the model as it is (plain chains "
+        "only).",
     )
 
 

@@ -47,6 +47,16 @@ class ExplainOptions(TypedDict, total=False):
     fill: Literal["black", "mean"]
     head_fusion: Literal["mean", "max", "min"]
     discard_ratio: float
+    composite: Literal[
+        "epsilon",
+        "epsilon_plus",
+        "epsilon_plus_flat",
+        "epsilon_gamma_box",
+        "epsilon_alpha2_beta1",
+        "epsilon_alpha2_beta1_flat",
+        "excitation_backprop",
+    ]
+    canonize: Literal["auto", "none"]
 
 
 class VisualizationOptions(TypedDict, total=False):
