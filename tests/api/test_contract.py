@@ -98,14 +98,21 @@ async def test_json_fields_have_the_json_types_the_contract_declares(serve, nois
     async with serve({"tiny": tiny_loaded()}) as client:
         accepted = [
             await client.post(url, json={"image": image, **fields})
-            for fields in ({"top_k": 2}, {"top_k": 2.0}, {"alpha": 1, "bbox": True}, {"class": [1, "class_2"]})
+            for fields in (
+                {"top_k": 2},
+                {"top_k": 2.0},
+                {"alpha": 1, "bbox": True},
+                {"class": [1, "class_2"]},
+                {"class": 1.0},
+                {"class": [1.0, "class_2"]},
+            )
         ]
         refused = [
             await client.post(url, json={"image": image, **fields})
             for fields in ({"top_k": True}, {"top_k": "2"}, {"bbox": 0}, {"alpha": "0.5"}, {"method": 3})
         ]
         as_form = await client.post(url, files={"image": noise_png}, data={"top_k": "2", "bbox": "true"})
-    assert [r.status_code for r in accepted] == [200] * 4, [r.text for r in accepted]
+    assert [r.status_code for r in accepted] == [200] * 6, [r.text for r in accepted]
     assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [(400, "invalid_parameter")] * 5
     assert "not a JSON integer" in refused[0].json()["error"]["message"]
     assert as_form.status_code == 200

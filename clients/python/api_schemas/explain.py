@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 MethodName = Literal[
     "cam",
@@ -90,7 +90,17 @@ MAX_CLASSES = 64
 MAX_SEED = 2**32 - 1
 """Seeds are numpy's legacy range: random_cam and gradient_shap draw from `RandomState(seed)` as the reference
 libraries do, so that the same seed gives the same answer."""
+
+
+def _integral_floats_as_ints(value: object) -> object:
+    """JSON Schema counts 3.0 as an integer; strict integers (which keep "3" a label) would refuse it."""
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 ClassIndex = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+IntegralFloatsAsInts = BeforeValidator(_integral_floats_as_ints)
 
 
 class ExplainParameters(BaseModel):
@@ -102,7 +112,10 @@ class ExplainParameters(BaseModel):
         default=None, description="One or several methods (see `GET /v1/methods`); default `grad_cam`."
     )
     # Strict: a JSON `true` is not class 1. Form and query values are strings and take the `str` branch.
-    class_: ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None = Field(
+    class_: Annotated[
+        ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None,
+        IntegralFloatsAsInts,
+    ] = Field(
         default=None,
         alias="class",
         description="One or several classes, by index or label (case-insensitive); default the top-1 class.",
@@ -122,7 +135,10 @@ class ExplainParameters(BaseModel):
         description="Multilabel models: the probability (sigmoid) a label must reach to be explained when no "
         "`class` is given, and to be listed in `positive_classes`; default 0.5.",
     )
-    detection: ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None = Field(
+    detection: Annotated[
+        ClassIndex | str | Annotated[list[ClassIndex | str], Field(max_length=MAX_CLASSES)] | None,
+        IntegralFloatsAsInts,
+    ] = Field(
         default=None,
         description="Detection models: the detections to explain, by their index in the answer's `detections` "
         "(one or several, or comma-separated: `0,2`); default every detection, at most `top_k`.",
