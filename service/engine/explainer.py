@@ -45,7 +45,6 @@ from service.engine.work import ExplainJob, JobResult, MapResult
 from service.methods import Method, MethodInputs, Need
 from service.methods.passes import PassRunner, Steps, each_step_under, run_to_end
 from service.methods.rectifiers import rectifier_rule
-from service.metrics import METRICS
 from service.metrics.faithfulness import MODEL_METRICS, evaluate_map
 
 logger = logging.getLogger(__name__)
@@ -175,16 +174,19 @@ def _plan_steps(
 
 
 def _scored_by_metrics(
-    runner: PassRunner, image: torch.Tensor, logits: torch.Tensor, maps: list[MapResult], names: tuple[str, ...]
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    maps: list[MapResult],
+    metrics: tuple[tuple[str, dict[str, float | bool | str]], ...],
 ) -> Steps[list[MapResult]]:
-    """Each map with the named metrics that run through the model (`service.metrics.faithfulness`)."""
+    """Each map with the metrics that run through the model (`service.metrics.faithfulness`), (name, parameters)."""
     scored = []
     for m in maps:
         values = {}
-        for name in names:
+        for name, parameters in metrics:
             values[name] = yield from each_step_under(
-                torch.no_grad,
-                MODEL_METRICS[name](runner, image, logits, m.class_index, m.map, METRICS[name].parameters),
+                torch.no_grad, MODEL_METRICS[name](runner, image, logits, m.class_index, m.map, parameters)
             )
         scored.append(replace(m, metric_values=values))
     return scored

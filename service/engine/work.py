@@ -37,7 +37,8 @@ class ExplainJob:
         options: options of the methods that have parameters (instances of their `options_type`); a method
             whose type is not among them runs with its defaults.
         evaluate: also score each map's faithfulness (extra passes).
-        metrics: Quantus's metrics that run through the model, by name, to score each map with (extra passes).
+        metrics: Quantus's metrics that run through the model, (name, parameters), to score each map with (extra
+            passes).
         extra_passes: forward passes beyond the shared ones (the plan's count); more than one chunk of them
             makes the job long work, run a chunk at a time between ordinary batches.
         on_progress: called on the worker thread with (passes done, passes in all) after each chunk of long work.
@@ -61,7 +62,7 @@ class ExplainJob:
     region: np.ndarray | None = field(default=None, compare=False, repr=False)
     score_threshold: float | None = None
     evaluate: bool = False
-    metrics: tuple[str, ...] = ()
+    metrics: tuple[tuple[str, dict[str, float | bool | str]], ...] = ()
     extra_passes: int = 0
     on_progress: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
     cancel_requested: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)

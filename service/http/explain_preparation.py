@@ -104,7 +104,7 @@ async def prepare_explain(
         request_id=request_id,
         options=plan.options,
         evaluate=plan.evaluate,
-        metrics=tuple(name for name in plan.metrics if METRICS[name].runs_model),
+        metrics=tuple((name, parameters) for name, parameters in plan.metrics.items() if METRICS[name].runs_model),
         extra_passes=plan.extra_passes,
         owner=owner,
     )

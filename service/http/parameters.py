@@ -29,6 +29,7 @@ from service.http.request_body import JsonFields
 from service.http.tasks import SIMILARITY_TARGET, check_task_request, resolve_score_threshold, resolve_threshold
 from service.methods import GRADIENT_PASS_COST, METHODS, Method, Need, resolve_method
 from service.metrics import METRICS
+from service.metrics.attribution import Parameters
 from service.metrics.faithfulness import evaluation_passes
 
 DEFAULT_METHOD = "grad_cam"
@@ -61,8 +62,9 @@ class ExplainPlan:
     overlay_max_side: int
     bbox_threshold: float | None
     evaluate: bool
-    metrics: tuple[str, ...]
-    """Quantus's metrics to compute for each explanation, by name (`service.metrics.METRICS`)."""
+    metrics: dict[str, Parameters]
+    """Quantus's metrics to compute for each explanation, by name (`service.metrics.METRICS`), with the
+    parameters each runs with."""
     target_box: tuple[float, float, float, float] | None
     """Where the object is (x0, y0, x1, y1, the image's pixels), for the localisation metrics."""
     extra_passes: int
@@ -213,9 +215,9 @@ def plan_explanation(
             f"{max_explanations} per request"
         )
 
-    metrics = resolve_metrics(params.metrics)
-    target_box = resolve_target_box(params.target_box, metrics)
     values = params.model_dump()
+    metrics = resolve_metric_parameters(resolve_metrics(params.metrics), values, model.preprocessing.input_size)
+    target_box = resolve_target_box(params.target_box, tuple(metrics))
     options_by_method = {m.name: m.options_from(values) for m in methods}
     for m in methods:
         if reason := m.options_not_applicable_to(model.module, options_by_method[m.name]):
@@ -234,7 +236,7 @@ def plan_explanation(
         evaluation = len(methods) * class_count * evaluation_passes(evaluation_steps)
         extra += evaluation
         cost += evaluation
-    if metric_passes := sum(METRICS[name].passes_for(model.preprocessing.input_size) for name in metrics):
+    if metric_passes := sum(METRICS[name].passes_for(size, parameters) for name, parameters in metrics.items()):
         if model.task not in ("classification", "multilabel"):
             raise InvalidParameter(
                 f"the metrics that run through the model apply to classifiers, not to a {model.task} model"
@@ -329,6 +331,45 @@ def resolve_metrics(requested: str | list[str] | None) -> tuple[str, ...]:
     if unknown := [name for name in names if name not in METRICS]:
         raise InvalidParameter(f"unknown metric '{unknown[0]}'; the metrics are {', '.join(METRICS)} (GET /v1/metrics)")
     return names
+
+
+METRIC_PARAMETERS = (
+    "features_in_step",
+    "patch_size",
+    "regions_evaluation",
+    "nr_runs",
+    "subset_size",
+    "normalise",
+    "abs",
+)
+"""The metrics' parameters a request may set, under Quantus's names."""
+
+
+def resolve_metric_parameters(
+    metrics: tuple[str, ...], values: dict[str, Any], input_size: tuple[int, int]
+) -> dict[str, Parameters]:
+    """Each named metric's parameters: Quantus's defaults, and those the request sets (`METRIC_PARAMETERS`) for
+    every metric that takes them.
+
+    Raises:
+        InvalidParameter: a metric parameter that no named metric takes, or a value the input does not admit.
+    """
+    for name in METRIC_PARAMETERS:
+        if values.get(name) is not None and not any(name in METRICS[m].parameters for m in metrics):
+            takers = [m for m, metric in METRICS.items() if name in metric.parameters]
+            raise InvalidParameter(f"'{name}' is a parameter of the metrics {', '.join(takers)}; name one in 'metrics'")
+    height, width = input_size
+    step, patch, subset = values.get("features_in_step"), values.get("patch_size"), values.get("subset_size")
+    if step is not None and (height * width) % step:
+        raise InvalidParameter(
+            f"features_in_step must divide the input's {height} x {width} = {height * width} pixels (as Quantus "
+            f"asserts); {step} does not"
+        )
+    if patch is not None and patch > min(height, width):
+        raise InvalidParameter(f"patch_size is at most the input's side, {min(height, width)}")
+    if subset is not None and subset > 3 * height * width:
+        raise InvalidParameter(f"subset_size is at most the input's {3 * height * width} values")
+    return {name: METRICS[name].with_values(values) for name in metrics}
 
 
 def resolve_target_box(text: str | None, metrics: tuple[str, ...]) -> tuple[float, float, float, float] | None:

@@ -182,10 +182,10 @@ def metric_values(
     a = attribution(raw, model.preprocessing.content_size(image.size), extent)
     region = box_region(plan.target_box, image.size, a.shape) if plan.target_box is not None else None
     values = {}
-    for name in plan.metrics:
+    for name, parameters in plan.metrics.items():
         metric = METRICS[name]
-        value = item.metric_values[name] if metric.runs_model else metric.score(a, region, metric.parameters)
-        values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=metric.parameters)
+        value = item.metric_values[name] if metric.runs_model else metric.score(a, region, parameters)
+        values[name] = MetricValue(value=value if math.isfinite(value) else None, parameters=parameters)
     return values
 
 

@@ -7,7 +7,6 @@ values. Quantus normalises a batch by the batch's largest value, so its values f
 explanations differ where a metric is not scale-invariant; compare one explanation per call.
 """
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,18 +33,20 @@ class Metric:
     """Its parameters under Quantus's names, at Quantus 0.6.0's defaults."""
     needs_region: bool = False
     """Whether it scores the attribution against where the object is (the request's `target_box`)."""
-    passes: int | None = 0
-    """Forward passes per explanation through the model, for the cost bound (0: from the map alone); where it
-    perturbs patches of `patch_size`, at most one per patch, and None: one per patch (`passes_for`)."""
+    passes: "Callable[[tuple[int, int], Parameters], int] | None" = None
+    """Forward passes per explanation through the model on an input of (height, width) with these parameters,
+    for the cost bound (None: from the map alone)."""
     cost: str = "none: the map alone"
 
-    def passes_for(self, input_size: tuple[int, int]) -> int:
+    def passes_for(self, input_size: tuple[int, int], parameters: Parameters | None = None) -> int:
         """Forward passes per explanation on a model input of `input_size` (height, width)."""
-        if "patch_size" not in self.parameters:
-            return self.passes or 0
-        patch = int(self.parameters["patch_size"])
-        patches = math.ceil(input_size[0] / patch) * math.ceil(input_size[1] / patch)
-        return patches if self.passes is None else min(self.passes, patches)
+        return 0 if self.passes is None else self.passes(input_size, parameters or self.parameters)
+
+    def with_values(self, values: dict[str, object]) -> Parameters:
+        """Its parameters, those of them given in `values` (not None) in place of the defaults."""
+        return {
+            name: values[name] if values.get(name) is not None else default for name, default in self.parameters.items()
+        }  # type: ignore[misc]
 
     @property
     def runs_model(self) -> bool:

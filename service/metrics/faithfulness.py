@@ -10,10 +10,12 @@ Cost: 1 + 2 (steps + 1) forward passes per explanation. p_c is the softmax proba
 sigmoid of its logit for a multilabel model.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
@@ -147,6 +149,118 @@ def selectivity(
     return float(np.trapezoid(torch.softmax(after.double(), dim=1)[:, class_index].cpu().numpy(), dx=1))
 
 
+def pixel_flipping(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `PixelFlipping` (Bach et al. 2015) of one map: the input's values (channel, row, column),
+    most relevant first, set to the input's smallest value `features_in_step` more at a time until none is
+    left; the curve is the class probability (softmax, Quantus's default here) after each step, and the value
+    its area (Quantus's `return_auc_per_sample`: trapezoids of width 1; lower is better)."""
+    place, _ = _value_ranks(raw_map, image, parameters)
+    step = int(parameters["features_in_step"])
+    black = image.min()
+
+    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
+        removed = place[None] < ((steps.to(image.device) + 1) * step)[:, None, None, None]
+        return torch.where(removed, black, image[None])
+
+    after = yield from runner.logits_of(math.ceil(place.numel() / step), make_inputs)
+    return float(np.trapezoid(torch.softmax(after.double(), dim=1)[:, class_index].cpu().numpy(), dx=1))
+
+
+def faithfulness_estimate(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `FaithfulnessEstimate` (Alvarez-Melis & Jaakkola 2018) of one map: the input's values,
+    most relevant first, in groups of `features_in_step`; each group alone set to the input's smallest value;
+    the Pearson correlation between the groups' attribution sums and the class logit's drops (logits: Quantus's
+    `softmax=False` default here)."""
+    place, flat = _value_ranks(raw_map, image, parameters)
+    group = place // int(parameters["features_in_step"])
+    count = int(group.max()) + 1
+    black = image.min()
+
+    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
+        removed = group[None] == steps.to(image.device)[:, None, None, None]
+        return torch.where(removed, black, image[None])
+
+    after = yield from runner.logits_of(count, make_inputs)
+    drops = (logits[class_index] - after[:, class_index]).double().cpu().numpy()
+    sums = np.bincount(group.flatten().cpu().numpy(), weights=flat.astype(np.float64), minlength=count)
+    return float(np.corrcoef(sums, drops)[0, 1])
+
+
+def monotonicity_correlation(
+    runner: PassRunner,
+    image: torch.Tensor,
+    logits: torch.Tensor,
+    class_index: int,
+    raw_map: torch.Tensor,
+    parameters: dict[str, float | bool | str],
+) -> Steps[float]:
+    """Quantus 0.6.0's `MonotonicityCorrelation` (Nguyen & Martinez 2020) of one map: the input's values, least
+    relevant first (the absolute attribution: Quantus's `abs=True` default here), in groups of
+    `features_in_step`; each group alone set `nr_samples` times to a uniform draw in [0, 1); per group, the mean
+    squared change of the class probability (softmax) over the probability squared (1 below `eps`); the value
+    is the Spearman correlation between the groups' attribution sums and those changes. The draws are numpy's
+    legacy generator seeded with `seed`, one `uniform(size=1)` per perturbation in Quantus's order (group, then
+    sample), as Quantus draws them from the global generator: seed it with `np.random.seed(seed)` to
+    reproduce."""
+    place, flat = _value_ranks(raw_map, image, parameters, descending=False)
+    step, samples = int(parameters["features_in_step"]), int(parameters["nr_samples"])
+    group = place // step
+    count = int(group.max()) + 1
+    draws = np.random.RandomState(int(parameters["seed"]))
+    fills = torch.tensor([draws.uniform(size=1)[0] for _ in range(count * samples)], dtype=image.dtype)
+
+    def make_inputs(indices: torch.Tensor) -> torch.Tensor:
+        removed = group[None] == (indices // samples).to(image.device)[:, None, None, None]
+        return torch.where(removed, fills[indices].to(image.device)[:, None, None, None], image[None])
+
+    after = yield from runner.logits_of(count * samples, make_inputs)
+    probability = torch.softmax(logits.float(), dim=0)[class_index].item()
+    changed = torch.softmax(after.float(), dim=1)[:, class_index].double().cpu().numpy().reshape(count, samples)
+    weight = 1.0 / abs(probability) ** 2 if abs(probability) >= float(parameters["eps"]) else 1.0
+    changes = np.mean((changed - probability) ** 2, axis=1) * weight
+    order = np.argsort(flat)
+    sums = np.array([flat[order[g * step : (g + 1) * step]].sum() for g in range(count)])
+    return float(scipy.stats.spearmanr(sums, changes)[0])
+
+
+def _prepared_heat(raw_map: torch.Tensor, image: torch.Tensor, parameters: dict[str, float | bool | str]) -> np.ndarray:
+    """The (H, W) attribution as Quantus prepares it, in float32: upsampled to the input, normalised by its largest
+    absolute value (`normalise`), then absolute (`abs`)."""
+    height, width = image.shape[1:]
+    heat = F.interpolate(raw_map.float()[None, None].cpu(), size=(height, width), mode="bilinear")[0, 0].numpy()
+    if parameters["normalise"] and not np.all(heat == 0.0):
+        heat = np.divide(heat, np.max(np.abs(heat)))
+    return np.abs(heat) if parameters["abs"] else heat
+
+
+def _value_ranks(
+    raw_map: torch.Tensor, image: torch.Tensor, parameters: dict[str, float | bool | str], descending: bool = True
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Each input value's place (0: the most relevant, or the least where not `descending`) in Quantus's order,
+    as a (C, H, W) tensor, and the float32 attribution broadcast over the channels, flat. The order is Quantus's
+    bit for bit (`np.argsort` of the float32 attribution, negated when descending), so that ties (the channels
+    of one pixel, a rectified map's zeros) fall the same way."""
+    flat = np.broadcast_to(_prepared_heat(raw_map, image, parameters), image.shape).reshape(-1)
+    order = np.argsort(-flat if descending else flat)
+    place = np.empty_like(order)
+    place[order] = np.arange(order.size)
+    return torch.from_numpy(place.reshape(image.shape)).to(image.device), flat
+
+
 def _patch_ranks(
     raw_map: torch.Tensor, image: torch.Tensor, parameters: dict[str, float | bool | str]
 ) -> tuple[torch.Tensor, int]:
@@ -157,11 +271,7 @@ def _patch_ranks(
     order, and sorted by `np.argsort` of the negated sums."""
     channels, height, width = image.shape
     patch = int(parameters["patch_size"])
-    heat = F.interpolate(raw_map.float()[None, None].cpu(), size=(height, width), mode="bilinear")[0, 0].numpy()
-    if parameters["normalise"] and not np.all(heat == 0.0):
-        heat = np.divide(heat, np.max(np.abs(heat)))
-    if parameters["abs"]:
-        heat = np.abs(heat)
+    heat = _prepared_heat(raw_map, image, parameters)
     pad_h, pad_w = _padding(height, patch), _padding(width, patch)
     padded = np.pad(np.broadcast_to(heat, (channels, height, width)), ((0, 0), pad_h, pad_w))
     rows, columns = padded.shape[1] // patch, padded.shape[2] // patch
@@ -196,6 +306,9 @@ MODEL_METRICS: dict[str, Callable[..., Steps[float]]] = {
     "faithfulness_correlation": faithfulness_correlation,
     "region_perturbation": region_perturbation,
     "selectivity": selectivity,
+    "pixel_flipping": pixel_flipping,
+    "faithfulness_estimate": faithfulness_estimate,
+    "monotonicity_correlation": monotonicity_correlation,
 }
 """The metrics that run through the model, by name, each with the `Metric` entry that describes it
 (`service.metrics.model_metrics`)."""

@@ -19,7 +19,9 @@ A failure is dropped only when the service answered with the one error body and 
         `score_threshold` to one that is not a detection model (the model's task is in GET /v1/models/{model});
         or `metrics` and `target_box` that do not go together (a localisation metric needs the box, the box needs
         one, its x0 < x1 and y0 < y1, a metric through the model needs a classifier), or a metric name in a
-        comma-separated list that is not one
+        comma-separated list that is not one; a metric parameter without a metric named that takes it, or one
+        the model's input does not admit (a features_in_step that does not divide its pixels, a patch_size or
+        subset_size larger than it)
     idempotency_key_reused (422)
         an `Idempotency-Key` the generator sends again with another request: what the key was first used for
         is state, not schema
@@ -62,7 +64,9 @@ SETTINGS_LIMIT = re.compile(
     r"'threshold' applies to multilabel models|'(reference|concept)' applies to embedding models|"
     r"'mask' applies to segmentation models|'(detection|score_threshold)' applies to detection models|"
     r"unknown metric|give target_box=|'target_box' is for the localisation metrics|with x0 < x1 and y0 < y1|"
-    r"the metrics that run through the model apply to classifiers"
+    r"the metrics that run through the model apply to classifiers|"
+    r"is a parameter of the metrics|features_in_step must divide|patch_size is at most the input's side|"
+    r"subset_size is at most the input's"
 )
 
 

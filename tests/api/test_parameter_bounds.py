@@ -52,3 +52,34 @@ async def test_each_parameter_at_and_past_its_bounds(serve, noise_png, method):
                     ), (name, value, answer.text)
                 else:
                     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_parameter"
+
+
+METRIC_TAKING = {
+    "features_in_step": "pixel_flipping",
+    "nr_samples": "monotonicity_correlation",
+    "patch_size": "selectivity",
+    "regions_evaluation": "region_perturbation",
+    "nr_runs": "faithfulness_correlation",
+    "subset_size": "faithfulness_correlation",
+}
+"""A metric that takes each numeric metric parameter."""
+
+
+async def test_each_metric_parameter_at_and_past_its_bounds(serve, noise_png):
+    """On the tiny model's 32 px input: inside the schema's bounds an answer, or a 400 that says why the input
+    does not admit the value (a step that does not divide its pixels, a patch larger than it) or what it costs."""
+    assert {name for name in PROPERTIES if name in METRIC_TAKING} == set(METRIC_TAKING)
+    async with serve({"tiny": tiny_loaded()}) as client:
+        for name, metric in METRIC_TAKING.items():
+            _, low, high = numeric_bounds(name)
+            for value, inside in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+                params = {"method": "saliency", "metrics": metric, name: value}
+                answer = await client.post(URL, params=params, files={"image": noise_png})
+                assert answer.status_code < 500, (name, value, answer.text)
+                if inside:
+                    assert answer.status_code == 200 or answer.json()["error"]["code"] in (
+                        "cost_exceeded",
+                        "invalid_parameter",
+                    ), (name, value, answer.text)
+                else:
+                    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_parameter"

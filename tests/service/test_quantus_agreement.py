@@ -139,6 +139,84 @@ async def test_the_patch_perturbation_metrics_equal_quantus_s(serve, request, mo
             assert ours == pytest.approx(float(theirs), rel=1e-4, abs=1e-4), (explanation["method"], name)
 
 
+FEATURE_REFERENCES = {
+    "pixel_flipping": lambda step: quantus.PixelFlipping(features_in_step=step, disable_warnings=True),
+    "faithfulness_estimate": lambda step: quantus.FaithfulnessEstimate(features_in_step=step, disable_warnings=True),
+}
+
+
+@pytest.mark.parametrize("model_fixture", ["builtin_model", "seeded_resnet18"])
+async def test_the_feature_perturbation_metrics_equal_quantus_s_at_the_requested_step(
+    serve, request, model_fixture, cat_photo
+):
+    """Pixel flipping and faithfulness estimate at `features_in_step=3136` (48 steps at 224 px; Quantus's default,
+    1, is a pass per input value): the values in Quantus's order (`np.argsort` of the negated float32
+    attribution, the channels of one pixel tied), each step's perturbation, and the area under pixel flipping's
+    curve (taken here from the curve, as for the patch metrics) or the estimate's correlation."""
+    model = request.getfixturevalue(model_fixture)
+    step = 3136
+    async with serve({"m": model}) as client:
+        answer = await client.post(
+            "/v1/models/m/explain",
+            params={
+                "method": "grad_cam,saliency",
+                "metrics": ",".join(FEATURE_REFERENCES),
+                "features_in_step": step,
+                "include": "map",
+            },
+            files={"image": image_bytes(cat_photo, "PNG")},
+        )
+    assert answer.status_code == 200, answer.text
+    x = model.preprocessing.to_tensor(cat_photo)[None].numpy()
+    for explanation in answer.json()["explanations"]:
+        raw = torch.tensor(explanation["map"]["data"], dtype=torch.float32)[None, None]
+        a = F.interpolate(raw, size=x.shape[-2:], mode="bilinear").numpy()
+        for name, reference in FEATURE_REFERENCES.items():
+            (result,) = reference(step)(
+                model=model.module, x_batch=x, y_batch=np.array([explanation["class"]["index"]]), a_batch=a.copy()
+            )
+            theirs = np.trapezoid(np.array(result), dx=1) if name == "pixel_flipping" else result
+            ours = explanation["metrics"][name]
+            print(
+                f"{model_fixture} {explanation['method']} {name}: ours {ours['value']:.6f} quantus {float(theirs):.6f}"
+            )
+            assert ours["parameters"]["features_in_step"] == step
+            assert ours["value"] == pytest.approx(float(theirs), rel=1e-4, abs=1e-4), (explanation["method"], name)
+
+
+@pytest.mark.parametrize("model_fixture", ["builtin_model", "seeded_resnet18"])
+async def test_monotonicity_correlation_equals_quantus_s_given_the_same_draws(serve, request, model_fixture, cat_photo):
+    """12 steps of 12,544 values, least relevant first, each set 10 times to a uniform draw: the draws are those
+    of `np.random.seed(seed)` before Quantus's call, one per perturbation."""
+    model = request.getfixturevalue(model_fixture)
+    step, samples = 12544, 10
+    async with serve({"m": model}) as client:
+        answer = await client.post(
+            "/v1/models/m/explain",
+            params={
+                "method": "grad_cam,saliency",
+                "metrics": "monotonicity_correlation",
+                "features_in_step": step,
+                "nr_samples": samples,
+                "include": "map",
+            },
+            files={"image": image_bytes(cat_photo, "PNG")},
+        )
+    assert answer.status_code == 200, answer.text
+    x = model.preprocessing.to_tensor(cat_photo)[None].numpy()
+    for explanation in answer.json()["explanations"]:
+        raw = torch.tensor(explanation["map"]["data"], dtype=torch.float32)[None, None]
+        a = F.interpolate(raw, size=x.shape[-2:], mode="bilinear").numpy()
+        ours = explanation["metrics"]["monotonicity_correlation"]
+        np.random.seed(ours["parameters"]["seed"])
+        (theirs,) = quantus.MonotonicityCorrelation(features_in_step=step, nr_samples=samples, disable_warnings=True)(
+            model=model.module, x_batch=x, y_batch=np.array([explanation["class"]["index"]]), a_batch=a.copy()
+        )
+        print(f"{model_fixture} {explanation['method']}: ours {ours['value']:.6f} quantus {float(theirs):.6f}")
+        assert (ours["parameters"]["features_in_step"], ours["parameters"]["nr_samples"]) == (step, samples)
+        assert ours["value"] == pytest.approx(float(theirs), abs=1e-6), explanation["method"]
+
+
 async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, builtin_model, cat_jpeg):
     refusals = (
         ({"metrics": "faithfulness"}, "unknown metric 'faithfulness'"),
@@ -150,6 +228,10 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
             {"metrics": "faithfulness_correlation", "method": METHODS + ",xgrad_cam,layer_cam", "top_k": 10},
             "forward-pass equivalents",
         ),
+        ({"metrics": "pixel_flipping"}, "forward-pass equivalents"),  # a pass per input value: 150,528
+        ({"metrics": "sparseness", "features_in_step": 8}, "'features_in_step' is a parameter of the metrics"),
+        ({"metrics": "pixel_flipping", "features_in_step": 1000}, "features_in_step must divide"),
+        ({"metrics": "selectivity", "patch_size": 300}, "patch_size is at most the input's side, 224"),
     )
     async with serve({"m": builtin_model}) as client:
         listed = (await client.get("/v1/metrics")).json()["metrics"]
@@ -163,7 +245,13 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
             params={"metrics": "auc", "target_box": "9000,9000,9001,9001"},
             files={"image": cat_jpeg},
         )
-    assert [m["name"] for m in listed] == [*REFERENCES, "faithfulness_correlation", *PATCH_REFERENCES]
+    assert [m["name"] for m in listed] == [
+        *REFERENCES,
+        "faithfulness_correlation",
+        *PATCH_REFERENCES,
+        *FEATURE_REFERENCES,
+        "monotonicity_correlation",
+    ]
     assert {m["better"] for m in listed} == {"higher", "lower"} and all(m["paper"] for m in listed)
     for (params, words), answer in zip(refusals, answers, strict=True):
         assert answer.status_code == 400 and words in answer.json()["error"]["message"], params

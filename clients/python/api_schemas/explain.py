@@ -75,6 +75,9 @@ MetricName = Literal[
     "faithfulness_correlation",
     "region_perturbation",
     "selectivity",
+    "pixel_flipping",
+    "faithfulness_estimate",
+    "monotonicity_correlation",
 ]
 """Quantus 0.6.0's metrics the service computes for an explanation (see `GET /v1/metrics`)."""
 
@@ -197,7 +200,9 @@ class ExplainParameters(BaseModel):
     metrics: str | Annotated[list[str], Field(max_length=len(get_args(MetricName)))] | None = Field(
         default=None,
         description="One or several of Quantus's metrics to compute for each explanation (see `GET /v1/metrics`), "
-        "at Quantus 0.6.0's defaults; each explanation's `metrics` gives the values and the parameters used.",
+        "at Quantus 0.6.0's defaults, which the metric parameters below change (under Quantus's names; each "
+        "applies to every metric named that takes it); each explanation's `metrics` gives the values and the "
+        "parameters used.",
     )
     target_box: str | None = Field(
         default=None,
@@ -205,6 +210,50 @@ class ExplainParameters(BaseModel):
         pattern=r"^\d+(\.\d+)?,\d+(\.\d+)?,\d+(\.\d+)?,\d+(\.\d+)?$",
         description="`x0,y0,x1,y1`: where the object is, in the pixels of the image as sent; the localisation "
         "metrics (`pointing_game`, `attribution_localisation`, ...) score the map against it.",
+    )
+    features_in_step: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**20,
+        description="pixel_flipping, faithfulness_estimate, monotonicity_correlation: input values (channel, row, "
+        "column) perturbed per step, in the order of their relevance; one forward pass per step (nr_samples for "
+        "monotonicity_correlation). Quantus's default 1 is a pass per value (150,528 at "
+        "224 px, beyond the cost bound): 1,568 makes 96 steps at 224 px.",
+    )
+    nr_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="monotonicity_correlation: uniform draws per step, one forward pass each; default 100.",
+    )
+    patch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="region_perturbation, selectivity: side of the square patches perturbed; default 8.",
+    )
+    regions_evaluation: int | None = Field(
+        default=None, ge=1, le=4096, description="region_perturbation: patches perturbed, one per step; default 100."
+    )
+    nr_runs: int | None = Field(
+        default=None,
+        ge=2,
+        le=4096,
+        description="faithfulness_correlation: random subsets, one forward pass each; default 100.",
+    )
+    subset_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**20,
+        description="faithfulness_correlation: input values in each random subset; default 224.",
+    )
+    normalise: bool | None = Field(
+        default=None,
+        description="Every metric: divide the attribution by its largest absolute value first; default true "
+        "(Quantus's).",
+    )
+    abs: bool | None = Field(
+        default=None, description="Every metric: take the attribution's absolute values first; default false."
     )
     samples: int | None = Field(
         default=None,

@@ -37,6 +37,15 @@ class ExplainOptions(TypedDict, total=False):
     bbox_threshold: float
     evaluate: bool
     metrics: str | list[str]
+    target_box: str
+    features_in_step: int
+    nr_samples: int
+    patch_size: int
+    regions_evaluation: int
+    nr_runs: int
+    subset_size: int
+    normalise: bool
+    abs: bool
     samples: int
     noise: float
     seed: int
