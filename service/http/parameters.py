@@ -335,6 +335,7 @@ def resolve_metrics(requested: str | list[str] | None) -> tuple[str, ...]:
 
 METRIC_PARAMETERS = (
     "features_in_step",
+    "nr_samples",
     "patch_size",
     "regions_evaluation",
     "nr_runs",
@@ -369,7 +370,8 @@ def resolve_metric_parameters(
         raise InvalidParameter(f"patch_size is at most the input's side, {min(height, width)}")
     if subset is not None and subset > 3 * height * width:
         raise InvalidParameter(f"subset_size is at most the input's {3 * height * width} values")
-    return {name: METRICS[name].with_values(values) for name in metrics}
+    given = {name: values.get(name) for name in METRIC_PARAMETERS}  # not a method's `seed`
+    return {name: METRICS[name].with_values(given) for name in metrics}
 
 
 def resolve_target_box(text: str | None, metrics: tuple[str, ...]) -> tuple[float, float, float, float] | None:

@@ -232,6 +232,7 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
         ({"metrics": "sparseness", "features_in_step": 8}, "'features_in_step' is a parameter of the metrics"),
         ({"metrics": "pixel_flipping", "features_in_step": 1000}, "features_in_step must divide"),
         ({"metrics": "selectivity", "patch_size": 300}, "patch_size is at most the input's side, 224"),
+        ({"metrics": "sparseness", "nr_samples": 5}, "'nr_samples' is a parameter of the metrics"),
     )
     async with serve({"m": builtin_model}) as client:
         listed = (await client.get("/v1/metrics")).json()["metrics"]
@@ -240,6 +241,17 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
             for params, _ in refusals
         ]
         plain = (await client.post("/v1/models/m/explain", files={"image": cat_jpeg})).json()
+        seeded = await client.post(  # smoothgrad's seed is the method's, not the metric's
+            "/v1/models/m/explain",
+            params={
+                "method": "smoothgrad",
+                "samples": 1,
+                "seed": 7,
+                "metrics": "faithfulness_correlation",
+                "nr_runs": 2,
+            },
+            files={"image": cat_jpeg},
+        )
         outside = await client.post(
             "/v1/models/m/explain",
             params={"metrics": "auc", "target_box": "9000,9000,9001,9001"},
@@ -256,6 +268,8 @@ async def test_metrics_are_listed_and_what_they_cannot_score_is_a_400(serve, bui
     for (params, words), answer in zip(refusals, answers, strict=True):
         assert answer.status_code == 400 and words in answer.json()["error"]["message"], params
     assert plain["explanations"][0]["metrics"] is None
+    used = seeded.json()["explanations"][0]["metrics"]["faithfulness_correlation"]["parameters"]
+    assert (used["seed"], used["nr_runs"]) == (0, 2)
     # No pixel of the image in the box: undefined, as Quantus's nan.
     assert outside.json()["explanations"][0]["metrics"]["auc"]["value"] is None
 
