@@ -99,6 +99,31 @@ def test_explain_with_metrics_prints_them(server, images):
     assert re.search(r"grad_cam/\S+ \(sparseness 0\.\d+, pointing_game [01]\)", run.stdout), run.stdout
 
 
+def test_explain_passes_any_method_or_metric_parameter_by_name(server, images):
+    """The tiny model's 32 px input: 1,024 pixels, so a step of 512 values makes 6 steps."""
+    run = explain(
+        "explain",
+        str(images[0]),
+        *(
+            "-m",
+            "lrp",
+            "-p",
+            "composite=epsilon_plus_flat",
+            "--metrics",
+            "pixel_flipping",
+            "-p",
+            "features_in_step=512",
+        ),
+        url=server.url,
+    )
+    unknown = explain("explain", str(images[0]), "-p", "no_such_parameter=1", url=server.url)
+    malformed = explain("explain", str(images[0]), "-p", "composite", url=server.url)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"lrp/\S+ \(pixel_flipping \d", run.stdout), run.stdout
+    assert unknown.returncode != 0 and "no_such_parameter" in unknown.stderr
+    assert malformed.returncode == 2 and "expected NAME=VALUE" in malformed.stderr
+
+
 def test_explain_with_classes_and_jpeg_overlays(server, images, tmp_path):
     run = explain(
         "explain",

@@ -151,6 +151,14 @@ def cmd_predict(client: ExplainClient, args: argparse.Namespace) -> int:
     )
 
 
+def parameter_spec(text: str) -> tuple[str, str]:
+    """`name=value` -> (name, value); the value stays text, converted as the service converts form fields."""
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not '{text}'")
+    return name.strip(), value.strip()
+
+
 def metrics_text(explanation: Explanation) -> str:
     """ " (sparseness 0.331, auc 0.947)": the explanation's metrics, if any ("n/a" where undefined)."""
     if not explanation.metrics:
@@ -179,7 +187,7 @@ def cmd_explain(client: ExplainClient, args: argparse.Namespace) -> int:
             "target_box": args.target_box,
         }.items()
         if value is not None
-    }
+    } | dict(args.param or ())
     outdir = Path(args.output) if args.output else None
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -325,6 +333,15 @@ def parser() -> argparse.ArgumentParser:
         "--metrics", action="append", help="a metric of each explanation, as Quantus's (repeat; see GET /v1/metrics)"
     )
     explain.add_argument("--target-box", metavar="X0,Y0,X1,Y1", help="where the object is, for localisation metrics")
+    explain.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        type=parameter_spec,
+        metavar="NAME=VALUE",
+        help="any other explain parameter, a method's or a metric's (composite=epsilon_plus_flat, "
+        "features_in_step=1568); repeat for several",
+    )
     explain.add_argument("-o", "--output", metavar="OUTDIR", help="write overlays and the answers (JSON) here")
     explain.set_defaults(run=cmd_explain)
 
