@@ -54,6 +54,7 @@ class LRP(MultiPassMethod):
     input_resolution = True
 
     def not_applicable_to(self, module: nn.Module) -> str | None:
+        lrp_obstacle(module, "none")  # found now, at load, so that no request waits for that trace either
         return self.options_not_applicable_to(module, LRPOptions())
 
     def options_not_applicable_to(self, module: nn.Module, options: LRPOptions) -> str | None:
