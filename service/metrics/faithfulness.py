@@ -163,13 +163,9 @@ def pixel_flipping(
     its area (Quantus's `return_auc_per_sample`: trapezoids of width 1; lower is better)."""
     place, _ = _value_ranks(raw_map, image, parameters)
     step = int(parameters["features_in_step"])
-    black = image.min()
-
-    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
-        removed = place[None] < ((steps.to(image.device) + 1) * step)[:, None, None, None]
-        return torch.where(removed, black, image[None])
-
-    after = yield from runner.logits_of(math.ceil(place.numel() / step), make_inputs)
+    after = yield from _perturbed(
+        runner, image, math.ceil(place.numel() / step), lambda steps: place[None] < _column(steps + 1) * step
+    )
     return float(np.trapezoid(torch.softmax(after.double(), dim=1)[:, class_index].cpu().numpy(), dx=1))
 
 
@@ -188,13 +184,7 @@ def faithfulness_estimate(
     place, flat = _value_ranks(raw_map, image, parameters)
     group = place // int(parameters["features_in_step"])
     count = int(group.max()) + 1
-    black = image.min()
-
-    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
-        removed = group[None] == steps.to(image.device)[:, None, None, None]
-        return torch.where(removed, black, image[None])
-
-    after = yield from runner.logits_of(count, make_inputs)
+    after = yield from _perturbed(runner, image, count, lambda steps: group[None] == _column(steps))
     drops = (logits[class_index] - after[:, class_index]).double().cpu().numpy()
     sums = np.bincount(group.flatten().cpu().numpy(), weights=flat.astype(np.float64), minlength=count)
     return float(np.corrcoef(sums, drops)[0, 1])
@@ -222,12 +212,9 @@ def monotonicity_correlation(
     count = int(group.max()) + 1
     draws = np.random.RandomState(int(parameters["seed"]))
     fills = torch.tensor([draws.uniform(size=1)[0] for _ in range(count * samples)], dtype=image.dtype)
-
-    def make_inputs(indices: torch.Tensor) -> torch.Tensor:
-        removed = group[None] == (indices // samples).to(image.device)[:, None, None, None]
-        return torch.where(removed, fills[indices].to(image.device)[:, None, None, None], image[None])
-
-    after = yield from runner.logits_of(count * samples, make_inputs)
+    after = yield from _perturbed(
+        runner, image, count * samples, lambda indices: group[None] == _column(indices // samples), fills
+    )
     probability = torch.softmax(logits.float(), dim=0)[class_index].item()
     changed = torch.softmax(after.float(), dim=1)[:, class_index].double().cpu().numpy().reshape(count, samples)
     weight = 1.0 / abs(probability) ** 2 if abs(probability) >= float(parameters["eps"]) else 1.0
@@ -286,14 +273,32 @@ def _patch_ranks(
 
 def _patches_removed(runner: PassRunner, image: torch.Tensor, ranks: torch.Tensor, count: int) -> Steps[torch.Tensor]:
     """Logits (count, K) of the image with its first 1, 2, ..., `count` patches (by `ranks`) set to its smallest
-    value (Quantus's "black"), made a chunk at a time."""
+    value (Quantus's "black")."""
+    return (yield from _perturbed(runner, image, count, lambda steps: ranks[None, None] < _column(steps + 1)))
+
+
+def _perturbed(
+    runner: PassRunner,
+    image: torch.Tensor,
+    count: int,
+    removed: Callable[[torch.Tensor], torch.Tensor],
+    fills: torch.Tensor | None = None,
+) -> Steps[torch.Tensor]:
+    """Logits (count, K) of `count` copies of the image, copy i with the values where `removed(i)` is true set to
+    `fills[i]` (default: the image's smallest value, Quantus's "black"); the copies are made a chunk at a time."""
     black = image.min()
 
-    def make_inputs(steps: torch.Tensor) -> torch.Tensor:
-        removed = ranks[None, None] < (steps.to(image.device) + 1)[:, None, None, None]
-        return torch.where(removed, black, image[None])
+    def make_inputs(indices: torch.Tensor) -> torch.Tensor:
+        indices = indices.to(image.device)
+        fill = black if fills is None else _column(fills.to(image.device)[indices])
+        return torch.where(removed(indices), fill, image[None])
 
     return (yield from runner.logits_of(count, make_inputs))
+
+
+def _column(values: torch.Tensor) -> torch.Tensor:
+    """(N,) -> (N, 1, 1, 1), to compare or fill against (N, C, H, W) copies."""
+    return values[:, None, None, None]
 
 
 def _padding(size: int, patch: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from typing import IO, Any, Literal, TypedDict
 from urllib.parse import quote
 
 from api_schemas import ExplainParameters
+from api_schemas.explain import Canonize, LRPComposite
 from api_schemas.features import ActivationsParameters
 from api_schemas.jobs import VisualizationRequest
 
@@ -56,16 +57,8 @@ class ExplainOptions(TypedDict, total=False):
     fill: Literal["black", "mean"]
     head_fusion: Literal["mean", "max", "min"]
     discard_ratio: float
-    composite: Literal[
-        "epsilon",
-        "epsilon_plus",
-        "epsilon_plus_flat",
-        "epsilon_gamma_box",
-        "epsilon_alpha2_beta1",
-        "epsilon_alpha2_beta1_flat",
-        "excitation_backprop",
-    ]
-    canonize: Literal["auto", "none"]
+    composite: LRPComposite
+    canonize: Canonize
 
 
 class VisualizationOptions(TypedDict, total=False):
