@@ -19,6 +19,7 @@ trace cannot follow) and the method is refused with that reason.
 
 import copy
 import operator
+import threading
 import weakref
 from typing import Literal
 
@@ -38,10 +39,28 @@ DROPOUTS = {F.dropout, torch.dropout}
 
 
 class _RuleTracer(torch.fx.Tracer):
-    """Keeps every module that has a rule as one node (timm's `Conv2dSame` pads inside its own `forward`)."""
+    """Keeps every module that has a rule as one node (timm's `Conv2dSame` pads inside its own `forward`).
+
+    While it traces, torch.fx patches `nn.Module.__call__` and `__getattr__` for the whole process: another
+    thread's forward pass (another model's worker) would go through this tracer and fail ("module is not
+    installed as a submodule"). Calls from other threads pass straight through."""
+
+    def trace(self, root: nn.Module, concrete_args: dict | None = None) -> torch.fx.Graph:
+        self._thread = threading.get_ident()
+        return super().trace(root, concrete_args)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return rule_kind(m) is not None or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):  # type: ignore[no-untyped-def]
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val, parameter_proxy_cache: dict):  # type: ignore[no-untyped-def]
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
 
 _copies: "weakref.WeakKeyDictionary[nn.Module, dict[str, nn.Module]]" = weakref.WeakKeyDictionary()

@@ -15,6 +15,7 @@ Two choices of ours that differ from Zennit out of the box, applied to the refer
 """
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -188,3 +189,31 @@ def test_the_input_relevance_sums_to_the_logit_in_a_network_without_biases(compo
         total, logit = float(ours[i].sum()), float(logits[i, class_index])
         print(f"{composite} target {i}: relevance {total:.6f}, logit {logit:.6f}")
         assert total == pytest.approx(logit, rel=1e-4), (composite, i)
+
+
+def test_tracing_a_model_for_lrp_leaves_another_thread_s_forward_passes_alone():
+    """torch.fx patches `nn.Module.__call__` for the whole process while it traces: a model worker loading (and
+    tracing) must not break another worker's forward passes, as it did when several models started at once."""
+    from service.methods.lrp_canonizers import lrp_obstacle
+
+    served = torchvision.models.resnet18(weights=None).eval()
+    errors, stop = [], threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    served(torch.randn(1, 3, 64, 64))
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever the forward raised
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        for _ in range(5):
+            assert lrp_obstacle(torchvision.models.resnet18(weights=None).eval()) is None
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
