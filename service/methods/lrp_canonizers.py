@@ -43,11 +43,15 @@ class _RuleTracer(torch.fx.Tracer):
 
     While it traces, torch.fx patches `nn.Module.__call__` and `__getattr__` for the whole process: another
     thread's forward pass (another model's worker) would go through this tracer and fail ("module is not
-    installed as a submodule"). Calls from other threads pass straight through."""
+    installed as a submodule"). Calls from other threads pass straight through. And two traces at once would
+    each restore what the other patched in, leaving a tracer's wrapper in place for good: one traces at a time."""
+
+    _one_at_a_time = threading.Lock()
 
     def trace(self, root: nn.Module, concrete_args: dict | None = None) -> torch.fx.Graph:
-        self._thread = threading.get_ident()
-        return super().trace(root, concrete_args)
+        with self._one_at_a_time:
+            self._thread = threading.get_ident()
+            return super().trace(root, concrete_args)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return rule_kind(m) is not None or super().is_leaf_module(m, module_qualified_name)

@@ -217,3 +217,19 @@ def test_tracing_a_model_for_lrp_leaves_another_thread_s_forward_passes_alone():
         stop.set()
         thread.join()
     assert errors == []
+
+
+def test_models_traced_in_several_threads_at_once_leave_modules_as_they_were():
+    """Two traces at once would each restore what the other patched in, leaving a tracer's wrapper in place."""
+    from service.methods.lrp_canonizers import lrp_obstacle
+
+    before = (nn.Module.__dict__["__call__"], nn.Module.__dict__["__getattr__"])
+    threads = [
+        threading.Thread(target=lrp_obstacle, args=(torchvision.models.resnet18(weights=None).eval(),))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (nn.Module.__dict__["__call__"], nn.Module.__dict__["__getattr__"]) == before
